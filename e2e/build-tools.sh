@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Builds (or finds in the cache) every tool the local control plane needs. Idempotent: each tool has its
+# own cache directory keyed by its inputs, completed by a `.complete` stamp; a warm run builds nothing.
+# Usage: e2e/build-tools.sh [k8s|etcd|kwok|helm|prometheus|crds ...]   (default: all)
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+mkdir -p "$E2E_CACHE"
+
+# build_once DIR FUNC : run FUNC DIR unless DIR/.complete exists; a lock keeps two runs from racing.
+build_once() {
+	local dir=$1 fn=$2
+	[ -f "$dir/.complete" ] && return 0
+	exec 9>"$dir.lock"
+	flock 9
+	if [ ! -f "$dir/.complete" ]; then
+		rm -rf "$dir.tmp"
+		mkdir -p "$dir.tmp"
+		local start=$SECONDS
+		log "building $(basename "$dir") ..."
+		"$fn" "$dir.tmp"
+		rm -rf "$dir"
+		mv "$dir.tmp" "$dir"
+		touch "$dir/.complete"
+		log "built $(basename "$dir") in $((SECONDS - start))s"
+	fi
+	exec 9>&-
+}
+
+# The staging modules must be pinned to the release's v0.X.Y; check that the committed replace block
+# covers every staging module of the pinned release before spending half an hour compiling.
+check_k8s_replaces() {
+	local gomod want have
+	gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+	want=$(grep -oE 'k8s.io/[a-z0-9-]+ => \./staging' "$gomod" | awk '{print $1}' | sort)
+	have=$(grep -oE "k8s.io/[a-z0-9-]+ => k8s.io/[a-z0-9-]+ $K8S_STAGING_VERSION" "$E2E_DIR/tools/k8s/go.mod" |
+		awk '{print $1}' | sort)
+	[ "$want" = "$have" ] || die "e2e/tools/k8s/go.mod replace block differs from $K8S_VERSION's staging modules:
+$(diff <(echo "$want") <(echo "$have"))"
+}
+
+build_k8s() {
+	check_k8s_replaces
+	local out=$1 minor ldf p
+	minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+	ldf="-s -w"
+	# Without version stamping the binaries report v0.0.0-master, which breaks emulation-version logic.
+	for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		ldf="$ldf -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+		ldf="$ldf -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+	done
+	(cd "$E2E_DIR/tools/k8s" && go build -trimpath -tags=selinux,notest,grpcnotrace -ldflags "$ldf" -o "$out/" \
+		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+}
+
+build_etcd() {
+	(cd "$E2E_DIR/tools/etcd" && go build -trimpath -ldflags "-s -w" -o "$1/etcd" go.etcd.io/etcd/server/v3)
+}
+
+build_kwok() {
+	GOBIN=$1 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+	# The stage files (pod ready / complete / delete, node heartbeat) come from the same module.
+	local dir
+	dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+	mkdir -p "$1/stages"
+	cp -r "$dir/kustomize/stage/." "$1/stages/"
+	chmod -R u+w "$1/stages"
+}
+
+build_helm() {
+	local minor ldf
+	minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+	# Without these helm lint/template assume Kubernetes v1.20.
+	ldf="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+	ldf="$ldf -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+	ldf="$ldf -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+	GOBIN=$1 go install -trimpath -ldflags "$ldf" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+
+# Debian's prometheus package, unpacked rather than installed: its maintainer scripts add a system user
+# and start a daemon on :9090.
+build_prometheus() {
+	local out=$1 deb
+	(cd "$out" && apt-get download "prometheus=$PROMETHEUS_DEB_VERSION" >/dev/null 2>&1 ||
+		{ apt-get update >/dev/null && apt-get download "prometheus=$PROMETHEUS_DEB_VERSION"; })
+	deb=$(ls "$out"/prometheus_*.deb)
+	dpkg -x "$deb" "$out/root"
+	rm -f "$deb"
+	"$out/root/usr/bin/prometheus" --version >/dev/null
+}
+
+# The real Istio CRDs (VirtualService, DestinationRule, Gateway, ...) from the istio.io/api module.
+build_crds() {
+	local dir
+	dir=$(go mod download -json "istio.io/api@$ISTIO_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+	cp "$dir/kubernetes/customresourcedefinitions.gen.yaml" "$1/istio-crds.yaml"
+}
+
+tools=("$@")
+[ ${#tools[@]} -gt 0 ] || tools=(k8s etcd kwok helm prometheus crds)
+for t in "${tools[@]}"; do
+	case $t in
+	k8s) build_once "$(k8s_bin)" build_k8s ;;
+	etcd) build_once "$(etcd_bin)" build_etcd ;;
+	kwok) build_once "$(kwok_bin)" build_kwok ;;
+	helm) build_once "$(helm_bin)" build_helm ;;
+	prometheus) build_once "$(prom_dir)" build_prometheus ;;
+	crds) build_once "$(crds_dir)" build_crds ;;
+	*) die "unknown tool $t" ;;
+	esac
+done

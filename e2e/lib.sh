@@ -1,0 +1,57 @@
+# Shared settings for the e2e scripts. Source it; it defines paths and helpers, and starts nothing.
+# shellcheck shell=bash
+
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$E2E_DIR/.." && pwd)
+# shellcheck source=versions.env
+. "$E2E_DIR/versions.env"
+
+# Built tools live outside the repository so that a fresh clone on the same machine reuses them.
+E2E_CACHE=${VEER_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/veer-e2e}
+RUN_DIR=${VEER_E2E_RUN:-$E2E_DIR/.run}
+
+# Loopback ports, all overridable.
+ETCD_PORT=${VEER_ETCD_PORT:-12379}
+ETCD_PEER_PORT=${VEER_ETCD_PEER_PORT:-12380}
+APISERVER_PORT=${VEER_APISERVER_PORT:-16443}
+KCM_PORT=${VEER_KCM_PORT:-10257}
+SCHEDULER_PORT=${VEER_SCHEDULER_PORT:-10259}
+PROMETHEUS_PORT=${VEER_PROMETHEUS_PORT:-19090}
+TRAFFICSIM_PORT=${VEER_TRAFFICSIM_PORT:-19091}
+
+export GOTOOLCHAIN=local GOWORK=off GOFLAGS=-modcacherw CGO_ENABLED=0
+
+log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# key NAME FILES... : a short hash of the named tool's inputs and the Go version, used as its cache dir.
+key() {
+	local name=$1
+	shift
+	{ echo "$name"; go version; cat "$E2E_DIR/versions.env" "$@" 2>/dev/null; } | sha256sum | cut -c1-16
+}
+
+k8s_bin() { echo "$E2E_CACHE/k8s-$(key k8s "$E2E_DIR"/tools/k8s/go.mod "$E2E_DIR"/tools/k8s/go.sum)"; }
+etcd_bin() { echo "$E2E_CACHE/etcd-$(key etcd "$E2E_DIR"/tools/etcd/go.mod "$E2E_DIR"/tools/etcd/go.sum)"; }
+kwok_bin() { echo "$E2E_CACHE/kwok-$(key kwok)"; }
+helm_bin() { echo "$E2E_CACHE/helm-$(key helm)"; }
+prom_dir() { echo "$E2E_CACHE/prometheus-$(key prometheus)"; }
+crds_dir() { echo "$E2E_CACHE/crds-$(key crds)"; }
+
+# wait_for DESC TIMEOUT_S LOGFILE CMD... : retry CMD every 0.5 s; on timeout print the log tail and fail.
+wait_for() {
+	local desc=$1 timeout=$2 logfile=$3
+	shift 3
+	local deadline=$((SECONDS + timeout))
+	until "$@" >/dev/null 2>&1; do
+		if ((SECONDS >= deadline)); then
+			log "timed out after ${timeout}s waiting for $desc"
+			if [ -n "$logfile" ] && [ -f "$logfile" ]; then
+				log "last lines of $logfile:"
+				tail -n 40 "$logfile" >&2
+			fi
+			return 1
+		fi
+		sleep 0.5
+	done
+}

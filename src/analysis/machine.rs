@@ -1,0 +1,961 @@
+//! The tick: one pass of the state machine over (spec, status, observations, now).
+
+use std::time::Duration;
+
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::{SignedDuration, Timestamp},
+};
+use sha2::{Digest, Sha256};
+
+use super::{
+    Effect, HookResult, HookType, Observations, Outcome, Params, Probe, Readiness, Routes, RunResult, Settings,
+    Severity, Step, Strategy, verdict,
+};
+use crate::{
+    api::{Canary, CanaryCondition, CanaryStatus, CheckRecord, Decision, Phase},
+    revision,
+};
+
+/// Condition type of Flagger's promotion condition.
+pub const PROMOTED: &str = "Promoted";
+/// Condition type Veer sets while a Canary cannot proceed until something is fixed.
+pub const STALLED: &str = "Stalled";
+/// Bound on `status.checks`.
+const MAX_CHECKS: usize = 64;
+
+/// Decides one tick. See the module docs of [`crate::analysis`].
+pub fn decide(canary: &Canary, obs: &Observations, settings: &Settings, now: Timestamp) -> Step {
+    let mut tick = Tick::new(canary, obs, settings, now);
+    match tick.run() {
+        Err(Interrupt::Need(probes)) => Step::Observe(probes),
+        Ok(()) | Err(Interrupt::Stop) => Step::Done(tick.finish()),
+    }
+}
+
+/// The outcome for a Canary that cannot be reconciled (missing target, invalid spec, unsupported
+/// provider): a `Stalled` condition and a Warning Event when the problem is new.
+pub fn stalled(canary: &Canary, reason: &str, message: &str, now: Timestamp) -> Outcome {
+    let old = canary.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    let mut effects = Vec::new();
+    let changed = set_condition(&mut status.conditions, STALLED, "True", reason, message, now);
+    if changed {
+        effects.push(Effect::Event { warning: true, message: message.to_string() });
+    }
+    record_decision(&mut status, reason, message, now);
+    if status.phase == Phase::Empty {
+        status.phase = Phase::Initializing;
+        set_promoted(&mut status, target_kind(canary), now);
+    }
+    touch(&old, &mut status, now);
+    Outcome { status, effects, requeue: None }
+}
+
+/// The routes a Veer-written status stands for. The router is brought back to them when they
+/// differ (for example after a restart between writing the status and setting the routes).
+pub fn intended_routes(status: &CanaryStatus, p: &Params) -> Routes {
+    let n = p.iterations;
+    match status.phase {
+        Phase::Progressing | Phase::WaitingPromotion => match p.strategy {
+            Strategy::Canary if status.canary_weight == 0 && status.iterations > 0 && p.mirror => {
+                Routes { mirrored: true, ..Routes::PRIMARY }
+            }
+            Strategy::Canary => Routes::canary(status.canary_weight),
+            Strategy::AbTesting if status.iterations > 0 => Routes::canary(100),
+            Strategy::AbTesting => Routes::PRIMARY,
+            Strategy::BlueGreen if status.iterations > n => Routes::canary(100),
+            Strategy::BlueGreen if status.iterations > 0 && p.mirror => Routes { mirrored: true, ..Routes::PRIMARY },
+            Strategy::BlueGreen => Routes::PRIMARY,
+        },
+        Phase::Promoting | Phase::Failed => Routes::canary(status.canary_weight),
+        _ => Routes::PRIMARY,
+    }
+}
+
+enum Interrupt {
+    /// Observations are missing.
+    Need(Vec<Probe>),
+    /// The tick is decided.
+    Stop,
+}
+
+type Flow = Result<(), Interrupt>;
+
+/// Why a run is rolled back.
+enum Rollback {
+    Threshold,
+    Deadline(String),
+    Manual,
+}
+
+struct Tick<'a> {
+    canary: &'a Canary,
+    name: String,
+    namespace: String,
+    p: Params,
+    obs: &'a Observations,
+    now: Timestamp,
+    /// The status as stored.
+    stored: CanaryStatus,
+    /// The status the rules read: the stored one, after adopting a Flagger-written status.
+    old: CanaryStatus,
+    /// The status being decided.
+    status: CanaryStatus,
+    effects: Vec<Effect>,
+    requeue: Option<Duration>,
+    /// Routes after this tick's route changes.
+    routes: Routes,
+}
+
+impl<'a> Tick<'a> {
+    fn new(canary: &'a Canary, obs: &'a Observations, settings: &Settings, now: Timestamp) -> Self {
+        let old = canary.status.clone().unwrap_or_default();
+        Tick {
+            canary,
+            name: canary.metadata.name.clone().unwrap_or_default(),
+            namespace: canary.metadata.namespace.clone().unwrap_or_default(),
+            p: Params::new(&canary.spec, settings),
+            obs,
+            now,
+            status: old.clone(),
+            stored: old.clone(),
+            old,
+            effects: Vec::new(),
+            requeue: None,
+            routes: Routes::PRIMARY,
+        }
+    }
+
+    fn finish(mut self) -> Outcome {
+        // A reconcile that proceeds means nothing is stalled any more.
+        self.status.conditions.retain(|c| c.type_ != STALLED);
+        if self.status.phase != self.old.phase
+            || !self.status.conditions.iter().any(|c| c.type_ == PROMOTED)
+        {
+            set_promoted(&mut self.status, target_kind(self.canary), self.now);
+        }
+        touch(&self.stored, &mut self.status, self.now);
+        Outcome { status: self.status, effects: self.effects, requeue: self.requeue }
+    }
+
+    fn run(&mut self) -> Flow {
+        if self.old.phase == Phase::Terminating {
+            return Ok(()); // the finalizer owns a Canary being deleted
+        }
+        if self.canary.spec.suspend.unwrap_or(false) {
+            let msg = "skipping canary run as object is suspended";
+            if self.decision_is_new("Suspended", msg) {
+                self.event(false, msg.to_string());
+            }
+            self.decide_reason("Suspended", msg.to_string());
+            return Ok(());
+        }
+        match self.old.phase {
+            Phase::Empty | Phase::Initializing => return self.initialize(),
+            Phase::Terminating | Phase::Terminated => return Ok(()),
+            _ => {}
+        }
+        if !self.old.last_applied_spec.is_empty() && !revision::is_current(&self.old.last_applied_spec) {
+            self.adopt_flagger_status();
+        }
+        self.converge_routes()?;
+        match self.old.phase {
+            Phase::Initialized | Phase::Succeeded | Phase::Failed => self.idle(),
+            Phase::Waiting => self.waiting(),
+            _ => self.advance(),
+        }
+    }
+
+    // ---------------------------------------------------------------- initialization
+
+    fn initialize(&mut self) -> Flow {
+        self.status.phase = Phase::Initializing;
+        let Some(primary) = &self.obs.primary else {
+            return self.wait("WaitPrimaryCreated", format!("creating {}-primary", self.target()));
+        };
+        if !self.p.skip_analysis {
+            match &primary.readiness {
+                Readiness::Ready => {}
+                Readiness::Waiting(msg) => return self.wait("WaitPrimaryReady", msg.clone()),
+                Readiness::Failed(msg) => {
+                    let msg = msg.clone();
+                    return self.rollback(Rollback::Deadline(msg));
+                }
+            }
+        }
+        if self.obs.target.scaled_up {
+            self.effects.push(Effect::ScaleCanary { up: false });
+        }
+        self.reset_run(Phase::Initialized);
+        self.status.last_promoted_spec = self.status.last_applied_spec.clone();
+        let kind = target_kind(self.canary).to_string();
+        self.event(false, format!("Initialization done! {}.{}", self.name, self.namespace));
+        self.alert(Severity::Info, format!("New {kind} detected, initialization completed."), true);
+        self.decide_reason("Initialized", format!("{kind} {} initialized; waiting for a new revision", self.target()));
+        Ok(())
+    }
+
+    /// Takes over a status written by Flagger, whose revision hashes cannot be reproduced: when
+    /// the primary already runs the target's template, record Veer's hashes without a new run.
+    fn adopt_flagger_status(&mut self) {
+        let target = &self.obs.target;
+        let primary_matches = self.obs.primary.as_ref().is_some_and(|p| p.revision == target.revision);
+        let message = match self.old.phase {
+            Phase::Initialized | Phase::Succeeded if primary_matches => {
+                self.status.last_promoted_spec = target.revision.clone();
+                "adopted: the primary already runs the target's template, no analysis needed"
+            }
+            // A run in progress or a failed one: the target is the revision under analysis.
+            Phase::Initialized | Phase::Succeeded => return,
+            _ => {
+                if let Some(p) = &self.obs.primary {
+                    self.status.last_promoted_spec = p.revision.clone();
+                }
+                "adopted: continuing with the target's current template"
+            }
+        };
+        self.status.last_applied_spec = target.revision.clone();
+        self.status.tracked_configs = target.configs.clone();
+        if let Ok(r) = &self.obs.routes {
+            // Flagger's canaryWeight is not always the routed weight; the router is.
+            if matches!(self.old.phase, Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting) {
+                self.status.canary_weight = r.canary;
+            }
+        }
+        self.old.last_applied_spec = self.status.last_applied_spec.clone();
+        self.old.last_promoted_spec = self.status.last_promoted_spec.clone();
+        self.old.canary_weight = self.status.canary_weight;
+        self.old.tracked_configs = self.status.tracked_configs.clone();
+        self.decide_reason("Adopted", message.to_string());
+    }
+
+    /// Brings the router back to the routes the status stands for.
+    fn converge_routes(&mut self) -> Flow {
+        let current = match &self.obs.routes {
+            Ok(r) => *r,
+            Err(e) => {
+                let msg = e.clone();
+                return self.wait("RoutesUnavailable", msg);
+            }
+        };
+        let intended = intended_routes(&self.old, &self.p);
+        let differs = if self.p.router_mirrors() { current != intended } else {
+            (current.primary, current.canary) != (intended.primary, intended.canary)
+        };
+        if differs {
+            self.set_routes(intended);
+        } else {
+            self.routes = current;
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- idle phases
+
+    fn idle(&mut self) -> Flow {
+        if !self.revision_changed() {
+            return Ok(());
+        }
+        self.start_run()
+    }
+
+    fn revision_changed(&self) -> bool {
+        let t = &self.obs.target;
+        let s = &self.old;
+        s.last_applied_spec.is_empty()
+            || (t.revision != s.last_applied_spec && t.revision != s.last_promoted_spec)
+            || t.configs != s.tracked_configs
+    }
+
+    /// A new revision: confirm-rollout gates, then scale the canary up and start the analysis.
+    fn start_run(&mut self) -> Flow {
+        self.require_primary_ready()?;
+        for (index, hook) in self.hooks(HookType::ConfirmRollout) {
+            match self.hook(index, self.old.phase)? {
+                HookResult::Passed => self.event(false, format!("Confirm-rollout check {} passed", hook)),
+                HookResult::Failed(_) => {
+                    if self.old.phase != Phase::Waiting {
+                        self.status.phase = Phase::Waiting;
+                        self.status.last_step_time = Some(self.now);
+                        self.event(true, format!("Halt {}.{} advancement waiting for approval {hook}", self.name, self.namespace));
+                        if !self.muted(index) {
+                            self.alert(Severity::Warn, "Canary is waiting for approval.".into(), false);
+                        }
+                    }
+                    self.requeue = Some(self.p.interval);
+                    return self.decide(
+                        "WaitConfirmRollout",
+                        format!("confirm-rollout webhook {hook} has not approved the new revision"),
+                    );
+                }
+            }
+        }
+        self.event(false, format!("New revision detected! Scaling up {}", self.target()));
+        self.alert(Severity::Info, "New revision detected, progressing canary analysis.".into(), true);
+        self.effects.push(Effect::ScaleCanary { up: true });
+        self.reset_run(Phase::Progressing);
+        self.status.last_step_time = Some(self.now);
+        self.requeue = Some(self.p.interval);
+        self.decide_reason("Started", format!("new revision of {}: analysis starts", self.target()));
+        Ok(())
+    }
+
+    fn waiting(&mut self) -> Flow {
+        if !self.due() {
+            return self.not_due();
+        }
+        self.status.last_step_time = Some(self.now);
+        self.start_run()
+    }
+
+    // ---------------------------------------------------------------- running phases
+
+    fn advance(&mut self) -> Flow {
+        let phase = self.old.phase;
+        if matches!(phase, Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting)
+            && !self.obs.target.scaled_up
+        {
+            self.effects.push(Effect::ScaleCanary { up: true });
+        }
+        if phase == Phase::Promoting
+            && self.obs.primary.as_ref().is_some_and(|p| p.revision != self.old.last_applied_spec)
+            && self.obs.target.revision == self.old.last_applied_spec
+        {
+            // The promotion was decided but the primary does not run the promoted template yet.
+            self.effects.push(Effect::Promote);
+            return self.wait("WaitPrimaryPromoted", format!("copying {} template spec to the primary", self.target()));
+        }
+        if !self.p.skip_analysis {
+            if let Some(Readiness::Failed(msg)) = self.obs.primary.as_ref().map(|p| &p.readiness) {
+                let msg = msg.clone();
+                return if matches!(phase, Phase::Promoting | Phase::Finalising) {
+                    self.failed_promotion(msg)
+                } else {
+                    self.rollback(Rollback::Deadline(msg))
+                };
+            }
+        }
+        if matches!(phase, Phase::Progressing | Phase::WaitingPromotion) && self.revision_changed_since_start() {
+            return self.restart();
+        }
+        if let Readiness::Failed(msg) = &self.obs.target.readiness {
+            let msg = msg.clone();
+            return self.rollback(Rollback::Deadline(msg));
+        }
+        if !self.due() {
+            return self.not_due();
+        }
+        if !self.p.skip_analysis {
+            self.require_primary_ready()?;
+        }
+        if let Readiness::Waiting(msg) = &self.obs.target.readiness {
+            let msg = msg.clone();
+            return self.wait("WaitCanaryReady", msg);
+        }
+        self.status.last_step_time = Some(self.now);
+        self.requeue = Some(self.p.interval);
+
+        if self.p.skip_analysis {
+            return self.promote_skipping_analysis();
+        }
+        match phase {
+            Phase::Promoting => return self.promotion_step(),
+            Phase::Finalising => return self.finalise(),
+            _ => {}
+        }
+        self.rollback_hooks()?;
+        if self.old.failed_checks >= self.p.threshold {
+            return self.rollback(Rollback::Threshold);
+        }
+        self.checks()?;
+        match self.p.strategy {
+            Strategy::Canary => self.canary_step(),
+            Strategy::AbTesting => self.ab_step(),
+            Strategy::BlueGreen => self.blue_green_step(),
+        }
+    }
+
+    fn revision_changed_since_start(&self) -> bool {
+        let t = &self.obs.target;
+        t.revision != self.old.last_applied_spec || t.configs != self.old.tracked_configs
+    }
+
+    /// A new revision during the analysis: back to the primary, and the analysis starts over.
+    fn restart(&mut self) -> Flow {
+        self.event(false, format!("New revision detected! Restarting analysis for {}", self.target()));
+        self.set_routes(Routes::PRIMARY);
+        self.reset_run(Phase::Progressing);
+        self.status.last_step_time = Some(self.now);
+        self.requeue = Some(self.p.interval);
+        self.decide_reason("Restarted", format!("new revision of {} during the analysis: it starts over", self.target()));
+        Ok(())
+    }
+
+    fn rollback_hooks(&mut self) -> Flow {
+        for (index, hook) in self.hooks(HookType::Rollback) {
+            match self.hook(index, self.old.phase)? {
+                HookResult::Passed => {
+                    self.event(false, format!("Rollback check {hook} passed"));
+                    self.event(true, format!("Rolling back {}.{} manual webhook invoked", self.name, self.namespace));
+                    self.alert(Severity::Warn, "Rolling back manual webhook invoked".into(), false);
+                    return self.rollback(Rollback::Manual);
+                }
+                HookResult::Failed(_) => self.event(false, format!("Rollback hook {hook} not signaling a rollback")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Pre-rollout hooks on the first step, rollout hooks and metrics on the others. The first
+    /// failure counts one failed check.
+    fn checks(&mut self) -> Flow {
+        let first_step =
+            self.routes.canary == 0 && self.old.iterations == 0 && !(self.p.mirror && self.routes.mirrored);
+        if first_step {
+            self.event(false, format!("Starting canary analysis for {}", self.target()));
+            for (index, hook) in self.hooks(HookType::PreRollout) {
+                match self.hook(index, Phase::Progressing)? {
+                    HookResult::Passed => self.event(false, format!("Pre-rollout check {hook} passed")),
+                    HookResult::Failed(e) => {
+                        let msg = format!("Halt {}.{} advancement pre-rollout check {hook} failed {e}", self.name, self.namespace);
+                        return self.failed_check("PreRolloutFailed", msg);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        for (index, hook) in self.hooks(HookType::Rollout) {
+            if let HookResult::Failed(e) = self.hook(index, Phase::Progressing)? {
+                let msg = format!("Halt {}.{} advancement external check {hook} failed {e}", self.name, self.namespace);
+                return self.failed_check("WebhookFailed", msg);
+            }
+        }
+        let metrics = self.canary.spec.analysis.as_ref().and_then(|a| a.metrics.clone()).unwrap_or_default();
+        let missing: Vec<Probe> = (0..metrics.len())
+            .filter(|i| !self.obs.metrics.contains_key(i))
+            .map(|index| Probe::Metric { index })
+            .collect();
+        if !missing.is_empty() {
+            return Err(Interrupt::Need(missing));
+        }
+        let target = format!("{}.{}", self.target_name(), self.namespace);
+        let mut first_failure = None;
+        for (index, metric) in metrics.iter().enumerate() {
+            let result = &self.obs.metrics[&index];
+            let v = verdict::judge(metric, result, &target, &self.p.provider);
+            let (min, max) = verdict::bounds(metric);
+            let message = match &v {
+                verdict::Verdict::Pass => String::new(),
+                verdict::Verdict::Fail(m) | verdict::Verdict::NoData(m) | verdict::Verdict::Error(m) => m.clone(),
+            };
+            let value = match result {
+                verdict::MetricResult::Value(x) if !x.is_nan() => Some(*x),
+                _ => None,
+            };
+            self.record_check(CheckRecord {
+                kind: "metric".into(),
+                name: metric.name.clone(),
+                result: v.word().into(),
+                value,
+                min,
+                max,
+                message: message.clone(),
+                time: self.now,
+            });
+            if !v.passed() && first_failure.is_none() {
+                first_failure = Some((v.word(), message));
+            }
+        }
+        match first_failure {
+            Some((word, message)) => self.failed_check(&format!("Metric{word}"), message),
+            None => Ok(()),
+        }
+    }
+
+    fn canary_step(&mut self) -> Flow {
+        let weight = self.routes.canary;
+        if weight >= self.p.max_weight {
+            self.confirm_promotion()?;
+            return self.promote();
+        }
+        if self.p.mirror && self.p.router_mirrors() && weight == 0 && !self.routes.mirrored {
+            // One step of mirrored (shadow) traffic before the canary receives real traffic.
+            self.set_routes(Routes { mirrored: true, ..Routes::PRIMARY });
+            self.status.iterations = 1;
+            return self.decide("MirrorTraffic", "mirroring traffic to the canary before shifting weight".into());
+        }
+        if !self.routes.mirrored {
+            self.confirm_traffic_increase()?;
+        }
+        let next = self.p.next_weight(weight);
+        self.set_routes(Routes::canary(next));
+        self.status.canary_weight = next;
+        self.ensure_session_cookies();
+        let msg = format!("Advance {}.{} canary weight {next}", self.name, self.namespace);
+        self.event(false, msg.clone());
+        self.decide("AdvanceWeight", msg)
+    }
+
+    fn ab_step(&mut self) -> Flow {
+        if self.old.iterations < self.p.iterations {
+            self.set_routes(Routes::canary(100));
+            self.advance_iteration()
+        } else {
+            self.confirm_promotion()?;
+            self.promote()
+        }
+    }
+
+    fn blue_green_step(&mut self) -> Flow {
+        let n = self.p.iterations;
+        let kubernetes = self.p.provider == "kubernetes";
+        if self.old.iterations < n {
+            if self.p.mirror && self.p.router_mirrors() && !self.routes.mirrored {
+                self.set_routes(Routes { mirrored: true, ..Routes::PRIMARY });
+            }
+            return self.advance_iteration();
+        }
+        if self.old.iterations == n && !kubernetes {
+            self.confirm_promotion()?;
+            let msg = if self.routes.mirrored {
+                "Stop traffic mirroring and route all traffic to canary"
+            } else {
+                "Routing all traffic to canary"
+            };
+            self.event(false, msg.into());
+            self.set_routes(Routes::canary(100));
+            self.status.iterations = n + 1;
+            return self.decide("RouteToCanary", msg.into());
+        }
+        if kubernetes {
+            self.confirm_promotion()?;
+        }
+        self.promote()
+    }
+
+    fn advance_iteration(&mut self) -> Flow {
+        let i = self.old.iterations + 1;
+        self.status.iterations = i;
+        let msg = format!("Advance {}.{} canary iteration {i}/{}", self.name, self.namespace, self.p.iterations);
+        self.event(false, msg.clone());
+        self.decide("AdvanceIteration", msg)
+    }
+
+    fn confirm_traffic_increase(&mut self) -> Flow {
+        for (index, hook) in self.hooks(HookType::ConfirmTrafficIncrease) {
+            match self.hook(index, Phase::Progressing)? {
+                HookResult::Passed => self.event(false, format!("Confirm-traffic-increase check {hook} passed")),
+                HookResult::Failed(_) => {
+                    let msg = format!(
+                        "Halt {}.{} advancement waiting for traffic increase approval {hook}",
+                        self.name, self.namespace
+                    );
+                    if self.decision_is_new("WaitConfirmTrafficIncrease", &msg) {
+                        self.event(true, msg.clone());
+                        if !self.muted(index) {
+                            self.alert(Severity::Warn, "Canary traffic increase is waiting for approval.".into(), false);
+                        }
+                    }
+                    return self.decide("WaitConfirmTrafficIncrease", msg);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn confirm_promotion(&mut self) -> Flow {
+        for (index, hook) in self.hooks(HookType::ConfirmPromotion) {
+            match self.hook(index, Phase::Progressing)? {
+                HookResult::Passed => self.event(false, format!("Confirm-promotion check {hook} passed")),
+                HookResult::Failed(_) => {
+                    let msg =
+                        format!("Halt {}.{} advancement waiting for promotion approval {hook}", self.name, self.namespace);
+                    if self.old.phase != Phase::WaitingPromotion {
+                        self.status.phase = Phase::WaitingPromotion;
+                        self.event(true, msg.clone());
+                        if !self.muted(index) {
+                            self.alert(Severity::Warn, "Canary promotion is waiting for approval.".into(), false);
+                        }
+                    }
+                    return self.decide("WaitConfirmPromotion", msg);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The analysis passed: copy the canary to the primary.
+    fn promote(&mut self) -> Flow {
+        let t = self.target_name();
+        let ns = &self.namespace;
+        let msg = format!("Copying {t}.{ns} template spec to {t}-primary.{ns}");
+        self.event(false, msg.clone());
+        self.effects.push(Effect::Promote);
+        self.status.phase = Phase::Promoting;
+        self.decide("Promote", msg)
+    }
+
+    /// Promoting: the primary runs the new template; move traffic back to it.
+    fn promotion_step(&mut self) -> Flow {
+        if self.p.provider == "kubernetes" {
+            self.status.phase = Phase::Finalising;
+            self.status.canary_weight = 0;
+            return self.decide("Finalise", "primary promoted".into());
+        }
+        let primary = self.p.next_primary_weight(self.routes.primary);
+        self.set_routes(Routes::canary(100 - primary));
+        if self.p.step_weight_promotion == 0 {
+            self.event(false, "Routing all traffic to primary".into());
+        } else {
+            self.event(false, format!("Advance {}.{} primary weight {primary}", self.name, self.namespace));
+        }
+        if primary >= 100 {
+            self.status.phase = Phase::Finalising;
+            self.status.canary_weight = 0;
+            self.decide("RouteToPrimary", "all traffic routed to the primary".into())
+        } else {
+            self.status.canary_weight = 100 - primary;
+            self.decide("AdvancePrimaryWeight", format!("primary weight {primary}"))
+        }
+    }
+
+    /// Finalising: the primary has all traffic; scale the canary down.
+    fn finalise(&mut self) -> Flow {
+        self.effects.push(Effect::ScaleCanary { up: false });
+        self.finish_run(Phase::Succeeded, RunResult::Completed);
+        self.event(false, format!("Promotion completed! Scaling down {}", self.target()));
+        self.alert(Severity::Info, "Canary analysis completed successfully, promotion finished.".into(), false);
+        self.requeue = None;
+        self.decide("Succeeded", format!("promotion of {} finished", self.target()))
+    }
+
+    fn promote_skipping_analysis(&mut self) -> Flow {
+        self.set_routes(Routes::PRIMARY);
+        self.effects.push(Effect::Promote);
+        self.effects.push(Effect::ScaleCanary { up: false });
+        self.finish_run(Phase::Succeeded, RunResult::Skipped);
+        self.event(false, format!("Promotion completed! Canary analysis was skipped for {}", self.target()));
+        self.alert(Severity::Info, "Canary analysis was skipped, promotion finished.".into(), false);
+        self.requeue = None;
+        self.decide("Succeeded", format!("promotion of {} finished without analysis (skipAnalysis)", self.target()))
+    }
+
+    fn failed_check(&mut self, reason: &str, message: String) -> Flow {
+        self.status.failed_checks = self.old.failed_checks + 1;
+        self.event(true, message.clone());
+        if self.status.failed_checks >= self.p.threshold {
+            // Veer rolls back in the tick that reaches the threshold (Flagger waits one interval).
+            return self.rollback(Rollback::Threshold);
+        }
+        self.decide(reason, format!("{message} ({}/{} failed checks)", self.status.failed_checks, self.p.threshold))
+    }
+
+    fn rollback(&mut self, why: Rollback) -> Flow {
+        let (n, ns) = (self.name.clone(), self.namespace.clone());
+        let reason = match &why {
+            Rollback::Threshold => {
+                let k = self.status.failed_checks.max(self.old.failed_checks);
+                self.event(true, format!("Rolling back {n}.{ns} failed checks threshold reached {k}"));
+                self.alert(Severity::Error, format!("Failed checks threshold reached {k}"), false);
+                format!("failed checks threshold reached {k}")
+            }
+            Rollback::Deadline(msg) => {
+                self.event(true, format!("Rolling back {n}.{ns} progress deadline exceeded {msg}"));
+                self.alert(Severity::Error, format!("Progress deadline exceeded {msg}"), false);
+                format!("progress deadline exceeded: {msg}")
+            }
+            Rollback::Manual => "a rollback webhook asked for it".to_string(),
+        };
+        self.set_routes(Routes::PRIMARY);
+        self.event(true, format!("Canary failed! Scaling down {}", self.target()));
+        self.effects.push(Effect::ScaleCanary { up: false });
+        self.finish_run(Phase::Failed, RunResult::Failed);
+        self.requeue = None;
+        self.decide("RolledBack", format!("rolled back {}: {reason}", self.target()))
+    }
+
+    fn failed_promotion(&mut self, msg: String) -> Flow {
+        self.event(true, format!("Promotion of {} failed, primary not ready: {msg}", self.target()));
+        self.alert(Severity::Error, format!("Promotion failed, primary not ready: {msg}"), false);
+        // The canary is the only healthy copy: it keeps all traffic and keeps running.
+        self.set_routes(Routes::canary(100));
+        self.finish_run(Phase::Failed, RunResult::Failed);
+        self.status.canary_weight = 100;
+        self.requeue = None;
+        self.decide("PromotionFailed", format!("primary not ready: {msg}"))
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    /// Enters `phase` for a new run: counters to zero, the target's revision recorded.
+    fn reset_run(&mut self, phase: Phase) {
+        let s = &mut self.status;
+        s.phase = phase;
+        s.canary_weight = 0;
+        s.failed_checks = 0;
+        s.iterations = 0;
+        s.last_applied_spec = self.obs.target.revision.clone();
+        s.tracked_configs = self.obs.target.configs.clone();
+        s.checks.clear();
+    }
+
+    fn finish_run(&mut self, phase: Phase, result: RunResult) {
+        let failed = result == RunResult::Failed;
+        // Keep this run's check records so that `kubectl describe` explains the outcome.
+        let checks = std::mem::take(&mut self.status.checks);
+        self.reset_run(phase);
+        self.status.checks = checks;
+        if !failed {
+            self.status.last_promoted_spec = self.status.last_applied_spec.clone();
+        }
+        if !self.status.session_affinity_cookie.is_empty() {
+            self.status.previous_session_affinity_cookie = std::mem::take(&mut self.status.session_affinity_cookie);
+        }
+        self.status.primary_session_affinity_cookie.clear();
+        self.effects.push(Effect::RunFinished { strategy: self.p.strategy, result });
+        self.effects.push(Effect::PostRolloutHooks { phase });
+    }
+
+    fn require_primary_ready(&mut self) -> Flow {
+        if self.p.skip_analysis {
+            return Ok(());
+        }
+        match self.obs.primary.as_ref().map(|p| &p.readiness) {
+            None => self.wait("WaitPrimaryCreated", format!("{}-primary does not exist yet", self.target())),
+            Some(Readiness::Ready) => Ok(()),
+            Some(Readiness::Waiting(msg)) => {
+                let msg = msg.clone();
+                self.wait("WaitPrimaryReady", msg)
+            }
+            Some(Readiness::Failed(msg)) => {
+                let msg = msg.clone();
+                self.rollback(Rollback::Deadline(msg))
+            }
+        }
+    }
+
+    fn due(&self) -> bool {
+        match self.old.last_step_time {
+            None => true,
+            Some(t) => self.now >= t + signed(self.p.interval),
+        }
+    }
+
+    fn not_due(&mut self) -> Flow {
+        let next = self.old.last_step_time.map(|t| t + signed(self.p.interval)).unwrap_or(self.now);
+        let wait = self.now.duration_until(next).max(SignedDuration::ZERO);
+        self.requeue = Some(Duration::try_from(wait).unwrap_or_default().max(Duration::from_millis(10)));
+        Err(Interrupt::Stop)
+    }
+
+    /// Nothing can happen until something changes: record why (with an Event when the reason is
+    /// new), check again after an interval.
+    fn wait(&mut self, reason: &str, message: String) -> Flow {
+        if self.decision_is_new(reason, &message) && reason != "WaitPrimaryCreated" {
+            self.event(reason == "RoutesUnavailable", message.clone());
+        }
+        self.requeue = Some(self.p.interval);
+        self.decide(reason, message)
+    }
+
+    /// Records the decision and ends the tick.
+    fn decide(&mut self, reason: &str, message: String) -> Flow {
+        self.decide_reason(reason, message);
+        Err(Interrupt::Stop)
+    }
+
+    fn decide_reason(&mut self, reason: &str, message: String) {
+        record_decision(&mut self.status, reason, &message, self.now);
+    }
+
+    fn decision_is_new(&self, reason: &str, message: &str) -> bool {
+        self.old.decision.as_ref().is_none_or(|d| d.reason != reason || d.message != message)
+    }
+
+    /// The result of webhook `index`, or an interrupt asking for it.
+    fn hook(&mut self, index: usize, phase: Phase) -> Result<HookResult, Interrupt> {
+        let Some(result) = self.obs.hooks.get(&index) else {
+            return Err(Interrupt::Need(vec![Probe::Hook { index, phase }]));
+        };
+        let hook = &self.webhooks()[index];
+        let (word, message) = match result {
+            HookResult::Passed => ("Passed", String::new()),
+            HookResult::Failed(e) => ("Failed", e.clone()),
+        };
+        self.record_check(CheckRecord {
+            kind: "webhook".into(),
+            name: hook.name.clone(),
+            result: word.into(),
+            message,
+            time: self.now,
+            ..Default::default()
+        });
+        Ok(result.clone())
+    }
+
+    fn webhooks(&self) -> &'a [crate::api::CanaryWebhook] {
+        self.canary.spec.analysis.as_ref().and_then(|a| a.webhooks.as_deref()).unwrap_or(&[])
+    }
+
+    /// Webhooks of one type, in spec order, with their index.
+    fn hooks(&self, kind: HookType) -> Vec<(usize, String)> {
+        self.webhooks()
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| HookType::of(h) == Some(kind))
+            .map(|(i, h)| (i, h.name.clone()))
+            .collect()
+    }
+
+    fn muted(&self, index: usize) -> bool {
+        self.webhooks()[index].mute_alert.unwrap_or(false)
+    }
+
+    fn record_check(&mut self, record: CheckRecord) {
+        upsert_check(&mut self.status.checks, record);
+    }
+
+    fn set_routes(&mut self, routes: Routes) {
+        self.routes = routes;
+        self.effects.push(Effect::SetRoutes(routes));
+    }
+
+    fn event(&mut self, warning: bool, message: String) {
+        self.effects.push(Effect::Event { warning, message });
+    }
+
+    fn alert(&mut self, severity: Severity, message: String, details: bool) {
+        self.effects.push(Effect::Alert { severity, message, details });
+    }
+
+    /// Session affinity cookies are created when the canary first receives traffic. The value is
+    /// derived from the run and the time, so the decision stays a pure function.
+    fn ensure_session_cookies(&mut self) {
+        let Some(sa) = self.canary.spec.analysis.as_ref().and_then(|a| a.session_affinity.as_ref()) else {
+            return;
+        };
+        let seed = format!("{}/{}/{}/{}", self.namespace, self.name, self.status.last_applied_spec, self.now);
+        if self.status.session_affinity_cookie.is_empty() {
+            self.status.session_affinity_cookie = format!("{}={}", sa.cookie_name, letters(&seed, "canary"));
+        }
+        if let Some(primary) = &sa.primary_cookie_name {
+            if self.status.primary_session_affinity_cookie.is_empty() {
+                self.status.primary_session_affinity_cookie = format!("{primary}={}", letters(&seed, "primary"));
+            }
+        }
+    }
+
+    fn target_name(&self) -> &str {
+        &self.canary.spec.target_ref.name
+    }
+
+    /// `<target>.<namespace>` as in Flagger's messages.
+    fn target(&self) -> String {
+        format!("{}.{}", self.target_name(), self.namespace)
+    }
+}
+
+fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+/// Ten lowercase letters derived from a seed.
+fn letters(seed: &str, salt: &str) -> String {
+    let digest = Sha256::digest(format!("{salt}/{seed}").as_bytes());
+    digest.iter().take(10).map(|b| (b'a' + b % 26) as char).collect()
+}
+
+fn target_kind(canary: &Canary) -> &str {
+    match canary.spec.target_ref.kind.as_str() {
+        "" => "Deployment",
+        k => k,
+    }
+}
+
+fn upsert_check(checks: &mut Vec<CheckRecord>, record: CheckRecord) {
+    if let Some(existing) = checks.iter_mut().find(|c| c.kind == record.kind && c.name == record.name) {
+        *existing = record;
+    } else {
+        checks.push(record);
+        if checks.len() > MAX_CHECKS {
+            checks.remove(0);
+        }
+    }
+}
+
+fn record_decision(status: &mut CanaryStatus, reason: &str, message: &str, now: Timestamp) {
+    let same = status.decision.as_ref().is_some_and(|d| d.reason == reason && d.message == message);
+    if !same {
+        status.decision = Some(Decision { time: now, reason: reason.into(), message: message.into() });
+    }
+}
+
+/// Seconds precision, as Kubernetes stores `metav1.Time`.
+fn k8s_time(now: Timestamp) -> Time {
+    Time(Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
+/// Bumps `lastTransitionTime` when anything else in the status changed.
+fn touch(old: &CanaryStatus, status: &mut CanaryStatus, now: Timestamp) {
+    status.last_transition_time = old.last_transition_time.clone();
+    if status != old || status.last_transition_time.is_none() {
+        status.last_transition_time = Some(k8s_time(now));
+    }
+}
+
+/// Sets a condition; returns whether it changed. `lastTransitionTime` moves only when the status
+/// does.
+fn set_condition(
+    conditions: &mut Vec<CanaryCondition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> bool {
+    let time = Some(k8s_time(now));
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) if c.status == status && c.reason == reason && c.message.as_deref() == Some(message) => false,
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = time.clone();
+            }
+            c.status = status.into();
+            c.reason = reason.into();
+            c.message = Some(message.into());
+            c.last_update_time = time;
+            true
+        }
+        None => {
+            conditions.push(CanaryCondition {
+                type_: type_.into(),
+                status: status.into(),
+                last_update_time: time.clone(),
+                last_transition_time: time,
+                reason: reason.into(),
+                message: Some(message.into()),
+            });
+            true
+        }
+    }
+}
+
+/// Flagger's `Promoted` condition for the status' phase.
+fn set_promoted(status: &mut CanaryStatus, kind: &str, now: Timestamp) {
+    let (s, message) = match status.phase {
+        Phase::Initialized => ("True", format!("{kind} initialization completed.")),
+        Phase::Waiting | Phase::WaitingPromotion => ("Unknown", "Waiting for approval.".into()),
+        Phase::Progressing => ("Unknown", "New revision detected, progressing canary analysis.".into()),
+        Phase::Promoting => ("Unknown", "Canary analysis completed, starting primary rolling update.".into()),
+        Phase::Finalising => ("Unknown", "Canary analysis completed, routing all traffic to primary.".into()),
+        Phase::Succeeded => ("True", "Canary analysis completed successfully, promotion finished.".into()),
+        Phase::Failed => ("False", format!("Canary analysis failed, {kind} scaled to zero.")),
+        _ => ("Unknown", format!("New {kind} detected, starting initialization.")),
+    };
+    let reason = match status.phase {
+        Phase::Empty => Phase::Initializing.as_str(),
+        p => p.as_str(),
+    };
+    set_condition(&mut status.conditions, PROMOTED, s, reason, &message, now);
+}

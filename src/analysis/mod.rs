@@ -1,0 +1,168 @@
+//! The canary state machine as a pure function.
+//!
+//! `decide(canary, observations, settings, now)` returns either the probes (webhooks, metric
+//! queries) it needs before it can decide, or the [`Outcome`] of the tick: the new status, the
+//! ordered effects to carry out, and when to run again. It never reads a clock, a cluster or the
+//! network; the controller gathers observations, calls it (again, with each batch of probe
+//! results) and applies the outcome. Every rule follows `flagger-behaviour.md` §2 unless
+//! `docs/compatibility.md` says otherwise.
+//!
+//! Timing: the analysis `interval` is the minimum spacing between *steps* (`status.lastStepTime`);
+//! reacting to a new revision, a readiness deadline or a changed spec is immediate.
+
+mod machine;
+mod params;
+mod verdict;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+use std::{collections::BTreeMap, time::Duration};
+
+
+pub use machine::{decide, intended_routes, stalled};
+pub use params::{HookType, Params, Settings, Strategy, format_duration, parse_duration};
+pub use verdict::{MetricResult, REQUEST_DURATION, REQUEST_SUCCESS_RATE, Verdict, bounds, is_builtin, judge};
+
+use crate::api::{CanaryStatus, Phase};
+
+/// What the controller saw for one Canary at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observations {
+    /// The target workload (the canary).
+    pub target: Target,
+    /// The primary workload; `None` while it does not exist yet.
+    pub primary: Option<Primary>,
+    /// Current weights read back from the router, or why they could not be read.
+    pub routes: Result<Routes, String>,
+    /// Results of the webhooks run this tick, by index in `analysis.webhooks`.
+    pub hooks: BTreeMap<usize, HookResult>,
+    /// Results of the metric queries run this tick, by index in `analysis.metrics`.
+    pub metrics: BTreeMap<usize, MetricResult>,
+}
+
+/// The target workload as observed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// Revision hash of the pod template (see `crate::revision`).
+    pub revision: String,
+    /// Checksums of the tracked ConfigMaps and Secrets (`configmap/<name>` → checksum).
+    pub configs: BTreeMap<String, String>,
+    /// Readiness of the canary pods.
+    pub readiness: Readiness,
+    /// Whether the target runs pods (replicas > 0; DaemonSet without the scale-to-zero selector).
+    pub scaled_up: bool,
+}
+
+/// The primary workload as observed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Primary {
+    /// The revision hash of the target template the primary runs (the primary template with Veer's
+    /// renames undone), so that it compares equal to `Target::revision` when they match.
+    pub revision: String,
+    /// Readiness of the primary pods.
+    pub readiness: Readiness,
+}
+
+/// Readiness of a workload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not ready yet; the message says why (Flagger's text).
+    Waiting(String),
+    /// Will not become ready: the progress deadline has passed.
+    Failed(String),
+}
+
+/// Traffic weights (percent) of primary and canary, and whether traffic is mirrored to the canary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Routes {
+    pub primary: i32,
+    pub canary: i32,
+    pub mirrored: bool,
+}
+
+impl Routes {
+    /// All traffic to the primary.
+    pub const PRIMARY: Routes = Routes { primary: 100, canary: 0, mirrored: false };
+
+    /// `canary` percent to the canary, the rest to the primary.
+    pub fn canary(canary: i32) -> Routes {
+        Routes { primary: 100 - canary, canary, mirrored: false }
+    }
+}
+
+/// The result of one webhook call: success is an HTTP status of 200–202.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HookResult {
+    Passed,
+    Failed(String),
+}
+
+/// Something the decision needs observed before it can go on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Probe {
+    /// Call webhook `index` with this phase in the payload.
+    Hook { index: usize, phase: Phase },
+    /// Run metric query `index`.
+    Metric { index: usize },
+}
+
+/// One call of [`decide`].
+#[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Step {
+    /// Run these probes (webhooks one after the other, in order), add their results to the
+    /// observations and call `decide` again.
+    Observe(Vec<Probe>),
+    /// The decision of this tick.
+    Done(Outcome),
+}
+
+/// The decision of one tick.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The new status; write it (once) if it differs from the old one.
+    pub status: CanaryStatus,
+    /// What to do, in order, after the status is written.
+    pub effects: Vec<Effect>,
+    /// When to run again even if nothing changes; `None` waits for a change.
+    pub requeue: Option<Duration>,
+}
+
+/// A side effect of a decision.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Set the router's weights.
+    SetRoutes(Routes),
+    /// Scale the target (canary) up from zero, or down to zero.
+    ScaleCanary { up: bool },
+    /// Copy the target's pod template (and tracked configs, autoscaler) to the primary.
+    Promote,
+    /// Call the post-rollout webhooks with this phase; failures only produce Events.
+    PostRolloutHooks { phase: Phase },
+    /// Record a Kubernetes Event on the Canary (reason `Synced`, like Flagger).
+    Event { warning: bool, message: String },
+    /// Send an alert to the Canary's alert providers.
+    Alert { severity: Severity, message: String, details: bool },
+    /// A run ended: count it (`flagger_canary_successes_total` / `_failures_total`).
+    RunFinished { strategy: Strategy, result: RunResult },
+}
+
+/// Alert severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warn,
+    Error,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunResult {
+    Completed,
+    Skipped,
+    Failed,
+}

@@ -1,0 +1,194 @@
+//! Judging one metric value against its thresholds, with Flagger's Event texts.
+
+use std::time::Duration;
+
+use super::params::format_duration;
+use crate::api::CanaryMetric;
+
+/// Name of the built-in success-rate check (percent, 0–100).
+pub const REQUEST_SUCCESS_RATE: &str = "request-success-rate";
+/// Name of the built-in latency check (milliseconds).
+pub const REQUEST_DURATION: &str = "request-duration";
+
+/// What a metric query returned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricResult {
+    /// A value.
+    Value(f64),
+    /// The query returned nothing, or NaN: usually no traffic.
+    NoData,
+    /// The query could not run (server down, bad query, template error, unsupported provider).
+    Error(String),
+}
+
+/// The verdict on one metric.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    Pass,
+    /// The value is outside the accepted range; the text is Flagger's Event message (without the
+    /// `Halt <name>.<ns> advancement` prefix).
+    Fail(String),
+    /// No data: never a pass.
+    NoData(String),
+    /// The query failed: never a pass.
+    Error(String),
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        matches!(self, Verdict::Pass)
+    }
+
+    /// The `result` word of a status check record.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Verdict::Pass => "Passed",
+            Verdict::Fail(_) => "Failed",
+            Verdict::NoData(_) => "NoData",
+            Verdict::Error(_) => "Error",
+        }
+    }
+}
+
+/// Whether the metric is one of the two built-in checks.
+pub fn is_builtin(metric: &CanaryMetric) -> bool {
+    metric.name == REQUEST_SUCCESS_RATE || metric.name == REQUEST_DURATION
+}
+
+/// The effective accepted range `(min, max)` of a metric: `thresholdRange`, or the deprecated
+/// `threshold` (a minimum for success rate, a maximum otherwise).
+pub fn bounds(metric: &CanaryMetric) -> (Option<f64>, Option<f64>) {
+    if let Some(r) = metric.threshold_range {
+        return (r.min, r.max);
+    }
+    let t = metric.threshold.unwrap_or(0.0);
+    if metric.name == REQUEST_SUCCESS_RATE { (Some(t), None) } else { (None, Some(t)) }
+}
+
+/// Judges a metric result. `target` is `<name>.<namespace>` for messages, `provider` the metrics
+/// provider name used in the no-data text.
+pub fn judge(metric: &CanaryMetric, result: &MetricResult, target: &str, provider: &str) -> Verdict {
+    let name = &metric.name;
+    let value = match result {
+        MetricResult::Value(v) if v.is_nan() => return no_data(metric, target, provider),
+        MetricResult::Value(v) => *v,
+        MetricResult::NoData => return no_data(metric, target, provider),
+        MetricResult::Error(e) if is_builtin(metric) => {
+            return Verdict::Error(format!("Prometheus query failed: {e}"));
+        }
+        MetricResult::Error(e) => return Verdict::Error(format!("Metric query failed for {name}: {e}")),
+    };
+    let (min, max) = bounds(metric);
+    let below = min.is_some_and(|m| value < m);
+    let above = max.is_some_and(|m| value > m);
+    if !below && !above {
+        return Verdict::Pass;
+    }
+    let (op, limit) = if below { ("<", min.unwrap_or_default()) } else { (">", max.unwrap_or_default()) };
+    Verdict::Fail(match name.as_str() {
+        REQUEST_SUCCESS_RATE => {
+            format!("Halt {target} advancement success rate {value:.2}% {op} {}%", num(limit))
+        }
+        REQUEST_DURATION => format!(
+            "Halt {target} advancement request duration {} {op} {}",
+            format_duration(millis(value)),
+            format_duration(millis(limit))
+        ),
+        _ => format!("Halt {target} advancement {name} {value:.2} {op} {}", num(limit)),
+    })
+}
+
+fn no_data(metric: &CanaryMetric, target: &str, provider: &str) -> Verdict {
+    Verdict::NoData(if is_builtin(metric) || metric.query.is_some() {
+        format!(
+            "Halt advancement no values found for {provider} metric {} probably {target} is not receiving traffic",
+            metric.name
+        )
+    } else {
+        format!(
+            "Halt advancement no values found for custom metric: {} probably {target} is not receiving traffic",
+            metric.name
+        )
+    })
+}
+
+fn millis(ms: f64) -> Duration {
+    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+}
+
+/// Formats a number as Go's `%v` does for the thresholds users write (`99`, `99.5`).
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ThresholdRange;
+
+    fn metric(name: &str, min: Option<f64>, max: Option<f64>) -> CanaryMetric {
+        CanaryMetric {
+            name: name.into(),
+            threshold_range: Some(ThresholdRange { min, max }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn success_rate_below_min_fails_with_flagger_text() {
+        let m = metric(REQUEST_SUCCESS_RATE, Some(99.0), None);
+        assert_eq!(
+            judge(&m, &MetricResult::Value(97.5), "podinfo.test", "istio"),
+            Verdict::Fail("Halt podinfo.test advancement success rate 97.50% < 99%".into())
+        );
+        assert_eq!(judge(&m, &MetricResult::Value(99.0), "podinfo.test", "istio"), Verdict::Pass);
+    }
+
+    #[test]
+    fn duration_above_max_fails() {
+        let m = metric(REQUEST_DURATION, None, Some(500.0));
+        assert_eq!(
+            judge(&m, &MetricResult::Value(612.0), "podinfo.test", "istio"),
+            Verdict::Fail("Halt podinfo.test advancement request duration 612ms > 500ms".into())
+        );
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        let m = metric("latency", Some(1.0), Some(2.0));
+        for v in [1.0, 1.5, 2.0] {
+            assert!(judge(&m, &MetricResult::Value(v), "a.b", "istio").passed());
+        }
+        for v in [0.999, 2.001] {
+            assert!(!judge(&m, &MetricResult::Value(v), "a.b", "istio").passed());
+        }
+    }
+
+    #[test]
+    fn deprecated_threshold() {
+        let sr = CanaryMetric { name: REQUEST_SUCCESS_RATE.into(), threshold: Some(99.0), ..Default::default() };
+        assert!(!judge(&sr, &MetricResult::Value(98.0), "a.b", "istio").passed());
+        let custom = CanaryMetric { name: "errors".into(), threshold: Some(5.0), ..Default::default() };
+        assert!(judge(&custom, &MetricResult::Value(5.0), "a.b", "istio").passed());
+        assert!(!judge(&custom, &MetricResult::Value(6.0), "a.b", "istio").passed());
+        let no_threshold = CanaryMetric { name: "errors".into(), ..Default::default() };
+        assert!(!judge(&no_threshold, &MetricResult::Value(0.1), "a.b", "istio").passed());
+    }
+
+    #[test]
+    fn missing_data_is_never_a_pass() {
+        let m = metric(REQUEST_SUCCESS_RATE, Some(99.0), None);
+        let v = judge(&m, &MetricResult::NoData, "podinfo.test", "istio");
+        assert_eq!(
+            v,
+            Verdict::NoData(
+                "Halt advancement no values found for istio metric request-success-rate probably podinfo.test is not receiving traffic".into()
+            )
+        );
+        assert!(!judge(&m, &MetricResult::Value(f64::NAN), "a.b", "istio").passed());
+        assert_eq!(
+            judge(&m, &MetricResult::Error("connection refused".into()), "a.b", "istio"),
+            Verdict::Error("Prometheus query failed: connection refused".into())
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! The Canary status. Flagger's fields keep their names and meaning; Veer's additions
+//! (`lastStepTime`, `decision`, `checks`) are additive, so tools written for Flagger keep working.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The phase of a canary run (Flagger's strings).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+pub enum Phase {
+    /// Never reconciled.
+    #[default]
+    #[serde(rename = "")]
+    Empty,
+    /// Creating the primary, Services and routing.
+    Initializing,
+    /// Ready; waiting for a new revision.
+    Initialized,
+    /// A confirm-rollout gate refused the new revision.
+    Waiting,
+    /// Analysis running.
+    Progressing,
+    /// A confirm-promotion gate refused the promotion.
+    WaitingPromotion,
+    /// The canary spec was copied to the primary; traffic is moving back to it.
+    Promoting,
+    /// The primary has all traffic; the canary is scaled down next.
+    Finalising,
+    /// Promotion finished.
+    Succeeded,
+    /// Rolled back.
+    Failed,
+    /// Being deleted with `revertOnDeletion`.
+    Terminating,
+    /// Declared by Flagger, never set.
+    Terminated,
+}
+
+impl Phase {
+    /// The phase string as Flagger writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Empty => "",
+            Phase::Initializing => "Initializing",
+            Phase::Initialized => "Initialized",
+            Phase::Waiting => "Waiting",
+            Phase::Progressing => "Progressing",
+            Phase::WaitingPromotion => "WaitingPromotion",
+            Phase::Promoting => "Promoting",
+            Phase::Finalising => "Finalising",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Terminating => "Terminating",
+            Phase::Terminated => "Terminated",
+        }
+    }
+
+    /// Phases in which a canary run is under way.
+    pub fn is_running(self) -> bool {
+        matches!(
+            self,
+            Phase::Progressing | Phase::Waiting | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising
+        )
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// CanaryStatus defines the observed state of a canary.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// Analysis phase of this canary.
+    #[serde(default)]
+    pub phase: Phase,
+    /// Failed checks of the current run.
+    #[serde(default)]
+    pub failed_checks: i32,
+    /// Traffic weight routed to the canary.
+    #[serde(default)]
+    pub canary_weight: i32,
+    /// Iterations of the current run (A/B testing, Blue/Green).
+    #[serde(default)]
+    pub iterations: i32,
+    /// Checksums of the tracked ConfigMaps and Secrets (`configmap/<name>`, `secret/<name>`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tracked_configs: BTreeMap<String, String>,
+    /// Revision hash of the target pod template at the last sync.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_applied_spec: String,
+    /// Revision hash last promoted to the primary.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_promoted_spec: String,
+    /// Change fence of the canary target (Flagger field; not used by Veer).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_tracked_revision: String,
+    /// Last time the status changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// Session affinity cookie of the current run.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub session_affinity_cookie: String,
+    /// Primary session affinity cookie of the current run.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub primary_session_affinity_cookie: String,
+    /// Session affinity cookie of the previous run.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub previous_session_affinity_cookie: String,
+    /// Conditions: `Promoted` (Flagger's) and `Stalled` (Veer: the canary cannot proceed until
+    /// something is fixed; the message says what).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<CanaryCondition>,
+
+    /// Veer: when the last analysis step ran. Steps are at least one `analysis.interval` apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub last_step_time: Option<Timestamp>,
+    /// Veer: the last decision and why it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// Veer: the latest result of each metric check and webhook of the current run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub checks: Vec<CheckRecord>,
+}
+
+/// A status condition.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryCondition {
+    /// Type: `Promoted` or `Stalled`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Last time the condition was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<Time>,
+    /// Last time the status changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// Machine-readable reason (for `Promoted`, the phase).
+    pub reason: String,
+    /// Human-readable message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Veer: a decision of the controller.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub struct Decision {
+    /// When it was taken.
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub time: Timestamp,
+    /// Short machine-readable reason, e.g. `AdvanceWeight`, `WaitCanaryReady`, `RollbackThreshold`.
+    pub reason: String,
+    /// What was decided and why, in words.
+    pub message: String,
+}
+
+/// Veer: the result of one metric check or webhook.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckRecord {
+    /// `metric` or `webhook`.
+    pub kind: String,
+    /// Metric or webhook name.
+    pub name: String,
+    /// `Passed`, `Failed`, `NoData` or `Error`.
+    pub result: String,
+    /// Measured value (metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Lowest accepted value (metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Highest accepted value (metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Details: the failure, the response body, the query error.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When it was measured.
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub time: Timestamp,
+}
