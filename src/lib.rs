@@ -7,4 +7,5 @@
 
 pub mod analysis;
 pub mod api;
+pub mod http;
 pub mod revision;
