@@ -9,6 +9,7 @@ mod alert_provider;
 mod canary;
 mod istio;
 mod metric_template;
+mod payload;
 pub mod schema;
 mod status;
 
@@ -16,6 +17,7 @@ pub use alert_provider::*;
 pub use canary::*;
 pub use istio::*;
 pub use metric_template::*;
+pub use payload::*;
 pub use status::*;
 
 /// API group served by Veer (the same as Flagger's).
