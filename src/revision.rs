@@ -33,10 +33,10 @@ pub fn revision(template: &Value) -> String {
     // Scaling a DaemonSet to zero must not look like a new revision.
     if let Some(Value::Object(selector)) = normalized.pointer_mut("/spec/nodeSelector") {
         selector.remove(SCALE_TO_ZERO_KEY);
-        if selector.is_empty() {
-            if let Some(Value::Object(spec)) = normalized.pointer_mut("/spec") {
-                spec.remove("nodeSelector");
-            }
+        if selector.is_empty()
+            && let Some(Value::Object(spec)) = normalized.pointer_mut("/spec")
+        {
+            spec.remove("nodeSelector");
         }
     }
     let mut canonical = String::new();
@@ -144,7 +144,8 @@ mod tests {
         let empty = json!({"spec": {"containers": [], "nodeSelector": {}}});
         assert_eq!(revision(&plain), revision(&zero));
         assert_eq!(revision(&plain), revision(&empty));
-        let other = json!({"spec": {"containers": [], "nodeSelector": {SCALE_TO_ZERO_KEY: "true", "zone": "a"}}});
+        let other =
+            json!({"spec": {"containers": [], "nodeSelector": {SCALE_TO_ZERO_KEY: "true", "zone": "a"}}});
         assert_ne!(revision(&plain), revision(&other));
     }
 

@@ -9,8 +9,8 @@ use k8s_openapi::{
 use sha2::{Digest, Sha256};
 
 use super::{
-    Effect, HookResult, HookType, Observations, Outcome, Params, Probe, Readiness, Routes, RunResult, Settings,
-    Severity, Step, Strategy, verdict,
+    Effect, HookResult, HookType, Observations, Outcome, Params, Probe, Readiness, Routes, RunResult,
+    Settings, Severity, Step, Strategy, verdict,
 };
 use crate::{
     api::{Canary, CanaryCondition, CanaryStatus, CheckRecord, Decision, Phase},
@@ -65,7 +65,9 @@ pub fn intended_routes(status: &CanaryStatus, p: &Params) -> Routes {
             Strategy::AbTesting if status.iterations > 0 => Routes::canary(100),
             Strategy::AbTesting => Routes::PRIMARY,
             Strategy::BlueGreen if status.iterations > n => Routes::canary(100),
-            Strategy::BlueGreen if status.iterations > 0 && p.mirror => Routes { mirrored: true, ..Routes::PRIMARY },
+            Strategy::BlueGreen if status.iterations > 0 && p.mirror => {
+                Routes { mirrored: true, ..Routes::PRIMARY }
+            }
             Strategy::BlueGreen => Routes::PRIMARY,
         },
         Phase::Promoting | Phase::Failed => Routes::canary(status.canary_weight),
@@ -130,8 +132,7 @@ impl<'a> Tick<'a> {
     fn finish(mut self) -> Outcome {
         // A reconcile that proceeds means nothing is stalled any more.
         self.status.conditions.retain(|c| c.type_ != STALLED);
-        if self.status.phase != self.old.phase
-            || !self.status.conditions.iter().any(|c| c.type_ == PROMOTED)
+        if self.status.phase != self.old.phase || !self.status.conditions.iter().any(|c| c.type_ == PROMOTED)
         {
             set_promoted(&mut self.status, target_kind(self.canary), self.now);
         }
@@ -192,7 +193,10 @@ impl<'a> Tick<'a> {
         let kind = target_kind(self.canary).to_string();
         self.event(false, format!("Initialization done! {}.{}", self.name, self.namespace));
         self.alert(Severity::Info, format!("New {kind} detected, initialization completed."), true);
-        self.decide_reason("Initialized", format!("{kind} {} initialized; waiting for a new revision", self.target()));
+        self.decide_reason(
+            "Initialized",
+            format!("{kind} {} initialized; waiting for a new revision", self.target()),
+        );
         Ok(())
     }
 
@@ -240,7 +244,9 @@ impl<'a> Tick<'a> {
             }
         };
         let intended = intended_routes(&self.old, &self.p);
-        let differs = if self.p.router_mirrors() { current != intended } else {
+        let differs = if self.p.router_mirrors() {
+            current != intended
+        } else {
             (current.primary, current.canary) != (intended.primary, intended.canary)
         };
         if differs {
@@ -278,7 +284,13 @@ impl<'a> Tick<'a> {
                     if self.old.phase != Phase::Waiting {
                         self.status.phase = Phase::Waiting;
                         self.status.last_step_time = Some(self.now);
-                        self.event(true, format!("Halt {}.{} advancement waiting for approval {hook}", self.name, self.namespace));
+                        self.event(
+                            true,
+                            format!(
+                                "Halt {}.{} advancement waiting for approval {hook}",
+                                self.name, self.namespace
+                            ),
+                        );
                         if !self.muted(index) {
                             self.alert(Severity::Warn, "Canary is waiting for approval.".into(), false);
                         }
@@ -293,6 +305,10 @@ impl<'a> Tick<'a> {
         }
         self.event(false, format!("New revision detected! Scaling up {}", self.target()));
         self.alert(Severity::Info, "New revision detected, progressing canary analysis.".into(), true);
+        if self.routes != Routes::PRIMARY {
+            // After a failed promotion the canary kept all traffic; a new run starts from the primary.
+            self.set_routes(Routes::PRIMARY);
+        }
         self.effects.push(Effect::ScaleCanary { up: true });
         self.reset_run(Phase::Progressing);
         self.status.last_step_time = Some(self.now);
@@ -324,19 +340,24 @@ impl<'a> Tick<'a> {
         {
             // The promotion was decided but the primary does not run the promoted template yet.
             self.effects.push(Effect::Promote);
-            return self.wait("WaitPrimaryPromoted", format!("copying {} template spec to the primary", self.target()));
+            return self.wait(
+                "WaitPrimaryPromoted",
+                format!("copying {} template spec to the primary", self.target()),
+            );
         }
-        if !self.p.skip_analysis {
-            if let Some(Readiness::Failed(msg)) = self.obs.primary.as_ref().map(|p| &p.readiness) {
-                let msg = msg.clone();
-                return if matches!(phase, Phase::Promoting | Phase::Finalising) {
-                    self.failed_promotion(msg)
-                } else {
-                    self.rollback(Rollback::Deadline(msg))
-                };
-            }
+        if !self.p.skip_analysis
+            && let Some(Readiness::Failed(msg)) = self.obs.primary.as_ref().map(|p| &p.readiness)
+        {
+            let msg = msg.clone();
+            return if matches!(phase, Phase::Promoting | Phase::Finalising) {
+                self.failed_promotion(msg)
+            } else {
+                self.rollback(Rollback::Deadline(msg))
+            };
         }
-        if matches!(phase, Phase::Progressing | Phase::WaitingPromotion) && self.revision_changed_since_start() {
+        if matches!(phase, Phase::Progressing | Phase::WaitingPromotion)
+            && self.revision_changed_since_start()
+        {
             return self.restart();
         }
         if let Readiness::Failed(msg) = &self.obs.target.readiness {
@@ -388,7 +409,10 @@ impl<'a> Tick<'a> {
         self.reset_run(Phase::Progressing);
         self.status.last_step_time = Some(self.now);
         self.requeue = Some(self.p.interval);
-        self.decide_reason("Restarted", format!("new revision of {} during the analysis: it starts over", self.target()));
+        self.decide_reason(
+            "Restarted",
+            format!("new revision of {} during the analysis: it starts over", self.target()),
+        );
         Ok(())
     }
 
@@ -397,11 +421,16 @@ impl<'a> Tick<'a> {
             match self.hook(index, self.old.phase)? {
                 HookResult::Passed => {
                     self.event(false, format!("Rollback check {hook} passed"));
-                    self.event(true, format!("Rolling back {}.{} manual webhook invoked", self.name, self.namespace));
+                    self.event(
+                        true,
+                        format!("Rolling back {}.{} manual webhook invoked", self.name, self.namespace),
+                    );
                     self.alert(Severity::Warn, "Rolling back manual webhook invoked".into(), false);
                     return self.rollback(Rollback::Manual);
                 }
-                HookResult::Failed(_) => self.event(false, format!("Rollback hook {hook} not signaling a rollback")),
+                HookResult::Failed(_) => {
+                    self.event(false, format!("Rollback hook {hook} not signaling a rollback"))
+                }
             }
         }
         Ok(())
@@ -418,7 +447,10 @@ impl<'a> Tick<'a> {
                 match self.hook(index, Phase::Progressing)? {
                     HookResult::Passed => self.event(false, format!("Pre-rollout check {hook} passed")),
                     HookResult::Failed(e) => {
-                        let msg = format!("Halt {}.{} advancement pre-rollout check {hook} failed {e}", self.name, self.namespace);
+                        let msg = format!(
+                            "Halt {}.{} advancement pre-rollout check {hook} failed {e}",
+                            self.name, self.namespace
+                        );
                         return self.failed_check("PreRolloutFailed", msg);
                     }
                 }
@@ -427,7 +459,10 @@ impl<'a> Tick<'a> {
         }
         for (index, hook) in self.hooks(HookType::Rollout) {
             if let HookResult::Failed(e) = self.hook(index, Phase::Progressing)? {
-                let msg = format!("Halt {}.{} advancement external check {hook} failed {e}", self.name, self.namespace);
+                let msg = format!(
+                    "Halt {}.{} advancement external check {hook} failed {e}",
+                    self.name, self.namespace
+                );
                 return self.failed_check("WebhookFailed", msg);
             }
         }
@@ -447,7 +482,9 @@ impl<'a> Tick<'a> {
             let (min, max) = verdict::bounds(metric);
             let message = match &v {
                 verdict::Verdict::Pass => String::new(),
-                verdict::Verdict::Fail(m) | verdict::Verdict::NoData(m) | verdict::Verdict::Error(m) => m.clone(),
+                verdict::Verdict::Fail(m) | verdict::Verdict::NoData(m) | verdict::Verdict::Error(m) => {
+                    m.clone()
+                }
             };
             let value = match result {
                 verdict::MetricResult::Value(x) if !x.is_nan() => Some(*x),
@@ -483,7 +520,8 @@ impl<'a> Tick<'a> {
             // One step of mirrored (shadow) traffic before the canary receives real traffic.
             self.set_routes(Routes { mirrored: true, ..Routes::PRIMARY });
             self.status.iterations = 1;
-            return self.decide("MirrorTraffic", "mirroring traffic to the canary before shifting weight".into());
+            return self
+                .decide("MirrorTraffic", "mirroring traffic to the canary before shifting weight".into());
         }
         if !self.routes.mirrored {
             self.confirm_traffic_increase()?;
@@ -509,15 +547,15 @@ impl<'a> Tick<'a> {
 
     fn blue_green_step(&mut self) -> Flow {
         let n = self.p.iterations;
-        let kubernetes = self.p.provider == "kubernetes";
         if self.old.iterations < n {
             if self.p.mirror && self.p.router_mirrors() && !self.routes.mirrored {
                 self.set_routes(Routes { mirrored: true, ..Routes::PRIMARY });
             }
             return self.advance_iteration();
         }
-        if self.old.iterations == n && !kubernetes {
-            self.confirm_promotion()?;
+        // The gate is asked before switching traffic and again before promoting.
+        self.confirm_promotion()?;
+        if self.old.iterations == n && self.p.provider != "kubernetes" {
             let msg = if self.routes.mirrored {
                 "Stop traffic mirroring and route all traffic to canary"
             } else {
@@ -528,16 +566,14 @@ impl<'a> Tick<'a> {
             self.status.iterations = n + 1;
             return self.decide("RouteToCanary", msg.into());
         }
-        if kubernetes {
-            self.confirm_promotion()?;
-        }
         self.promote()
     }
 
     fn advance_iteration(&mut self) -> Flow {
         let i = self.old.iterations + 1;
         self.status.iterations = i;
-        let msg = format!("Advance {}.{} canary iteration {i}/{}", self.name, self.namespace, self.p.iterations);
+        let msg =
+            format!("Advance {}.{} canary iteration {i}/{}", self.name, self.namespace, self.p.iterations);
         self.event(false, msg.clone());
         self.decide("AdvanceIteration", msg)
     }
@@ -545,7 +581,9 @@ impl<'a> Tick<'a> {
     fn confirm_traffic_increase(&mut self) -> Flow {
         for (index, hook) in self.hooks(HookType::ConfirmTrafficIncrease) {
             match self.hook(index, Phase::Progressing)? {
-                HookResult::Passed => self.event(false, format!("Confirm-traffic-increase check {hook} passed")),
+                HookResult::Passed => {
+                    self.event(false, format!("Confirm-traffic-increase check {hook} passed"))
+                }
                 HookResult::Failed(_) => {
                     let msg = format!(
                         "Halt {}.{} advancement waiting for traffic increase approval {hook}",
@@ -554,7 +592,11 @@ impl<'a> Tick<'a> {
                     if self.decision_is_new("WaitConfirmTrafficIncrease", &msg) {
                         self.event(true, msg.clone());
                         if !self.muted(index) {
-                            self.alert(Severity::Warn, "Canary traffic increase is waiting for approval.".into(), false);
+                            self.alert(
+                                Severity::Warn,
+                                "Canary traffic increase is waiting for approval.".into(),
+                                false,
+                            );
                         }
                     }
                     return self.decide("WaitConfirmTrafficIncrease", msg);
@@ -569,13 +611,19 @@ impl<'a> Tick<'a> {
             match self.hook(index, Phase::Progressing)? {
                 HookResult::Passed => self.event(false, format!("Confirm-promotion check {hook} passed")),
                 HookResult::Failed(_) => {
-                    let msg =
-                        format!("Halt {}.{} advancement waiting for promotion approval {hook}", self.name, self.namespace);
+                    let msg = format!(
+                        "Halt {}.{} advancement waiting for promotion approval {hook}",
+                        self.name, self.namespace
+                    );
                     if self.old.phase != Phase::WaitingPromotion {
                         self.status.phase = Phase::WaitingPromotion;
                         self.event(true, msg.clone());
                         if !self.muted(index) {
-                            self.alert(Severity::Warn, "Canary promotion is waiting for approval.".into(), false);
+                            self.alert(
+                                Severity::Warn,
+                                "Canary promotion is waiting for approval.".into(),
+                                false,
+                            );
                         }
                     }
                     return self.decide("WaitConfirmPromotion", msg);
@@ -593,6 +641,8 @@ impl<'a> Tick<'a> {
         self.event(false, msg.clone());
         self.effects.push(Effect::Promote);
         self.status.phase = Phase::Promoting;
+        // From here the status' weight is the routed one, whatever the strategy.
+        self.status.canary_weight = self.routes.canary;
         self.decide("Promote", msg)
     }
 
@@ -625,7 +675,11 @@ impl<'a> Tick<'a> {
         self.effects.push(Effect::ScaleCanary { up: false });
         self.finish_run(Phase::Succeeded, RunResult::Completed);
         self.event(false, format!("Promotion completed! Scaling down {}", self.target()));
-        self.alert(Severity::Info, "Canary analysis completed successfully, promotion finished.".into(), false);
+        self.alert(
+            Severity::Info,
+            "Canary analysis completed successfully, promotion finished.".into(),
+            false,
+        );
         self.requeue = None;
         self.decide("Succeeded", format!("promotion of {} finished", self.target()))
     }
@@ -638,7 +692,10 @@ impl<'a> Tick<'a> {
         self.event(false, format!("Promotion completed! Canary analysis was skipped for {}", self.target()));
         self.alert(Severity::Info, "Canary analysis was skipped, promotion finished.".into(), false);
         self.requeue = None;
-        self.decide("Succeeded", format!("promotion of {} finished without analysis (skipAnalysis)", self.target()))
+        self.decide(
+            "Succeeded",
+            format!("promotion of {} finished without analysis (skipAnalysis)", self.target()),
+        )
     }
 
     fn failed_check(&mut self, reason: &str, message: String) -> Flow {
@@ -648,7 +705,10 @@ impl<'a> Tick<'a> {
             // Veer rolls back in the tick that reaches the threshold (Flagger waits one interval).
             return self.rollback(Rollback::Threshold);
         }
-        self.decide(reason, format!("{message} ({}/{} failed checks)", self.status.failed_checks, self.p.threshold))
+        self.decide(
+            reason,
+            format!("{message} ({}/{} failed checks)", self.status.failed_checks, self.p.threshold),
+        )
     }
 
     fn rollback(&mut self, why: Rollback) -> Flow {
@@ -710,7 +770,8 @@ impl<'a> Tick<'a> {
             self.status.last_promoted_spec = self.status.last_applied_spec.clone();
         }
         if !self.status.session_affinity_cookie.is_empty() {
-            self.status.previous_session_affinity_cookie = std::mem::take(&mut self.status.session_affinity_cookie);
+            self.status.previous_session_affinity_cookie =
+                std::mem::take(&mut self.status.session_affinity_cookie);
         }
         self.status.primary_session_affinity_cookie.clear();
         self.effects.push(Effect::RunFinished { strategy: self.p.strategy, result });
@@ -839,10 +900,10 @@ impl<'a> Tick<'a> {
         if self.status.session_affinity_cookie.is_empty() {
             self.status.session_affinity_cookie = format!("{}={}", sa.cookie_name, letters(&seed, "canary"));
         }
-        if let Some(primary) = &sa.primary_cookie_name {
-            if self.status.primary_session_affinity_cookie.is_empty() {
-                self.status.primary_session_affinity_cookie = format!("{primary}={}", letters(&seed, "primary"));
-            }
+        if let Some(primary) = &sa.primary_cookie_name
+            && self.status.primary_session_affinity_cookie.is_empty()
+        {
+            self.status.primary_session_affinity_cookie = format!("{primary}={}", letters(&seed, "primary"));
         }
     }
 

@@ -21,7 +21,6 @@ mod tests;
 
 use std::{collections::BTreeMap, time::Duration};
 
-
 pub use machine::{decide, intended_routes, stalled};
 pub use params::{HookType, Params, Settings, Strategy, format_duration, parse_duration};
 pub use verdict::{MetricResult, REQUEST_DURATION, REQUEST_SUCCESS_RATE, Verdict, bounds, is_builtin, judge};

@@ -168,11 +168,8 @@ impl Params {
     pub fn new(spec: &CanarySpec, settings: &Settings) -> Params {
         let default = CanaryAnalysis::default();
         let a = spec.analysis.as_ref().unwrap_or(&default);
-        let provider = spec
-            .provider
-            .clone()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| settings.mesh_provider.clone());
+        let provider =
+            spec.provider.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| settings.mesh_provider.clone());
         let interval = a
             .interval
             .as_deref()
@@ -214,7 +211,9 @@ impl Params {
             mirror: a.mirror.unwrap_or(false) && !kubernetes,
             strategy,
             skip_analysis: spec.skip_analysis.unwrap_or(false) || spec.analysis.is_none(),
-            progress_deadline: Duration::from_secs(spec.progress_deadline_seconds.unwrap_or(600).max(0) as u64),
+            progress_deadline: Duration::from_secs(
+                spec.progress_deadline_seconds.unwrap_or(600).max(0) as u64
+            ),
             provider,
         }
     }

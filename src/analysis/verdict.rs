@@ -166,7 +166,8 @@ mod tests {
 
     #[test]
     fn deprecated_threshold() {
-        let sr = CanaryMetric { name: REQUEST_SUCCESS_RATE.into(), threshold: Some(99.0), ..Default::default() };
+        let sr =
+            CanaryMetric { name: REQUEST_SUCCESS_RATE.into(), threshold: Some(99.0), ..Default::default() };
         assert!(!judge(&sr, &MetricResult::Value(98.0), "a.b", "istio").passed());
         let custom = CanaryMetric { name: "errors".into(), threshold: Some(5.0), ..Default::default() };
         assert!(judge(&custom, &MetricResult::Value(5.0), "a.b", "istio").passed());

@@ -8,8 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CanaryStatus, CorsPolicy, HeaderOperations, HttpMatchRequest, HttpRetry, HttpRewrite, StringMatch,
-    schema,
+    CanaryStatus, CorsPolicy, HeaderOperations, HttpMatchRequest, HttpRetry, HttpRewrite, StringMatch, schema,
 };
 
 /// CanarySpec defines the desired state of a Canary.

@@ -8,7 +8,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The phase of a canary run (Flagger's strings).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
 pub enum Phase {
     /// Never reconciled.
     #[default]
@@ -61,7 +63,11 @@ impl Phase {
     pub fn is_running(self) -> bool {
         matches!(
             self,
-            Phase::Progressing | Phase::Waiting | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising
+            Phase::Progressing
+                | Phase::Waiting
+                | Phase::WaitingPromotion
+                | Phase::Promoting
+                | Phase::Finalising
         )
     }
 }
