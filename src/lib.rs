@@ -8,4 +8,5 @@
 pub mod analysis;
 pub mod api;
 pub mod http;
+pub mod meta;
 pub mod revision;
