@@ -7,6 +7,9 @@
 
 pub mod analysis;
 pub mod api;
+pub mod cli;
 pub mod http;
 pub mod meta;
 pub mod revision;
+pub mod telemetry;
+pub mod webhook;

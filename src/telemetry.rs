@@ -1,0 +1,251 @@
+//! Logs, the controller's own metrics and the admin HTTP server (`/metrics`, `/healthz`, `/readyz`).
+//!
+//! Flagger's series keep their names (`flagger_*`) so existing dashboards keep working; Veer's own
+//! series are `veer_*`.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Plain,
+}
+
+/// Initializes logging. `level` is a tracing filter (`info`, `debug`, `veer=debug,kube=info`).
+pub fn init_logging(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match format {
+        LogFormat::Json => {
+            registry.with(fmt::layer().json().flatten_event(true).with_current_span(false)).try_init()
+        }
+        LogFormat::Plain => registry.with(fmt::layer()).try_init(),
+    };
+    // A second init (tests) keeps the first subscriber.
+    let _ = result;
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InfoLabels {
+    pub version: String,
+    pub mesh_provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CanaryLabels {
+    pub name: String,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkloadLabels {
+    pub workload: String,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetricLabels {
+    pub name: String,
+    pub namespace: String,
+    pub metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub name: String,
+    pub namespace: String,
+    pub deployment_strategy: String,
+    pub analysis_status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: String,
+}
+
+/// The controller's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    pub info: Family<InfoLabels, Gauge>,
+    pub canary_total: Family<NamespaceLabels, Gauge>,
+    /// 0 = Progressing, 2 = Failed, 1 = anything else (Flagger's encoding).
+    pub canary_status: Family<CanaryLabels, Gauge>,
+    pub canary_weight: Family<WorkloadLabels, Gauge>,
+    pub metric_analysis: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub canary_duration: Family<CanaryLabels, Histogram>,
+    pub successes: Family<RunLabels, Counter>,
+    pub failures: Family<RunLabels, Counter>,
+    /// Veer: reconciles that failed, by error kind.
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    /// Veer: writes to the API server, by kind of write.
+    pub api_writes: Family<ErrorLabels, Counter>,
+    /// Veer: how late analysis steps ran compared with `lastStepTime + interval`, in seconds.
+    pub step_lag: Histogram,
+}
+
+impl Metrics {
+    /// Registers the metrics in `registry`.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            info: Family::default(),
+            canary_total: Family::default(),
+            canary_status: Family::default(),
+            canary_weight: Family::default(),
+            metric_analysis: Family::default(),
+            canary_duration: Family::new_with_constructor(|| {
+                Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            }),
+            successes: Family::default(),
+            failures: Family::default(),
+            reconcile_errors: Family::default(),
+            api_writes: Family::default(),
+            step_lag: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
+        };
+        let f = registry.sub_registry_with_prefix("flagger");
+        f.register("info", "Flagger version and mesh provider information", m.info.clone());
+        f.register("canary_total", "Number of canaries per namespace", m.canary_total.clone());
+        f.register(
+            "canary_status",
+            "Last canary analysis result (0 progressing, 1 done, 2 failed)",
+            m.canary_status.clone(),
+        );
+        f.register("canary_weight", "The virtual service destination weight", m.canary_weight.clone());
+        f.register(
+            "canary_metric_analysis",
+            "Last canary analysis result per metric",
+            m.metric_analysis.clone(),
+        );
+        f.register(
+            "canary_duration_seconds",
+            "Seconds spent performing canary analysis",
+            m.canary_duration.clone(),
+        );
+        f.register("canary_successes", "Total number of canary successes", m.successes.clone());
+        f.register("canary_failures", "Total number of canary failures", m.failures.clone());
+        let v = registry.sub_registry_with_prefix("veer");
+        v.register("reconcile_errors", "Reconciles that failed, by error kind", m.reconcile_errors.clone());
+        v.register("api_writes", "Writes sent to the API server, by kind", m.api_writes.clone());
+        v.register("step_lag_seconds", "Delay of analysis steps behind their due time", m.step_lag.clone());
+        m
+    }
+}
+
+/// Shared state of the admin server.
+#[derive(Clone)]
+pub struct Admin {
+    registry: Arc<Registry>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Admin {
+    pub fn new(registry: Registry) -> Admin {
+        Admin { registry: Arc::new(registry), ready: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Marks the controller ready (caches synced).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// The admin routes.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics))
+            .route("/healthz", get(|| async { "OK" }))
+            .route("/readyz", get(readyz))
+            .with_state(self.clone())
+    }
+
+    /// Serves the admin routes until `shutdown` completes.
+    pub async fn serve(
+        self,
+        addr: SocketAddr,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+    }
+}
+
+async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
+    let mut body = String::new();
+    match encode(&mut body, &admin.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            body,
+        ),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string()),
+    }
+}
+
+async fn readyz(State(admin): State<Admin>) -> (StatusCode, &'static str) {
+    if admin.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "OK")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn admin_endpoints() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.info.get_or_create(&InfoLabels { version: "0.1.0".into(), mesh_provider: "istio".into() }).set(1);
+        m.successes
+            .get_or_create(&RunLabels {
+                name: "podinfo".into(),
+                namespace: "test".into(),
+                deployment_strategy: "canary".into(),
+                analysis_status: "completed".into(),
+            })
+            .inc();
+        let admin = Admin::new(registry);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = admin.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let client = crate::http::client_builder().build().unwrap();
+        let get = |path: &str| client.get(format!("{base}{path}")).send();
+        assert_eq!(get("/healthz").await.unwrap().text().await.unwrap(), "OK");
+        assert_eq!(get("/readyz").await.unwrap().status(), 503);
+        admin.set_ready(true);
+        assert_eq!(get("/readyz").await.unwrap().status(), 200);
+        let body = get("/metrics").await.unwrap().text().await.unwrap();
+        assert!(body.contains(r#"flagger_info{version="0.1.0",mesh_provider="istio"} 1"#), "{body}");
+        assert!(
+            body.contains(r#"flagger_canary_successes_total{name="podinfo",namespace="test",deployment_strategy="canary",analysis_status="completed"} 1"#),
+            "{body}"
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! The webhook client: Flagger's payload POSTed as JSON, success only for HTTP 200–202, a timeout
+//! per attempt and retries with exponential backoff on connection errors, 429 and 5xx.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use reqwest::{StatusCode, header::RETRY_AFTER};
+
+use crate::{
+    analysis::{HookResult, parse_duration},
+    api::{CanaryWebhook, WebhookPayload},
+};
+
+/// Default per-attempt timeout of a webhook.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest error text kept from a response body.
+const MAX_BODY: usize = 512;
+
+/// Calls webhooks. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct WebhookClient {
+    verified: reqwest::Client,
+    unverified: reqwest::Client,
+    /// First backoff between attempts (1 s; shorter in tests).
+    first_backoff: Duration,
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the webhook HTTP client: {0}")]
+pub struct ClientError(#[from] reqwest::Error);
+
+impl WebhookClient {
+    pub fn new() -> Result<Self, ClientError> {
+        Ok(WebhookClient {
+            verified: crate::http::client_builder().build()?,
+            unverified: crate::http::client_builder().danger_accept_invalid_certs(true).build()?,
+            first_backoff: Duration::from_secs(1),
+        })
+    }
+
+    /// The same client with another first backoff (tests).
+    pub fn with_first_backoff(mut self, d: Duration) -> Self {
+        self.first_backoff = d;
+        self
+    }
+
+    /// Calls a webhook of a Canary: `Passed` for HTTP 200–202, otherwise `Failed` with the reason.
+    pub async fn call(&self, hook: &CanaryWebhook, payload: &WebhookPayload) -> HookResult {
+        let timeout = hook_timeout(hook);
+        let retries = hook.retries.unwrap_or(0).max(0) as u32;
+        let client = if hook.disable_tls.unwrap_or(false) { &self.unverified } else { &self.verified };
+        match self.post(client, &hook.url, payload, timeout, retries).await {
+            Ok(()) => HookResult::Passed,
+            Err(e) => HookResult::Failed(e),
+        }
+    }
+
+    /// Sends an event to an event webhook (`type: event` or `--event-webhook`). Failures are
+    /// returned for logging only.
+    pub async fn send_event(
+        &self,
+        url: &str,
+        payload: &WebhookPayload,
+        message: &str,
+        warning: bool,
+        unix_millis: i64,
+    ) -> Result<(), String> {
+        let mut payload = payload.clone();
+        // The event's keys win over the hook's own metadata.
+        let mut metadata = payload.metadata.take().unwrap_or_default();
+        metadata.extend(BTreeMap::from([
+            ("eventMessage".to_string(), message.to_string()),
+            ("eventType".to_string(), if warning { "Warning" } else { "Normal" }.to_string()),
+            ("timestamp".to_string(), unix_millis.to_string()),
+        ]));
+        payload.metadata = Some(metadata);
+        self.post(&self.verified, url, &payload, DEFAULT_TIMEOUT, 0).await
+    }
+
+    async fn post(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        payload: &WebhookPayload,
+        timeout: Duration,
+        retries: u32,
+    ) -> Result<(), String> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (retriable, error, retry_after) =
+                match client.post(url).json(payload).timeout(timeout).send().await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        if (200..=202).contains(&status.as_u16()) {
+                            return Ok(());
+                        }
+                        let retry_after = resp
+                            .headers()
+                            .get(RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map(Duration::from_secs);
+                        let body = resp.text().await.unwrap_or_default();
+                        let retriable = status == StatusCode::TOO_MANY_REQUESTS
+                            || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED);
+                        (retriable, describe_status(status, &body), retry_after)
+                    }
+                    Err(e) if e.is_timeout() => {
+                        (true, format!("POST {url} timed out after {timeout:?}"), None)
+                    }
+                    Err(e) => (true, format!("POST {url} failed: {}", root_cause(&e)), None),
+                };
+            if !retriable || attempt > retries {
+                return Err(if retries > 0 {
+                    format!("{error} (giving up after {attempt} attempt(s))")
+                } else {
+                    error
+                });
+            }
+            let backoff = self.first_backoff.saturating_mul(1 << (attempt - 1).min(16)).min(MAX_BACKOFF);
+            tokio::time::sleep(retry_after.map_or(backoff, |r| r.min(MAX_BACKOFF))).await;
+        }
+    }
+}
+
+/// The per-attempt timeout of a hook: its `timeout`, or 10 s.
+pub fn hook_timeout(hook: &CanaryWebhook) -> Duration {
+    hook.timeout.as_deref().and_then(parse_duration).filter(|d| !d.is_zero()).unwrap_or(DEFAULT_TIMEOUT)
+}
+
+fn describe_status(status: StatusCode, body: &str) -> String {
+    let body = body.trim();
+    let body = match body.char_indices().nth(MAX_BODY) {
+        Some((i, _)) => format!("{}…", &body[..i]),
+        None => body.to_string(),
+    };
+    if body.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {body}") }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use axum::{Json, Router, extract::State, http::StatusCode as Code, routing::post};
+
+    use super::*;
+
+    struct Server {
+        url: String,
+        calls: Arc<AtomicUsize>,
+        bodies: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    }
+
+    /// A webhook receiver answering with the given statuses in turn (the last one repeats).
+    async fn server(statuses: Vec<u16>, delay: Duration) -> Server {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let state = (calls.clone(), bodies.clone(), Arc::new(statuses), delay);
+        type S = (Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<serde_json::Value>>>, Arc<Vec<u16>>, Duration);
+        async fn handle(
+            State((calls, bodies, statuses, delay)): State<S>,
+            Json(body): Json<serde_json::Value>,
+        ) -> (Code, String) {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            bodies.lock().unwrap().push(body);
+            tokio::time::sleep(delay).await;
+            let status = statuses[n.min(statuses.len() - 1)];
+            (Code::from_u16(status).unwrap(), format!("answer {n}"))
+        }
+        let app = Router::new().route("/hook", post(handle)).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Server { url, calls, bodies }
+    }
+
+    fn hook(url: &str) -> CanaryWebhook {
+        CanaryWebhook { name: "h".into(), url: url.into(), ..Default::default() }
+    }
+
+    fn payload() -> WebhookPayload {
+        WebhookPayload {
+            name: "podinfo".into(),
+            namespace: "test".into(),
+            phase: "Progressing".into(),
+            checksum: "abc".into(),
+            metadata: Some(BTreeMap::from([("cmd".into(), "hey".into())])),
+        }
+    }
+
+    fn client() -> WebhookClient {
+        WebhookClient::new().unwrap().with_first_backoff(Duration::from_millis(10))
+    }
+
+    #[tokio::test]
+    async fn success_is_200_to_202_only() {
+        for (status, passed) in
+            [(200, true), (201, true), (202, true), (203, false), (204, false), (403, false)]
+        {
+            let s = server(vec![status], Duration::ZERO).await;
+            let r = client().call(&hook(&s.url), &payload()).await;
+            assert_eq!(r == HookResult::Passed, passed, "HTTP {status}: {r:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn payload_is_flaggers() {
+        let s = server(vec![200], Duration::ZERO).await;
+        client().call(&hook(&s.url), &payload()).await;
+        let body = s.bodies.lock().unwrap()[0].clone();
+        assert_eq!(
+            body,
+            serde_json::json!({"name": "podinfo", "namespace": "test", "phase": "Progressing", "checksum": "abc", "metadata": {"cmd": "hey"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_carry_the_response_body() {
+        let s = server(vec![403], Duration::ZERO).await;
+        let r = client().call(&hook(&s.url), &payload()).await;
+        assert_eq!(r, HookResult::Failed("HTTP 403 Forbidden: answer 0".into()));
+    }
+
+    #[tokio::test]
+    async fn retries_on_5xx_and_429_but_not_4xx() {
+        let s = server(vec![503, 429, 200], Duration::ZERO).await;
+        let mut h = hook(&s.url);
+        h.retries = Some(3);
+        assert_eq!(client().call(&h, &payload()).await, HookResult::Passed);
+        assert_eq!(s.calls.load(Ordering::SeqCst), 3);
+
+        let s = server(vec![400, 200], Duration::ZERO).await;
+        let mut h = hook(&s.url);
+        h.retries = Some(3);
+        assert!(matches!(client().call(&h, &payload()).await, HookResult::Failed(_)));
+        assert_eq!(s.calls.load(Ordering::SeqCst), 1, "4xx is final");
+
+        let s = server(vec![500], Duration::ZERO).await;
+        let mut h = hook(&s.url);
+        h.retries = Some(2);
+        let r = client().call(&h, &payload()).await;
+        assert_eq!(s.calls.load(Ordering::SeqCst), 3);
+        assert!(
+            matches!(r, HookResult::Failed(ref e) if e.contains("giving up after 3 attempt(s)")),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_hook_times_out() {
+        let s = server(vec![200], Duration::from_secs(5)).await;
+        let mut h = hook(&s.url);
+        h.timeout = Some("200ms".into());
+        let r = client().call(&h, &payload()).await;
+        assert!(matches!(r, HookResult::Failed(ref e) if e.contains("timed out")), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_hooks_fail_with_the_cause() {
+        // Bind and drop a listener so that the port is closed.
+        let port = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+        let r = client().call(&hook(&format!("http://127.0.0.1:{port}/")), &payload()).await;
+        assert!(matches!(r, HookResult::Failed(ref e) if e.contains("POST http://127.0.0.1")), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn events_carry_message_type_and_time() {
+        let s = server(vec![200], Duration::ZERO).await;
+        client()
+            .send_event(&s.url, &payload(), "Advance podinfo.test canary weight 10", false, 1700000000000)
+            .await
+            .unwrap();
+        let body = s.bodies.lock().unwrap()[0].clone();
+        assert_eq!(body["metadata"]["eventMessage"], "Advance podinfo.test canary weight 10");
+        assert_eq!(body["metadata"]["eventType"], "Normal");
+        assert_eq!(body["metadata"]["timestamp"], "1700000000000");
+        assert_eq!(body["metadata"]["cmd"], "hey");
+    }
+
+    #[test]
+    fn default_timeout() {
+        assert_eq!(hook_timeout(&hook("x")), DEFAULT_TIMEOUT);
+        let mut h = hook("x");
+        h.timeout = Some("30s".into());
+        assert_eq!(hook_timeout(&h), Duration::from_secs(30));
+    }
+}
