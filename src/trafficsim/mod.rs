@@ -12,12 +12,17 @@
 //! * latency: 1 % of requests at `L/2`, 98 % at `L`, 1 % at `3L/2`, and `L` (with both tails) made a
 //!   bucket boundary. Exactly 99 % lie at or below `L`, so `histogram_quantile(0.99, ...)` lands on
 //!   the top of that bucket (Istio's P99), and the mean is `L` (NGINX's average).
+//!
+//! Use [`server::serve`] to run it in-process and [`client::Client`] to drive it.
 
 pub mod api;
+pub mod client;
 pub mod exposition;
 pub mod model;
 #[cfg(test)]
 mod promql_model;
+pub mod server;
 pub mod sim;
 
 pub use api::{IstioSpec, IstioView, NginxSpec, NginxView};
+pub use client::{Client, ClientError};
