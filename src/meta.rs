@@ -44,7 +44,10 @@ pub fn owner_reference(canary: &Canary) -> OwnerReference {
 
 /// Filters labels by `--include-label-prefix` (comma-separated prefixes; `*` means all; empty means
 /// none). Flux keys are always dropped.
-pub fn filter_by_prefixes(labels: &BTreeMap<String, String>, prefixes: &[String]) -> BTreeMap<String, String> {
+pub fn filter_by_prefixes(
+    labels: &BTreeMap<String, String>,
+    prefixes: &[String],
+) -> BTreeMap<String, String> {
     labels
         .iter()
         .filter(|(k, _)| !is_flux_key(k))
