@@ -1,6 +1,7 @@
 //! Veer: a Flagger-compatible progressive-delivery controller for Kubernetes.
 //!
-//! `api` holds the `flagger.app/v1beta1` types, `analysis` the pure canary state machine, and
+//! `api` holds the `flagger.app/v1beta1` types, `analysis` the pure canary state machine,
+//! `metrics` the metric queries (templates, built-in PromQL, the Prometheus client), and
 //! `revision` the change-detection hashes.
 
 #![forbid(unsafe_code)]
@@ -8,4 +9,5 @@
 pub mod analysis;
 pub mod api;
 pub mod http;
+pub mod metrics;
 pub mod revision;
