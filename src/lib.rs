@@ -1,8 +1,11 @@
 //! Veer: a Flagger-compatible progressive-delivery controller for Kubernetes.
 //!
-//! `api` holds the `flagger.app/v1beta1` types, `analysis` the pure canary state machine,
-//! `revision` the change-detection hashes, and `trafficsim` the metrics simulator used by the
-//! end-to-end tests.
+//! - `api`: the `flagger.app/v1beta1` types and the CRD generation.
+//! - `analysis`: the canary state machine, a pure function.
+//! - `metrics`: metric queries (templates, built-in PromQL, the Prometheus client).
+//! - `webhook`: the webhook client; `revision`: change-detection hashes; `meta`: shared names.
+//! - `cli`, `telemetry`, `http`: flags, logs and self-metrics, the HTTP client setup.
+//! - `trafficsim`: the metrics simulator used by the end-to-end tests.
 
 #![forbid(unsafe_code)]
 
@@ -11,6 +14,7 @@ pub mod api;
 pub mod cli;
 pub mod http;
 pub mod meta;
+pub mod metrics;
 pub mod revision;
 pub mod telemetry;
 pub mod trafficsim;
