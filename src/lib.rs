@@ -1,7 +1,7 @@
 //! Veer: a Flagger-compatible progressive-delivery controller for Kubernetes.
 //!
 //! `api` holds the `flagger.app/v1beta1` types, `analysis` the pure canary state machine, and
-//! `revision` the change-detection hashes.
+//! `revision` the change-detection hashes, and `router` the Services and routing objects (pure builders).
 
 #![forbid(unsafe_code)]
 
@@ -10,3 +10,4 @@ pub mod api;
 pub mod http;
 pub mod meta;
 pub mod revision;
+pub mod router;
