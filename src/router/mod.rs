@@ -7,11 +7,13 @@
 //! when to read, write or skip, and every rule is tested without a cluster.
 //!
 //! * [`services`]: the ClusterIP Services `<svc>`, `<svc>-primary`, `<svc>-canary` (all providers).
+//! * [`istio`]: two DestinationRules and the VirtualService `<svc>`.
 //! * [`kubernetes`]: no routing object (Blue/Green by Services only).
 //!
 //! Weights always come in as [`Routes`] (percent, summing to 100) and each traffic router can read
 //! them back from its object (`read_routes`), so that the live object, not memory, is the truth.
 
+pub mod istio;
 pub mod kubernetes;
 pub mod services;
 
@@ -39,6 +41,18 @@ pub enum RouterError {
         "Canary {canary}: {field}: provider {provider} is not supported by Veer yet; supported: istio, nginx, kubernetes"
     )]
     UnsupportedProvider { canary: String, field: String, provider: String },
+
+    /// Istio: `delegation: true` together with hosts or gateways.
+    #[error(
+        "VirtualService {virtual_service} cannot have hosts and gateways when delegation is enabled: remove spec.service.hosts and spec.service.gateways from Canary {canary}, or set spec.service.delegation to false"
+    )]
+    DelegationWithHosts { virtual_service: String, canary: String },
+
+    /// Istio: the VirtualService has no route with the primary and canary destinations.
+    #[error(
+        "VirtualService {virtual_service} does not contain routes for {primary} and {canary}; Veer rewrites it on the next reconcile, check that no other tool manages its spec.http/spec.tcp"
+    )]
+    RoutesNotFound { virtual_service: String, primary: String, canary: String },
 
     /// A generated object is controlled by another Canary.
     #[error(
@@ -167,4 +181,16 @@ pub(crate) fn control(owners: &[OwnerReference], canary: &Canary) -> Control {
         (true, false) => Control::AnotherCanary(owner.name.clone()),
         (false, _) => Control::User,
     }
+}
+
+/// Escapes RE2 metacharacters, for patterns built from literal values.
+pub(crate) fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

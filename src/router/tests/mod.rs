@@ -1,6 +1,7 @@
 //! Router tests, written from `flagger-behaviour.md` §3. Objects are compared as JSON, as the API
 //! server would receive them.
 
+mod istio;
 mod services;
 
 use serde_json::{Value, json};
