@@ -8,6 +8,7 @@
 //!
 //! * [`services`]: the ClusterIP Services `<svc>`, `<svc>-primary`, `<svc>-canary` (all providers).
 //! * [`istio`]: two DestinationRules and the VirtualService `<svc>`.
+//! * [`nginx`]: the canary Ingress `<ingressRef.name>-canary`.
 //! * [`kubernetes`]: no routing object (Blue/Green by Services only).
 //!
 //! Weights always come in as [`Routes`] (percent, summing to 100) and each traffic router can read
@@ -15,6 +16,7 @@
 
 pub mod istio;
 pub mod kubernetes;
+pub mod nginx;
 pub mod services;
 
 #[cfg(test)]
@@ -59,6 +61,30 @@ pub enum RouterError {
         "{kind} {object} is controlled by another Canary ({owner}); give Canary {canary} a different spec.service.name, or delete the other Canary"
     )]
     OwnedByAnotherCanary { kind: String, object: String, owner: String, canary: String },
+
+    /// NGINX: `spec.ingressRef` is required.
+    #[error(
+        "Canary {canary}: spec.ingressRef is required by provider nginx; set it to the Ingress that routes to Service {service}"
+    )]
+    MissingIngressRef { canary: String, service: String },
+
+    /// NGINX: the user's Ingress does not route to the apex Service.
+    #[error(
+        "backend {service} not found in ingress {ingress}; add a path whose backend is Service {service}, or set spec.service.name of Canary {canary} to the Service the Ingress routes to"
+    )]
+    BackendNotFound { service: String, ingress: String, canary: String },
+
+    /// NGINX: A/B testing needs a header or cookie condition.
+    #[error(
+        "Canary {canary}: spec.analysis.match has no header condition NGINX can route on; add headers.<name> with exact, prefix, suffix or regex (use header `cookie` with exact: <cookie name> for cookies)"
+    )]
+    NoNginxMatch { canary: String },
+
+    /// NGINX: the canary Ingress carries a weight that is not a percentage.
+    #[error(
+        "Ingress {ingress}: annotation {annotation} is {value:?}, not a whole number from 0 to 100; remove it and Veer sets it again on the next reconcile"
+    )]
+    InvalidWeight { ingress: String, annotation: String, value: String },
 }
 
 /// The three Service names of a Canary: `<svc>`, `<svc>-primary`, `<svc>-canary`.

@@ -2,6 +2,7 @@
 //! server would receive them.
 
 mod istio;
+mod nginx;
 mod services;
 
 use serde_json::{Value, json};
