@@ -3,6 +3,7 @@
 
 mod istio;
 mod nginx;
+mod proptests;
 mod services;
 
 use serde_json::{Value, json};
