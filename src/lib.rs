@@ -3,6 +3,7 @@
 //! - `api`: the `flagger.app/v1beta1` types and the CRD generation.
 //! - `analysis`: the canary state machine, a pure function.
 //! - `metrics`: metric queries (templates, built-in PromQL, the Prometheus client).
+//! - `router`: the Services and routing objects (Istio, NGINX) as pure builders.
 //! - `webhook`: the webhook client; `revision`: change-detection hashes; `meta`: shared names.
 //! - `cli`, `telemetry`, `http`: flags, logs and self-metrics, the HTTP client setup.
 //! - `trafficsim`: the metrics simulator used by the end-to-end tests.
@@ -16,6 +17,7 @@ pub mod http;
 pub mod meta;
 pub mod metrics;
 pub mod revision;
+pub mod router;
 pub mod telemetry;
 pub mod trafficsim;
 pub mod webhook;
