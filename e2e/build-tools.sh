@@ -78,11 +78,20 @@ build_helm() {
 }
 
 # Debian's prometheus package, unpacked rather than installed: its maintainer scripts add a system user
-# and start a daemon on :9090.
+# and start a daemon on :9090. The pinned version is a stable-security update; when the archive has moved
+# on to a newer one, the pinned file is gone, so take the current candidate (same 2.x HTTP API) and say so.
 build_prometheus() {
 	local out=$1 deb
-	(cd "$out" && apt-get download "prometheus=$PROMETHEUS_DEB_VERSION" >/dev/null 2>&1 ||
-		{ apt-get update >/dev/null && apt-get download "prometheus=$PROMETHEUS_DEB_VERSION"; })
+	(
+		cd "$out"
+		apt-get download "prometheus=$PROMETHEUS_DEB_VERSION" >/dev/null 2>&1 && exit 0
+		# A fresh machine may have no package lists yet.
+		apt-get update >/dev/null
+		apt-get download "prometheus=$PROMETHEUS_DEB_VERSION" >/dev/null 2>&1 && exit 0
+		log "WARNING: prometheus=$PROMETHEUS_DEB_VERSION is no longer in the archive; using the candidate" \
+			"$(apt-cache policy prometheus | sed -n 's/ *Candidate: //p')"
+		apt-get download prometheus >/dev/null
+	)
 	deb=$(ls "$out"/prometheus_*.deb)
 	dpkg -x "$deb" "$out/root"
 	rm -f "$deb"

@@ -24,19 +24,35 @@ export GOTOOLCHAIN=local GOWORK=off GOFLAGS=-modcacherw CGO_ENABLED=0
 log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# key NAME FILES... : a short hash of the named tool's inputs and the Go version, used as its cache dir.
+# key NAME VALUES... [-- FILES...] : a short hash of one tool's own inputs (its pinned version, its go.mod/go.sum)
+# and the Go version, used in its cache dir name; bumping one tool's version rebuilds only that tool.
+# RECIPE_REV below is bumped by hand when a build recipe in build-tools.sh changes in a way that matters.
 key() {
-	local name=$1
+	local name=$1 values=() files=()
 	shift
-	{ echo "$name"; go version; cat "$E2E_DIR/versions.env" "$@" 2>/dev/null; } | sha256sum | cut -c1-16
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do values+=("$1"); shift; done
+	[ $# -gt 0 ] && shift
+	files=("$@")
+	{
+		echo "$name ${values[*]}"
+		go version
+		[ ${#files[@]} -eq 0 ] || cat "${files[@]}"
+	} | sha256sum | cut -c1-16
 }
 
-k8s_bin() { echo "$E2E_CACHE/k8s-$(key k8s "$E2E_DIR"/tools/k8s/go.mod "$E2E_DIR"/tools/k8s/go.sum)"; }
-etcd_bin() { echo "$E2E_CACHE/etcd-$(key etcd "$E2E_DIR"/tools/etcd/go.mod "$E2E_DIR"/tools/etcd/go.sum)"; }
-kwok_bin() { echo "$E2E_CACHE/kwok-$(key kwok)"; }
-helm_bin() { echo "$E2E_CACHE/helm-$(key helm)"; }
-prom_dir() { echo "$E2E_CACHE/prometheus-$(key prometheus)"; }
-crds_dir() { echo "$E2E_CACHE/crds-$(key crds)"; }
+RECIPE_REV=1
+k8s_bin() {
+	echo "$E2E_CACHE/k8s-$(key k8s "$K8S_VERSION" "$K8S_STAGING_VERSION" "$RECIPE_REV" -- \
+		"$E2E_DIR"/tools/k8s/go.mod "$E2E_DIR"/tools/k8s/go.sum)"
+}
+etcd_bin() {
+	echo "$E2E_CACHE/etcd-$(key etcd "$ETCD_VERSION" "$RECIPE_REV" -- \
+		"$E2E_DIR"/tools/etcd/go.mod "$E2E_DIR"/tools/etcd/go.sum)"
+}
+kwok_bin() { echo "$E2E_CACHE/kwok-$(key kwok "$KWOK_VERSION" "$RECIPE_REV")"; }
+helm_bin() { echo "$E2E_CACHE/helm-$(key helm "$HELM_VERSION" "$K8S_VERSION" "$RECIPE_REV")"; }
+prom_dir() { echo "$E2E_CACHE/prometheus-$(key prometheus "$PROMETHEUS_DEB_VERSION" "$RECIPE_REV")"; }
+crds_dir() { echo "$E2E_CACHE/crds-$(key crds "$ISTIO_API_VERSION" "$RECIPE_REV")"; }
 
 # wait_for DESC TIMEOUT_S LOGFILE CMD... : retry CMD every 0.5 s; on timeout print the log tail and fail.
 wait_for() {
