@@ -3,6 +3,7 @@
 # own cache directory keyed by its inputs, completed by a `.complete` stamp; a warm run builds nothing.
 # Usage: e2e/build-tools.sh [k8s|etcd|kwok|helm|prometheus|crds ...]   (default: all)
 set -euo pipefail
+# shellcheck source=e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
 mkdir -p "$E2E_CACHE"
 

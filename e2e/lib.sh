@@ -1,9 +1,11 @@
 # Shared settings for the e2e scripts. Source it; it defines paths and helpers, and starts nothing.
 # shellcheck shell=bash
+# The variables are used by the scripts that source this file.
+# shellcheck disable=SC2034
 
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$E2E_DIR/.." && pwd)
-# shellcheck source=versions.env
+# shellcheck source=e2e/versions.env
 . "$E2E_DIR/versions.env"
 
 # Built tools live outside the repository so that a fresh clone on the same machine reuses them.
@@ -18,6 +20,9 @@ KCM_PORT=${VEER_KCM_PORT:-10257}
 SCHEDULER_PORT=${VEER_SCHEDULER_PORT:-10259}
 PROMETHEUS_PORT=${VEER_PROMETHEUS_PORT:-19090}
 TRAFFICSIM_PORT=${VEER_TRAFFICSIM_PORT:-19091}
+
+# The fake node kwok manages; tests may pin pods to it.
+NODE_NAME=${VEER_E2E_NODE:-kwok-node-0}
 
 export GOTOOLCHAIN=local GOWORK=off GOFLAGS=-modcacherw CGO_ENABLED=0
 
@@ -53,6 +58,35 @@ kwok_bin() { echo "$E2E_CACHE/kwok-$(key kwok "$KWOK_VERSION" "$RECIPE_REV")"; }
 helm_bin() { echo "$E2E_CACHE/helm-$(key helm "$HELM_VERSION" "$K8S_VERSION" "$RECIPE_REV")"; }
 prom_dir() { echo "$E2E_CACHE/prometheus-$(key prometheus "$PROMETHEUS_DEB_VERSION" "$RECIPE_REV")"; }
 crds_dir() { echo "$E2E_CACHE/crds-$(key crds "$ISTIO_API_VERSION" "$RECIPE_REV")"; }
+
+# running_pid PIDFILE : print the pid recorded in PIDFILE ("pid exe", written by up.sh) if that process
+# still runs the recorded executable, else fail. The exe check keeps a reused pid from being taken for
+# ours. A process whose executable was rebuilt since it started shows it as "PATH (deleted)".
+running_pid() {
+	local pid exe actual
+	[ -f "$1" ] && read -r pid exe <"$1" || return 1
+	actual=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+	[ "$actual" = "$exe" ] || [ "$actual" = "$exe (deleted)" ] || return 1
+	echo "$pid"
+}
+
+# stop_pid NAME PID : TERM, up to 10 s for it to exit, then KILL.
+stop_pid() {
+	local name=$1 pid=$2
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for _ in $(seq 100); do
+		if ! readlink "/proc/$pid/exe" >/dev/null 2>&1; then # gone (or a zombie)
+			log "stopped $name (pid $pid)"
+			return 0
+		fi
+		sleep 0.1
+	done
+	log "$name (pid $pid) ignored TERM for 10 s; killing it"
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+# port_open PORT : true when something accepts TCP connections on 127.0.0.1:PORT (no ss/netstat needed).
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # wait_for DESC TIMEOUT_S LOGFILE CMD... : retry CMD every 0.5 s; on timeout print the log tail and fail.
 wait_for() {

@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# Starts the local control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kwok with one fake Ready node, the traffic simulator (when the package has it) and
+# Prometheus; installs Veer's CRDs and the Istio CRDs; writes e2e/.run/env. Idempotent: components that
+# are already running (by recorded pid) are kept, missing ones are started. Stop it with e2e/down.sh.
+set -euo pipefail
+# shellcheck source=e2e/lib.sh
+. "$(dirname "$0")/lib.sh"
+started_at=$SECONDS
+
+bash "$E2E_DIR/build-tools.sh"
+K8S=$(k8s_bin) ETCD=$(etcd_bin)/etcd KWOK=$(kwok_bin) PROM=$(prom_dir)/root/usr/bin/prometheus
+KUBECTL=$K8S/kubectl
+PKI=$RUN_DIR/pki
+KUBECONFIG_FILE=$RUN_DIR/admin.kubeconfig
+kubectl() { "$KUBECTL" --kubeconfig="$KUBECONFIG_FILE" "$@"; }
+
+# --- process bookkeeping ----------------------------------------------------------------------------
+# pids/NN-name holds "pid exe"; NN is the start order, which down.sh reverses (see running_pid in lib.sh).
+alive() { running_pid "$1" >/dev/null; }
+
+any_alive() {
+	local f
+	for f in "$RUN_DIR"/pids/*; do alive "$f" && return 0; done
+	return 1
+}
+
+# start NN NAME PORT EXE ARGS... : start EXE in its own session (so a Ctrl-C in the terminal does not
+# kill it behind down.sh's back), logging to logs/NAME.log, unless it is already running.
+start() {
+	local seq=$1 name=$2 port=$3 exe
+	exe=$(readlink -f "$4")
+	shift 4
+	local pidfile=$RUN_DIR/pids/$seq-$name pid
+	if pid=$(running_pid "$pidfile"); then
+		if [ "$(readlink "/proc/$pid/exe")" = "$exe" ]; then
+			log "$name already running (pid $pid)"
+			return 0
+		fi
+		log "$name (pid $pid) runs an executable that has been rebuilt since: restarting it"
+		stop_pid "$name" "$pid"
+	fi
+	if [ -n "$port" ] && port_open "$port"; then
+		die "port $port (for $name) is taken by a process this script did not start; pick another one (see e2e/lib.sh)"
+	fi
+	log "starting $name"
+	setsid "$exe" "$@" </dev/null >>"$RUN_DIR/logs/$name.log" 2>&1 &
+	echo "$! $exe" >"$pidfile"
+	# setsid execs in place (the child is not a group leader), so the pid is the program's own; wait
+	# for the exec to happen so that alive() holds from here on.
+	for _ in $(seq 50); do
+		alive "$pidfile" && return 0
+		kill -0 "$!" 2>/dev/null || break
+		sleep 0.1
+	done
+	alive "$pidfile" || {
+		tail -n 40 "$RUN_DIR/logs/$name.log" >&2
+		die "$name exited right after start"
+	}
+}
+
+# ready NAME TIMEOUT CMD... : wait for CMD to succeed; fail early when the process died.
+ready() {
+	local name=$1 timeout=$2
+	shift 2
+	local pidfile log_file deadline=$((SECONDS + timeout))
+	pidfile=$(ls "$RUN_DIR"/pids/*-"$name")
+	log_file=$RUN_DIR/logs/$name.log
+	until "$@" >/dev/null 2>&1; do
+		if ! alive "$pidfile"; then
+			log "$name died; last lines of $log_file:"
+			tail -n 40 "$log_file" >&2
+			die "$name is not running"
+		fi
+		if ((SECONDS >= deadline)); then
+			log "$name not ready after ${timeout}s; last lines of $log_file:"
+			tail -n 40 "$log_file" >&2
+			die "$name did not become ready"
+		fi
+		sleep 0.5
+	done
+	log "$name ready"
+}
+
+# Leftovers of a run that is no longer running (a crash, a reboot) would only confuse: start clean.
+if [ -d "$RUN_DIR" ] && ! any_alive; then
+	log "removing stale run state in $RUN_DIR"
+	rm -rf "$RUN_DIR"
+fi
+mkdir -p "$RUN_DIR"/{pids,logs}
+
+bash "$E2E_DIR/pki.sh"
+curl_k8s() { curl -fsS --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$@"; }
+
+# --- etcd ------------------------------------------------------------------------------------------
+# No fsync: the data is thrown away after the run, and fsync dominates apiserver write latency on CI disks.
+start 10 etcd "$ETCD_PORT" "$ETCD" --name e2e --data-dir "$RUN_DIR/etcd" \
+	--listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+	--listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+	--initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+	--initial-cluster "e2e=http://127.0.0.1:$ETCD_PEER_PORT" \
+	--unsafe-no-fsync --log-level warn
+ready etcd 30 curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/readyz"
+
+# --- kube-apiserver --------------------------------------------------------------------------------
+# --endpoint-reconciler-type=none: the `kubernetes` Service would need a non-loopback advertise address
+# and nothing here routes to it.
+start 20 kube-apiserver "$APISERVER_PORT" "$K8S/kube-apiserver" \
+	--etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+	--bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+	--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+	--client-ca-file="$PKI/ca.crt" \
+	--service-account-issuer=https://kubernetes.default.svc.cluster.local \
+	--service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+	--service-cluster-ip-range=10.0.0.0/24 --authorization-mode=RBAC --allow-privileged=true \
+	--endpoint-reconciler-type=none --profiling=false --cert-dir="$RUN_DIR/apiserver-certs" --v=1
+ready kube-apiserver 120 curl_k8s "https://127.0.0.1:$APISERVER_PORT/readyz"
+
+# --- kube-controller-manager and kube-scheduler ----------------------------------------------------
+# Leader election off: there is one of each. Their serving certs come from our CA so that health checks
+# verify TLS like everything else. --authentication-skip-lookup with our --client-ca-file: otherwise both
+# look for a front-proxy CA in kube-system/extension-apiserver-authentication and log an error about its
+# absence every few seconds (we run no aggregated API server, so there is none).
+start 30 kube-controller-manager "$KCM_PORT" "$K8S/kube-controller-manager" \
+	--kubeconfig="$KUBECONFIG_FILE" \
+	--authentication-kubeconfig="$KUBECONFIG_FILE" --authorization-kubeconfig="$KUBECONFIG_FILE" \
+	--authentication-skip-lookup --client-ca-file="$PKI/ca.crt" \
+	--bind-address=127.0.0.1 --secure-port="$KCM_PORT" \
+	--tls-cert-file="$PKI/components.crt" --tls-private-key-file="$PKI/components.key" \
+	--leader-elect=false \
+	--service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+	--cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+	--profiling=false --v=1
+
+cat >"$RUN_DIR/scheduler.yaml" <<EOF
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: $KUBECONFIG_FILE
+leaderElection:
+  leaderElect: false
+EOF
+start 40 kube-scheduler "$SCHEDULER_PORT" "$K8S/kube-scheduler" --config="$RUN_DIR/scheduler.yaml" \
+	--authentication-kubeconfig="$KUBECONFIG_FILE" --authorization-kubeconfig="$KUBECONFIG_FILE" \
+	--authentication-skip-lookup --client-ca-file="$PKI/ca.crt" \
+	--bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" \
+	--tls-cert-file="$PKI/components.crt" --tls-private-key-file="$PKI/components.key" --v=1
+ready kube-controller-manager 60 curl -fsS --max-time 2 --cacert "$PKI/ca.crt" "https://127.0.0.1:$KCM_PORT/healthz"
+ready kube-scheduler 60 curl -fsS --max-time 2 --cacert "$PKI/ca.crt" "https://127.0.0.1:$SCHEDULER_PORT/healthz"
+
+# --- kwok and the fake node ------------------------------------------------------------------------
+# kwok 0.8 has no built-in stages. Node: initialize (Ready, addresses, allocatable) + lease heartbeat.
+# Pod: ready (Pending -> Running/Ready with an IP), complete (Job pods), delete (finishes deletions a
+# kubelet would confirm; without it pod and namespace deletion hang).
+STAGES=$KWOK/stages
+for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+	pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+	echo ---
+	cat "$STAGES/$f"
+done >"$RUN_DIR/kwok-stages.yaml"
+# kwok opens no port without --node-port/--server-address.
+start 50 kwok "" "$KWOK/kwok" --kubeconfig="$KUBECONFIG_FILE" --config="$RUN_DIR/kwok-stages.yaml" \
+	--manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+	--node-lease-duration-seconds=40 --cidr=10.244.0.0/16 --node-ip=10.243.0.1
+
+kubectl apply --server-side --field-manager=veer-e2e -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: $NODE_NAME
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    kubernetes.io/hostname: $NODE_NAME
+    type: kwok
+EOF
+# Ready is kwok's doing; the not-ready taint that came with the new Node is removed by the KCM's node
+# lifecycle controller once it sees Ready. Pods schedule only after both.
+node_usable() {
+	[ "$(kubectl get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ] &&
+		[ -z "$(kubectl get node "$NODE_NAME" -o jsonpath='{.spec.taints}')" ]
+}
+ready kwok 60 node_usable
+
+# --- traffic simulator (optional until the veer-trafficsim bin target exists) ------------------------
+TRAFFICSIM_STARTED=0
+metadata=$(cd "$REPO_DIR" && cargo metadata --no-deps --format-version 1 --offline)
+if grep -q '"name":"veer-trafficsim"' <<<"$metadata"; then
+	log "building veer-trafficsim"
+	# Ask cargo for the executable's path: it honours CARGO_TARGET_DIR and any .cargo/config.
+	sim=$(cd "$REPO_DIR" && cargo build --bin veer-trafficsim --message-format=json-render-diagnostics |
+		sed -n 's/.*"executable":"\([^"]*veer-trafficsim\)".*/\1/p' | tail -n1)
+	[ -x "$sim" ] || die "cargo build --bin veer-trafficsim produced no executable"
+	start 60 trafficsim "$TRAFFICSIM_PORT" "$sim" --listen "127.0.0.1:$TRAFFICSIM_PORT"
+	ready trafficsim 30 curl -fsS --max-time 2 "http://127.0.0.1:$TRAFFICSIM_PORT/metrics"
+	TRAFFICSIM_STARTED=1
+else
+	log "no veer-trafficsim bin target in Cargo.toml yet: not starting the traffic simulator"
+fi
+
+# --- Prometheus ------------------------------------------------------------------------------------
+# The traffic simulator is scraped every second so that analysis windows of a few seconds have data.
+cat >"$RUN_DIR/prometheus.yml" <<EOF
+global:
+  scrape_interval: 5s
+  evaluation_interval: 5s
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ['127.0.0.1:$PROMETHEUS_PORT']
+  - job_name: trafficsim
+    scrape_interval: 1s
+    scrape_timeout: 1s
+    static_configs:
+      - targets: ['127.0.0.1:$TRAFFICSIM_PORT']
+EOF
+start 70 prometheus "$PROMETHEUS_PORT" "$PROM" --config.file="$RUN_DIR/prometheus.yml" \
+	--storage.tsdb.path="$RUN_DIR/prometheus" --storage.tsdb.retention.time=1d \
+	--web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --web.enable-lifecycle
+ready prometheus 60 curl -fsS --max-time 2 "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
+# A running Prometheus keeps its old config on a second up.sh: reload it (same file, maybe new ports).
+curl -fsS --max-time 5 -X POST "http://127.0.0.1:$PROMETHEUS_PORT/-/reload" >/dev/null
+
+# --- CRDs and the default namespace ----------------------------------------------------------------
+# Server-side apply: the Istio CRDs are too big for the client-side last-applied annotation (256 KiB).
+log "installing Veer's and Istio's CRDs"
+shopt -s nullglob
+veer_crds=("$REPO_DIR"/crds/*.yaml)
+shopt -u nullglob
+[ ${#veer_crds[@]} -gt 0 ] || die "no CRDs in $REPO_DIR/crds"
+crd_names=()
+for f in "${veer_crds[@]}" "$(crds_dir)/istio-crds.yaml"; do
+	# -o name prints one customresourcedefinition.apiextensions.k8s.io/NAME per object.
+	applied=$(kubectl apply --server-side --force-conflicts --field-manager=veer-e2e -o name -f "$f")
+	mapfile -t -O "${#crd_names[@]}" crd_names <<<"$applied"
+done
+kubectl wait --for=condition=Established --timeout=60s "${crd_names[@]}" >/dev/null ||
+	die "CRDs not Established: ${crd_names[*]}"
+
+# Pods can only be created once the service-account controller made the namespace's default account.
+wait_for "the default service account" 60 "$RUN_DIR/logs/kube-controller-manager.log" \
+	kubectl -n default get serviceaccount default
+
+# --- hand-over -------------------------------------------------------------------------------------
+{
+	echo "# Written by e2e/up.sh; source it (set -a not needed) to talk to the local control plane."
+	printf 'export VEER_E2E=1\n'
+	printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_FILE"
+	printf 'export PROMETHEUS_URL=%q\n' "http://127.0.0.1:$PROMETHEUS_PORT"
+	printf 'export TRAFFICSIM_URL=%q\n' "http://127.0.0.1:$TRAFFICSIM_PORT"
+	printf 'export VEER_E2E_TRAFFICSIM_RUNNING=%q\n' "$TRAFFICSIM_STARTED"
+	printf 'export VEER_E2E_NODE=%q\n' "$NODE_NAME"
+	printf 'export VEER_E2E_KUBECTL=%q\n' "$KUBECTL"
+	printf 'export VEER_E2E_HELM=%q\n' "$(helm_bin)/helm"
+} >"$RUN_DIR/env"
+log "control plane ready in $((SECONDS - started_at))s; use it with: . $RUN_DIR/env"
