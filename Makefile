@@ -1,0 +1,26 @@
+# `make test` is what CI runs (.ci/run): it starts the local Kubernetes control plane (e2e/up.sh),
+# runs every test including the ones that need the cluster, and always stops the control plane again.
+# `make up` / `make down` keep it running between manual test runs (then `. e2e/.run/env`).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+
+.PHONY: test up down
+
+test:
+	@# down.sh runs on every exit; with failed=1 it prints the component log tails. The exit status is
+	# the first failing step's (an EXIT trap does not change it).
+	failed=1
+	trap 'VEER_E2E_FAILED=$$failed e2e/down.sh' EXIT
+	trap 'exit 130' INT TERM
+	e2e/up.sh
+	. e2e/.run/env
+	cargo test --all-targets -- --include-ignored
+	failed=0
+
+up:
+	e2e/up.sh
+
+down:
+	e2e/down.sh
