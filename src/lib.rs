@@ -10,3 +10,4 @@ pub mod api;
 pub mod http;
 pub mod meta;
 pub mod revision;
+pub mod workload;

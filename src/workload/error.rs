@@ -1,0 +1,13 @@
+//! Errors of the workload layer. Each names the object and the field at fault and says what to do,
+//! because the controller shows them to users as Events and status conditions.
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WorkloadError {
+    /// The target's selector has none of the `--selector-labels` keys (Flagger's text, then the fix).
+    #[error(
+        "{kind} {name}.{namespace} spec.selector.matchLabels must contain one of [{keys}]; add one of \
+         these labels to the selector and the pod template, or change the controller's --selector-labels",
+        keys = keys.join(" ")
+    )]
+    NoSelectorLabel { kind: String, name: String, namespace: String, keys: Vec<String> },
+}
