@@ -1,6 +1,8 @@
 //! Errors of the workload layer. Each names the object and the field at fault and says what to do,
 //! because the controller shows them to users as Events and status conditions.
 
+use super::ConfigId;
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WorkloadError {
     /// The target's selector has none of the `--selector-labels` keys (Flagger's text, then the fix).
@@ -10,4 +12,12 @@ pub enum WorkloadError {
         keys = keys.join(" ")
     )]
     NoSelectorLabel { kind: String, name: String, namespace: String, keys: Vec<String> },
+
+    /// The pod template needs ConfigMaps or Secrets (without `optional: true`) that do not exist.
+    #[error(
+        "{kind} {name}.{namespace} spec.template.spec references {missing} that do not exist; create them, \
+         or mark the references `optional: true`",
+        missing = missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    MissingConfigs { kind: String, name: String, namespace: String, missing: Vec<ConfigId> },
 }

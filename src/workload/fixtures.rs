@@ -1,17 +1,21 @@
-//! Test objects: a podinfo-like Deployment and DaemonSet (Flagger's e2e fixtures), in namespace `test`.
+//! Test objects: a podinfo-like Deployment and DaemonSet (Flagger's e2e fixtures), their configs and
+//! a Canary, in namespace `test`.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::{
+    ByteString,
     api::{
         apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec},
         core::v1::{
-            ConfigMapVolumeSource, Container, EnvFromSource, PodSpec, PodTemplateSpec, SecretEnvSource,
-            Volume,
+            ConfigMap, ConfigMapVolumeSource, Container, EnvFromSource, PodSpec, PodTemplateSpec, Secret,
+            SecretEnvSource, Volume,
         },
     },
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
+
+use crate::api::{Canary, CanarySpec, LocalObjectReference};
 
 pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -19,6 +23,23 @@ pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 pub fn meta(name: &str) -> ObjectMeta {
     ObjectMeta { name: Some(name.into()), namespace: Some("test".into()), ..Default::default() }
+}
+
+pub fn canary(target_kind: &str, target: &str) -> Canary {
+    let mut c = Canary::new(
+        target,
+        CanarySpec {
+            target_ref: LocalObjectReference {
+                api_version: "apps/v1".into(),
+                kind: target_kind.into(),
+                name: target.into(),
+            },
+            ..Default::default()
+        },
+    );
+    c.metadata.namespace = Some("test".into());
+    c.metadata.uid = Some("c0ffee00-0000-4000-8000-000000000001".into());
+    c
 }
 
 /// A pod spec using the Secret `podinfo-secret` (envFrom) and the ConfigMap `podinfo-config` (volume).
@@ -86,4 +107,17 @@ pub fn daemon_set(name: &str) -> DaemonSet {
         }),
         status: None,
     }
+}
+
+pub fn config_map(name: &str, data: &[(&str, &str)]) -> Arc<ConfigMap> {
+    Arc::new(ConfigMap { metadata: meta(name), data: Some(map(data)), ..Default::default() })
+}
+
+pub fn secret(name: &str, type_: &str, data: &[(&str, &[u8])]) -> Arc<Secret> {
+    Arc::new(Secret {
+        metadata: meta(name),
+        type_: Some(type_.into()),
+        data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.to_vec()))).collect()),
+        ..Default::default()
+    })
 }

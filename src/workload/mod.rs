@@ -7,11 +7,14 @@
 //! desired states (fit for server-side apply); scaling is expressed as JSON merge patches. Choices where Flagger's behaviour is a quirk are listed in
 //! `docs/workload.md`.
 
+mod configs;
 mod error;
 mod selector;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod tests;
 
 use k8s_openapi::{
     api::{
@@ -21,6 +24,10 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::LabelSelector,
 };
 
+pub use configs::{
+    ConfigId, ConfigKind, ConfigRef, TrackedConfigs, config_refs, is_tracked_secret_type, primary_config_map,
+    primary_owner_references, primary_secret, track_configs, tracking_disabled,
+};
 pub use error::WorkloadError;
 pub use selector::{Selector, selector};
 
