@@ -22,7 +22,7 @@ use k8s_openapi::{
 use kube::Resource;
 use sha2::{Digest, Sha256};
 
-use super::{Workload, WorkloadError, primary_name};
+use super::{PRIMARY_SUFFIX, Workload, WorkloadError, primary_name};
 use crate::{
     api::Canary,
     meta::{CONFIG_TRACKING, filter_by_prefixes, owner_reference},
@@ -108,6 +108,15 @@ pub fn config_refs(spec: &PodSpec) -> Vec<ConfigRef> {
         *all_optional &= optional;
     });
     found.into_iter().map(|(id, optional)| ConfigRef { id, optional }).collect()
+}
+
+/// Renames every config reference of `spec` for which `rename` returns a new name.
+pub(super) fn rename_refs(spec: &mut PodSpec, rename: &dyn Fn(ConfigKind, &str) -> Option<String>) {
+    visit_refs(spec, &mut |kind, name, _| {
+        if let Some(new) = rename(kind, name) {
+            *name = new;
+        }
+    });
 }
 
 /// Calls `f(kind, name, optional)` for every config reference, in every place a pod spec can hold one.
@@ -346,4 +355,14 @@ pub fn primary_secret(
         immutable: None,
         string_data: None,
     }
+}
+
+/// Whether `name` is the `-primary` copy of a tracked config of `kind`; returns the original name.
+pub(super) fn original_of<'a>(
+    tracked: &BTreeSet<ConfigId>,
+    kind: ConfigKind,
+    name: &'a str,
+) -> Option<&'a str> {
+    let original = name.strip_suffix(PRIMARY_SUFFIX)?;
+    tracked.contains(&ConfigId { kind, name: original.to_string() }).then_some(original)
 }

@@ -9,10 +9,14 @@
 
 mod configs;
 mod error;
+mod primary;
 mod selector;
+mod template;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
 
@@ -29,7 +33,9 @@ pub use configs::{
     primary_owner_references, primary_secret, track_configs, tracking_disabled,
 };
 pub use error::WorkloadError;
+pub use primary::{PrimaryContext, primary_daemon_set, primary_deployment};
 pub use selector::{Selector, selector};
+pub use template::{TemplateMapping, primary_revision, target_revision, template_revision};
 
 /// Suffix of every generated primary object (`<target>-primary`, `<config>-primary`, `<hpa>-primary`).
 pub const PRIMARY_SUFFIX: &str = "-primary";
