@@ -10,6 +10,7 @@
 mod configs;
 mod error;
 mod primary;
+mod readiness;
 mod selector;
 mod template;
 
@@ -34,6 +35,7 @@ pub use configs::{
 };
 pub use error::WorkloadError;
 pub use primary::{PrimaryContext, primary_daemon_set, primary_deployment};
+pub use readiness::{Role, daemon_set_readiness, deployment_readiness};
 pub use selector::{Selector, selector};
 pub use template::{TemplateMapping, primary_revision, target_revision, template_revision};
 

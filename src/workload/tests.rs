@@ -2,6 +2,7 @@
 
 mod configs;
 mod primary;
+mod readiness;
 
 use k8s_openapi::api::core::v1::{
     ConfigMapEnvSource, ConfigMapKeySelector, ConfigMapProjection, ConfigMapVolumeSource, Container,
