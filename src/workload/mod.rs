@@ -4,13 +4,15 @@
 //!
 //! Nothing here talks to the API server or reads a clock: the controller reads objects from its
 //! caches, passes them (and `now`) in, and applies what comes back. Generated objects are complete
-//! desired states (fit for server-side apply); scaling is expressed as JSON merge patches. Choices where Flagger's behaviour is a quirk are listed in
+//! desired states (fit for server-side apply); scaling is expressed as JSON merge patches (see
+//! [`scale_up_patch`]). Choices where Flagger's behaviour is a quirk are listed in
 //! `docs/workload.md`.
 
 mod configs;
 mod error;
 mod primary;
 mod readiness;
+mod scale;
 mod selector;
 mod template;
 
@@ -36,6 +38,9 @@ pub use configs::{
 pub use error::WorkloadError;
 pub use primary::{PrimaryContext, primary_daemon_set, primary_deployment};
 pub use readiness::{Role, daemon_set_readiness, deployment_readiness};
+pub use scale::{
+    hpa_min_replicas, is_scaled_up, revert_patch, scale_to_zero_patch, scale_up_patch, scale_up_replicas,
+};
 pub use selector::{Selector, selector};
 pub use template::{TemplateMapping, primary_revision, target_revision, template_revision};
 

@@ -3,6 +3,7 @@
 mod configs;
 mod primary;
 mod readiness;
+mod scale;
 
 use k8s_openapi::api::core::v1::{
     ConfigMapEnvSource, ConfigMapKeySelector, ConfigMapProjection, ConfigMapVolumeSource, Container,
