@@ -20,4 +20,16 @@ pub enum WorkloadError {
         missing = missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     )]
     MissingConfigs { kind: String, name: String, namespace: String, missing: Vec<ConfigId> },
+
+    /// `autoscalerRef` names a kind Veer cannot handle (yet).
+    #[error(
+        "Canary {canary}.{namespace} spec.autoscalerRef.kind {kind:?} is not supported{hint}",
+        hint = if kind == "ScaledObject" {
+            " by Veer yet (KEDA); reference a HorizontalPodAutoscaler (autoscaling/v2) instead, or remove \
+             spec.autoscalerRef"
+        } else {
+            "; use HorizontalPodAutoscaler (autoscaling/v2)"
+        }
+    )]
+    UnsupportedAutoscaler { canary: String, namespace: String, kind: String },
 }

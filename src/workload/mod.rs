@@ -10,6 +10,7 @@
 
 mod configs;
 mod error;
+mod hpa;
 mod primary;
 mod readiness;
 mod scale;
@@ -36,6 +37,7 @@ pub use configs::{
     primary_owner_references, primary_secret, track_configs, tracking_disabled,
 };
 pub use error::WorkloadError;
+pub use hpa::{hpa_ref, primary_hpa};
 pub use primary::{PrimaryContext, primary_daemon_set, primary_deployment};
 pub use readiness::{Role, daemon_set_readiness, deployment_readiness};
 pub use scale::{

@@ -1,6 +1,7 @@
 //! Unit tests of the workload layer, written from `flagger-behaviour.md` §2.4–2.8, §2.14–2.16.
 
 mod configs;
+mod hpa;
 mod primary;
 mod readiness;
 mod scale;
