@@ -4,6 +4,7 @@
 //! - `analysis`: the canary state machine, a pure function.
 //! - `metrics`: metric queries (templates, built-in PromQL, the Prometheus client).
 //! - `router`: the Services and routing objects (Istio, NGINX) as pure builders.
+//! - `workload`: the primary workload, tracked configs, readiness and scaling as pure builders.
 //! - `webhook`: the webhook client; `revision`: change-detection hashes; `meta`: shared names.
 //! - `cli`, `telemetry`, `http`: flags, logs and self-metrics, the HTTP client setup.
 //! - `trafficsim`: the metrics simulator used by the end-to-end tests.
@@ -21,3 +22,4 @@ pub mod router;
 pub mod telemetry;
 pub mod trafficsim;
 pub mod webhook;
+pub mod workload;
