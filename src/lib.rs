@@ -6,6 +6,7 @@
 //! - `router`: the Services and routing objects (Istio, NGINX) as pure builders.
 //! - `webhook`: the webhook client; `revision`: change-detection hashes; `meta`: shared names.
 //! - `cli`, `telemetry`, `http`: flags, logs and self-metrics, the HTTP client setup.
+//! - `loadtester`: the Flagger-compatible load tester (`veer-loadtester`).
 //! - `trafficsim`: the metrics simulator used by the end-to-end tests.
 
 #![forbid(unsafe_code)]
@@ -14,6 +15,7 @@ pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod http;
+pub mod loadtester;
 pub mod meta;
 pub mod metrics;
 pub mod revision;

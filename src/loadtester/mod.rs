@@ -1,0 +1,7 @@
+//! veer-loadtester: a webhook service that answers Flagger's load tester API (`/`, `/gate/*`,
+//! `/rollback/*`) so Canaries written for Flagger work unchanged, without being a remote shell.
+//!
+//! - [`hey`]: the built-in load generator for `type: cmd` `hey ...` command lines.
+
+pub mod duration;
+pub mod hey;
