@@ -2,6 +2,8 @@
 //! `/rollback/*`) so Canaries written for Flagger work unchanged, without being a remote shell.
 //!
 //! - [`hey`]: the built-in load generator for `type: cmd` `hey ...` command lines.
+//! - [`shell`]: the policy that keeps every other command off unless the operator allows it.
 
 pub mod duration;
 pub mod hey;
+pub mod shell;
