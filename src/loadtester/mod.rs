@@ -3,7 +3,9 @@
 //!
 //! - [`hey`]: the built-in load generator for `type: cmd` `hey ...` command lines.
 //! - [`shell`]: the policy that keeps every other command off unless the operator allows it.
+//! - [`gates`]: durable gate and rollback state (file or ConfigMap).
 
 pub mod duration;
+pub mod gates;
 pub mod hey;
 pub mod shell;
