@@ -8,5 +8,6 @@ mod words;
 
 pub use generator::{GeneratorError, Outcome, RequestObserver, RunReport, USER_AGENT_TOKEN, run};
 pub use histogram::LatencyHistogram;
+pub(crate) use parse::parse_go_bool;
 pub use parse::{HeyError, HeySpec, SUPPORTED_FLAGS, Stop, parse_hey_args};
 pub use words::{WordsError, split_words};

@@ -296,7 +296,7 @@ pub fn parse_hey_args(args: &[String]) -> Result<HeySpec, HeyError> {
 }
 
 /// Go's `strconv.ParseBool`.
-fn parse_go_bool(v: &str) -> Option<bool> {
+pub(crate) fn parse_go_bool(v: &str) -> Option<bool> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
