@@ -7,6 +7,7 @@
 //! - `workload`: the primary workload, tracked configs, readiness and scaling as pure builders.
 //! - `webhook`: the webhook client; `revision`: change-detection hashes; `meta`: shared names.
 //! - `cli`, `telemetry`, `http`: flags, logs and self-metrics, the HTTP client setup.
+//! - `loadtester`: the Flagger-compatible load tester (`veer-loadtester`).
 //! - `trafficsim`: the metrics simulator used by the end-to-end tests.
 
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod http;
+pub mod loadtester;
 pub mod meta;
 pub mod metrics;
 pub mod revision;

@@ -1,0 +1,254 @@
+//! The HTTP API, answering as Flagger's load tester does (status codes and bodies) so Canaries
+//! written for it work unchanged:
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/` (any other path) | run the task in `metadata`: 202 (background), 200/500 (blocking) |
+//! | `/gate/approve` | 200 `OK` |
+//! | `/gate/halt` | 403 `Forbidden` |
+//! | `/gate/check`, `/rollback/check` | 200 `Approved` if open, else 403 `Forbidden` |
+//! | `/gate/open`, `/gate/close`, `/rollback/open`, `/rollback/close` | 202 |
+//! | `/healthz` | 200 `OK`, never authenticated |
+//! | `/metrics` | Prometheus text format |
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use super::config::Config;
+use super::gates::{BadName, GateKind, GateStore, GateStoreError, gate_key};
+use super::metrics::Metrics;
+use super::tasks::{self, TaskError, TaskRunner};
+use crate::api::WebhookPayload;
+
+/// A request the API answers with an error.
+#[derive(Debug, Error)]
+enum ApiError {
+    #[error(
+        "missing or wrong bearer token: send 'Authorization: Bearer <token>' with the token from the load tester's --token-file"
+    )]
+    Unauthorized,
+    #[error("request body is larger than {0} bytes (--max-body-bytes); send only the webhook payload")]
+    TooLarge(usize),
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    #[error(
+        "invalid payload: {0}; send the webhook JSON, e.g. {{\"name\":\"podinfo\",\"namespace\":\"test\",\"metadata\":{{...}}}}"
+    )]
+    BadPayload(serde_json::Error),
+    #[error(
+        "Forbidden: namespace {namespace:?} does not match --namespace-regexp {pattern:?} (the whole namespace must match)"
+    )]
+    Namespace { namespace: String, pattern: String },
+    #[error(transparent)]
+    BadName(#[from] BadName),
+    #[error("could not use the gate store: {0}")]
+    Store(#[from] GateStoreError),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyRead(_) | Self::BadPayload(_) | Self::BadName(_) => StatusCode::BAD_REQUEST,
+            Self::Namespace { .. } => StatusCode::FORBIDDEN,
+            Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Task(e) => e.status(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut resp = (status, format!("{self}\n")).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+struct AppState {
+    config: Arc<Config>,
+    gates: Arc<dyn GateStore>,
+    tasks: TaskRunner,
+    metrics: Arc<Metrics>,
+}
+
+/// Builds the API with its own metrics registry and task runner.
+pub fn router(config: Config, gates: Arc<dyn GateStore>) -> Router {
+    let metrics = Arc::new(Metrics::new());
+    let tasks = TaskRunner::new(&config, metrics.clone());
+    let state = AppState { config: Arc::new(config), gates, tasks, metrics };
+    Router::new()
+        .route("/healthz", get(|| async { "OK" }))
+        .route("/metrics", get(metrics_handler))
+        .route("/gate/approve", any(gate_approve))
+        .route("/gate/halt", any(gate_halt))
+        .route("/gate/check", any(|s: State<AppState>, b: Body| check(s, b, GateKind::Gate)))
+        .route("/gate/open", any(|s: State<AppState>, b: Body| set(s, b, GateKind::Gate, true)))
+        .route("/gate/close", any(|s: State<AppState>, b: Body| set(s, b, GateKind::Gate, false)))
+        .route("/rollback/check", any(|s: State<AppState>, b: Body| check(s, b, GateKind::Rollback)))
+        .route("/rollback/open", any(|s: State<AppState>, b: Body| set(s, b, GateKind::Rollback, true)))
+        .route("/rollback/close", any(|s: State<AppState>, b: Body| set(s, b, GateKind::Rollback, false)))
+        // Flagger's load tester runs a task for any path it does not know.
+        .fallback(run_task)
+        // `layer`, not `route_layer`: the fallback (the task endpoint) must be covered too.
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(token) = &state.config.token else { return next.run(req).await };
+    // Kubelet probes carry no token.
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match presented {
+        Some(p) if token.matches(p) => next.run(req).await,
+        _ => {
+            warn!(path = %req.uri().path(), "request without a valid bearer token refused");
+            ApiError::Unauthorized.into_response()
+        }
+    }
+}
+
+async fn read_body(state: &AppState, body: Body) -> Result<Vec<u8>, ApiError> {
+    let limit = state.config.max_body_bytes;
+    to_bytes(body, limit).await.map(|b| b.to_vec()).map_err(|e| {
+        // axum reports an over-limit body as an error whose source chain says "length limit".
+        let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+            .any(|e| e.to_string().contains("length limit"));
+        if too_large { ApiError::TooLarge(limit) } else { ApiError::BodyRead(e.to_string()) }
+    })
+}
+
+/// Reads and parses the payload and applies --namespace-regexp.
+async fn payload(state: &AppState, body: Body) -> Result<WebhookPayload, ApiError> {
+    let bytes = read_body(state, body).await?;
+    let payload: WebhookPayload = serde_json::from_slice(&bytes).map_err(ApiError::BadPayload)?;
+    authorize_namespace(state, &payload.namespace)?;
+    Ok(payload)
+}
+
+fn authorize_namespace(state: &AppState, namespace: &str) -> Result<(), ApiError> {
+    match &state.config.namespaces {
+        Some(filter) if !filter.allows(namespace) => {
+            warn!(namespace, "payload namespace refused by --namespace-regexp");
+            Err(ApiError::Namespace { namespace: namespace.to_owned(), pattern: filter.pattern().to_owned() })
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Flagger answers these without reading the body; with --namespace-regexp set the payload is
+/// needed to know the namespace, so it is read and checked.
+async fn namespace_only(state: &AppState, body: Body) -> Result<(), ApiError> {
+    if state.config.namespaces.is_some() {
+        payload(state, body).await?;
+    }
+    Ok(())
+}
+
+async fn gate_approve(State(state): State<AppState>, body: Body) -> Result<&'static str, ApiError> {
+    namespace_only(&state, body).await?;
+    Ok("OK")
+}
+
+async fn gate_halt(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<(StatusCode, &'static str), ApiError> {
+    namespace_only(&state, body).await?;
+    Ok((StatusCode::FORBIDDEN, "Forbidden"))
+}
+
+async fn check(
+    state: State<AppState>,
+    body: Body,
+    kind: GateKind,
+) -> Result<(StatusCode, &'static str), ApiError> {
+    let State(state) = state;
+    let p = payload(&state, body).await?;
+    let key = gate_key(kind, &p.name, &p.namespace)?;
+    let open = state.gates.is_open(&key).await?;
+    info!(key, open, "{} check", kind_name(kind));
+    Ok(if open { (StatusCode::OK, "Approved") } else { (StatusCode::FORBIDDEN, "Forbidden") })
+}
+
+async fn set(
+    state: State<AppState>,
+    body: Body,
+    kind: GateKind,
+    open: bool,
+) -> Result<(StatusCode, String), ApiError> {
+    let State(state) = state;
+    let p = payload(&state, body).await?;
+    let key = gate_key(kind, &p.name, &p.namespace)?;
+    state.gates.set(&key, open).await?;
+    let verb = if open { "opened" } else { "closed" };
+    info!(key, "{} {verb}", kind_name(kind));
+    Ok((StatusCode::ACCEPTED, format!("{} {key} {verb}\n", kind_name(kind))))
+}
+
+fn kind_name(kind: GateKind) -> &'static str {
+    match kind {
+        GateKind::Gate => "gate",
+        GateKind::Rollback => "rollback",
+    }
+}
+
+async fn run_task(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    let p = payload(&state, body).await?;
+    let task_type = tasks::task_type(&p);
+    let plan = match tasks::plan(&p, &state.config) {
+        Ok(plan) => plan,
+        Err(e) => {
+            let result = if e.status() == StatusCode::FORBIDDEN { "refused" } else { "invalid" };
+            state.metrics.task(&task_type, result);
+            warn!(canary = %format!("{}.{}", p.name, p.namespace), "task not run: {e}");
+            return Err(e.into());
+        }
+    };
+    let resp = state.tasks.submit(&p, plan).await;
+    Ok((resp.status, resp.body).into_response())
+}
