@@ -15,6 +15,7 @@
 pub mod analysis;
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod http;
 pub mod loadtester;
 pub mod meta;

@@ -1,0 +1,359 @@
+//! Observing one Canary: everything is read from the caches, except the probes the decision asks
+//! for (webhooks and metric queries), which go over the network.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{DaemonSet, Deployment},
+        core::v1::{PodSpec, Secret},
+        networking::v1::Ingress,
+    },
+    jiff::Timestamp,
+};
+use kube::{ResourceExt, api::DynamicObject};
+use sha2::{Digest, Sha256};
+
+use super::{
+    context::{Context, cached, cached_dynamic},
+    watches::istio_resource,
+};
+use crate::{
+    analysis::{
+        HookResult, MetricResult, Observations, Params, Primary, Probe, Routes, Target, intended_routes,
+    },
+    api::{Canary, CanaryStatus, MetricTemplate, WebhookPayload},
+    metrics::MetricQuery,
+    router::{self, Provider, ServiceNames},
+    workload::{self, ConfigId, Role, Selector, TemplateMapping, TrackedConfigs, Workload, WorkloadSettings},
+};
+
+/// The target workload, owned.
+#[derive(Clone, Debug)]
+pub enum TargetObject {
+    Deployment(Arc<Deployment>),
+    DaemonSet(Arc<DaemonSet>),
+}
+
+impl TargetObject {
+    pub fn view(&self) -> Workload<'_> {
+        match self {
+            TargetObject::Deployment(d) => Workload::Deployment(d),
+            TargetObject::DaemonSet(d) => Workload::DaemonSet(d),
+        }
+    }
+
+    pub fn pod_spec(&self) -> Option<&PodSpec> {
+        self.view().template().and_then(|t| t.spec.as_ref())
+    }
+}
+
+/// Everything about a Canary that the caches know, resolved once per reconcile.
+pub struct Resolved {
+    pub canary: Arc<Canary>,
+    pub namespace: String,
+    pub provider: Provider,
+    pub params: Params,
+    pub names: ServiceNames,
+    pub target: TargetObject,
+    pub primary: Option<TargetObject>,
+    pub selector: Selector,
+    pub tracked: TrackedConfigs,
+    pub tracked_ids: BTreeSet<ConfigId>,
+    pub workload_settings: WorkloadSettings,
+    /// NGINX: the user's Ingress.
+    pub user_ingress: Option<Arc<Ingress>>,
+}
+
+/// A problem that stops a Canary until the user fixes something: a `Stalled` condition.
+#[derive(Debug)]
+pub struct Stall {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Stall {
+    fn new(reason: &'static str, message: impl Into<String>) -> Stall {
+        Stall { reason, message: message.into() }
+    }
+}
+
+impl Resolved {
+    /// Resolves a Canary from the caches, or says what is missing.
+    pub fn new(canary: Arc<Canary>, ctx: &Context) -> Result<Resolved, Stall> {
+        let namespace = canary.namespace().unwrap_or_default();
+        let display = format!("{}.{namespace}", canary.name_any());
+        let provider = Provider::of(&canary, &ctx.config.settings.mesh_provider);
+        provider.check(&canary).map_err(|e| Stall::new("UnsupportedProvider", e.to_string()))?;
+        if canary.spec.service.is_none() {
+            return Err(Stall::new(
+                "ServiceMissing",
+                format!(
+                    "Canary {display}: spec.service is missing; set spec.service.port to the port the target serves on"
+                ),
+            ));
+        }
+        let t = &canary.spec.target_ref;
+        let target = match t.kind.as_str() {
+            "DaemonSet" => cached(&ctx.stores.daemonsets, &namespace, &t.name).map(TargetObject::DaemonSet),
+            "Deployment" | "" => {
+                cached(&ctx.stores.deployments, &namespace, &t.name).map(TargetObject::Deployment)
+            }
+            other => {
+                return Err(Stall::new(
+                    "UnsupportedTarget",
+                    format!(
+                        "Canary {display}: spec.targetRef.kind {other} is not supported by Veer yet; use a Deployment or a DaemonSet"
+                    ),
+                ));
+            }
+        };
+        let Some(target) = target else {
+            return Err(Stall::new(
+                "TargetNotFound",
+                format!(
+                    "{} {}.{namespace} not found: create it, or fix spec.targetRef of Canary {display}",
+                    if t.kind.is_empty() { "Deployment" } else { &t.kind },
+                    t.name
+                ),
+            ));
+        };
+        let workload_settings = WorkloadSettings {
+            selector_labels: ctx.config.selector_labels.clone(),
+            include_label_prefixes: ctx.config.label_prefixes.clone(),
+            config_tracking: ctx.config.config_tracking,
+        };
+        let selector = workload::selector(target.view(), &workload_settings.selector_labels)
+            .map_err(|e| Stall::new("SelectorLabelMissing", e.to_string()))?;
+        let tracked = workload::track_configs(
+            target.view(),
+            workload_settings.config_tracking,
+            |name| cached(&ctx.stores.configmaps, &namespace, name),
+            |name| cached(&ctx.stores.secrets, &namespace, name),
+        )
+        .map_err(|e| Stall::new("ConfigNotFound", e.to_string()))?;
+        workload::hpa_ref(&canary).map_err(|e| Stall::new("UnsupportedAutoscaler", e.to_string()))?;
+        let primary_name = workload::primary_name(&t.name);
+        let primary = match &target {
+            TargetObject::Deployment(_) => {
+                cached(&ctx.stores.deployments, &namespace, &primary_name).map(TargetObject::Deployment)
+            }
+            TargetObject::DaemonSet(_) => {
+                cached(&ctx.stores.daemonsets, &namespace, &primary_name).map(TargetObject::DaemonSet)
+            }
+        };
+        let user_ingress = match provider {
+            Provider::Nginx => {
+                let Some(r) = &canary.spec.ingress_ref else {
+                    return Err(Stall::new(
+                        "IngressRefMissing",
+                        format!("Canary {display}: spec.ingressRef is required by provider nginx"),
+                    ));
+                };
+                let Some(i) = cached(&ctx.stores.ingresses, &namespace, &r.name) else {
+                    return Err(Stall::new(
+                        "IngressNotFound",
+                        format!(
+                            "Ingress {}.{namespace} not found: create it, or fix spec.ingressRef of Canary {display}",
+                            r.name
+                        ),
+                    ));
+                };
+                Some(i)
+            }
+            Provider::Istio if ctx.stores.istio.is_none() => {
+                return Err(Stall::new(
+                    "IstioNotInstalled",
+                    format!(
+                        "Canary {display} uses provider istio but the Istio CRDs (networking.istio.io) are not installed; install Istio or set spec.provider"
+                    ),
+                ));
+            }
+            _ => None,
+        };
+        Ok(Resolved {
+            params: Params::new(&canary.spec, &ctx.config.settings),
+            names: router::service_names(&canary),
+            canary,
+            namespace,
+            provider,
+            target,
+            primary,
+            selector,
+            tracked_ids: tracked.ids(),
+            tracked,
+            workload_settings,
+            user_ingress,
+        })
+    }
+
+    pub fn display(&self) -> String {
+        format!("{}.{}", self.canary.name_any(), self.namespace)
+    }
+
+    pub fn status(&self) -> CanaryStatus {
+        self.canary.status.clone().unwrap_or_default()
+    }
+
+    pub fn mapping(&self) -> TemplateMapping<'_> {
+        TemplateMapping {
+            target_name: &self.canary.spec.target_ref.name,
+            selector: &self.selector,
+            selector_label_keys: &self.workload_settings.selector_labels,
+            tracked: &self.tracked_ids,
+        }
+    }
+
+    /// The live VirtualService, if any.
+    pub fn virtual_service(&self, ctx: &Context) -> Option<Arc<DynamicObject>> {
+        let istio = ctx.stores.istio.as_ref()?;
+        cached_dynamic(
+            &istio.virtual_services,
+            &istio_resource("VirtualService"),
+            &self.namespace,
+            &self.names.apex,
+        )
+    }
+
+    /// The live canary Ingress (NGINX), if any.
+    pub fn canary_ingress(&self, ctx: &Context) -> Option<Arc<Ingress>> {
+        let name = router::nginx::canary_ingress_name(&self.canary).ok()?;
+        cached(&ctx.stores.ingresses, &self.namespace, &name)
+    }
+
+    /// The routes in place, read back from the router.
+    pub fn routes(&self, ctx: &Context) -> Result<Routes, String> {
+        match self.provider {
+            Provider::Istio => {
+                let vs = self.virtual_service(ctx).ok_or_else(|| {
+                    format!("VirtualService {}.{} not found yet", self.names.apex, self.namespace)
+                })?;
+                let json = serde_json::to_value(vs.as_ref()).map_err(|e| e.to_string())?;
+                router::istio::read_routes(&self.canary, &json).map_err(|e| e.to_string())
+            }
+            Provider::Nginx => {
+                let ingress = self
+                    .canary_ingress(ctx)
+                    .ok_or_else(|| format!("canary Ingress of Canary {} not found yet", self.display()))?;
+                router::nginx::read_routes(&self.canary, &ingress, &ctx.config.ingress_annotations_prefix)
+                    .map_err(|e| e.to_string())
+            }
+            // Nothing to read: the routes are what the status stands for.
+            _ => Ok(intended_routes(&self.status(), &self.params)),
+        }
+    }
+
+    /// The observations the decision starts from.
+    pub fn observations(&self, ctx: &Context, now: Timestamp) -> Observations {
+        let canary = &self.canary;
+        let readiness = |w: Workload<'_>, role: Role| match w {
+            Workload::Deployment(d) => workload::deployment_readiness(canary, role, d, now),
+            Workload::DaemonSet(d) => workload::daemon_set_readiness(canary, role, d, now),
+        };
+        let target = Target {
+            revision: workload::target_revision(self.target.view()),
+            configs: self.tracked.checksums(),
+            readiness: readiness(self.target.view(), Role::Canary),
+            scaled_up: workload::is_scaled_up(self.target.view()),
+        };
+        let primary = self.primary.as_ref().map(|p| Primary {
+            revision: workload::primary_revision(p.view(), &self.mapping()),
+            readiness: readiness(p.view(), Role::Primary),
+        });
+        Observations {
+            target,
+            primary,
+            routes: self.routes(ctx),
+            hooks: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+        }
+    }
+
+    /// The webhook payload for this Canary.
+    pub fn payload(&self, phase: &str, metadata: Option<BTreeMap<String, String>>) -> WebhookPayload {
+        WebhookPayload {
+            name: self.canary.name_any(),
+            namespace: self.namespace.clone(),
+            phase: phase.to_string(),
+            checksum: checksum(&self.status()),
+            metadata: metadata.filter(|m| !m.is_empty()),
+        }
+    }
+
+    /// Runs the probes the decision asked for and adds their results to `obs`.
+    pub async fn probe(&self, ctx: &Context, probes: Vec<Probe>, obs: &mut Observations) {
+        let analysis = self.canary.spec.analysis.clone().unwrap_or_default();
+        let hooks = analysis.webhooks.unwrap_or_default();
+        let metrics = analysis.metrics.unwrap_or_default();
+        let mut queries = Vec::new();
+        for probe in probes {
+            match probe {
+                // Hooks run one after the other, in the order asked.
+                Probe::Hook { index, phase } => {
+                    let hook = &hooks[index];
+                    let payload = self.payload(phase.as_str(), hook.metadata.clone());
+                    let result = ctx.webhooks.call(hook, &payload).await;
+                    if let HookResult::Failed(e) = &result {
+                        tracing::debug!(canary = %self.display(), hook = %hook.name, error = %e, "webhook did not pass");
+                    }
+                    obs.hooks.insert(index, result);
+                }
+                Probe::Metric { index } => queries.push(index),
+            }
+        }
+        // Queries have no side effects: run them together.
+        let results = futures::future::join_all(queries.iter().map(|&i| self.query(ctx, &metrics[i]))).await;
+        for (index, result) in queries.into_iter().zip(results) {
+            if let MetricResult::Value(v) = &result {
+                ctx.metrics
+                    .metric_analysis
+                    .get_or_create(&crate::telemetry::MetricLabels {
+                        name: self.canary.name_any(),
+                        namespace: self.namespace.clone(),
+                        metric: metrics[index].name.clone(),
+                    })
+                    .set(*v);
+            }
+            obs.metrics.insert(index, result);
+        }
+    }
+
+    async fn query(&self, ctx: &Context, metric: &crate::api::CanaryMetric) -> MetricResult {
+        let template: Option<Arc<MetricTemplate>> = metric.template_ref.as_ref().and_then(|r| {
+            let ns = r.namespace.clone().unwrap_or_else(|| self.namespace.clone());
+            cached(&ctx.stores.metric_templates, &ns, &r.name)
+        });
+        let secret: Option<Arc<Secret>> = template.as_ref().and_then(|t| {
+            let name = &t.spec.provider.secret_ref.as_ref()?.name;
+            cached(&ctx.stores.secrets, &t.namespace().unwrap_or_default(), name)
+        });
+        let q = MetricQuery {
+            canary: &self.canary,
+            metric,
+            template: template.as_deref(),
+            secret: secret.as_deref(),
+        };
+        let observation = ctx.queries.observe(&q).await;
+        for w in &observation.warnings {
+            tracing::warn!(canary = %self.display(), metric = %metric.name, "{w}");
+        }
+        tracing::debug!(canary = %self.display(), metric = %metric.name, query = ?observation.query, result = ?observation.result, "metric");
+        observation.result
+    }
+}
+
+/// The webhook `checksum`: identifies the revision and tracked configs under analysis.
+pub fn checksum(status: &CanaryStatus) -> String {
+    let mut h = Sha256::new();
+    h.update(status.last_applied_spec.as_bytes());
+    for (k, v) in &status.tracked_configs {
+        h.update(b"\n");
+        h.update(k.as_bytes());
+        h.update(b"=");
+        h.update(v.as_bytes());
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}

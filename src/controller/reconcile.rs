@@ -1,0 +1,439 @@
+//! One reconcile of one Canary: resolve it from the caches, keep its generated objects in place,
+//! observe, decide (the pure core), write the status once, then carry out the effects.
+
+use std::{sync::Arc, time::Instant};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{DaemonSet, Deployment},
+        autoscaling::v2::HorizontalPodAutoscaler,
+        core::v1::Service,
+    },
+    jiff::Timestamp,
+};
+use kube::{ResourceExt, runtime::controller::Action};
+use sha2::{Digest, Sha256};
+
+use super::{
+    Error,
+    context::{Context, cached},
+    finalize,
+    observe::{Resolved, Stall, TargetObject},
+    watches::istio_resource,
+};
+use crate::{
+    analysis::{self, Effect, Readiness, Routes, RunResult, Step, decide},
+    api::{Canary, CanaryStatus, Phase},
+    router::{self, Provider},
+    telemetry::{CanaryLabels, NamespaceLabels, RunLabels, WorkloadLabels},
+    workload::{self, PrimaryContext, Role, Workload},
+};
+
+/// A problem of a reconcile: something the user must fix, or an infrastructure error.
+enum Problem {
+    Stall(Stall),
+    Error(Error),
+}
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        Problem::Error(e)
+    }
+}
+
+fn stall(reason: &'static str, e: impl ToString) -> Problem {
+    Problem::Stall(Stall { reason, message: e.to_string() })
+}
+
+/// The reconcile function given to kube-runtime's Controller.
+pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.is_leader() {
+        // Becoming the leader reconciles every Canary (reconcile_all_on); until then, never write.
+        return Ok(Action::await_change());
+    }
+    if canary.metadata.deletion_timestamp.is_some() {
+        return finalize::finalize(&canary, &ctx).await;
+    }
+    finalize::sync_finalizer(&canary, &ctx).await?;
+    let now = Timestamp::now();
+    let resolved = match Resolved::new(canary.clone(), &ctx) {
+        Ok(r) => r,
+        Err(s) => return stalled(&canary, &ctx, s, now).await,
+    };
+    match ensure_objects(&resolved, &ctx).await {
+        Ok(()) => {}
+        Err(Problem::Stall(s)) => return stalled(&canary, &ctx, s, now).await,
+        Err(Problem::Error(e)) => return Err(e),
+    }
+
+    let started = Instant::now();
+    let mut obs = resolved.observations(&ctx, now);
+    let mut probed = false;
+    let outcome = loop {
+        match decide(&canary, &obs, &ctx.config.settings, now) {
+            Step::Observe(probes) => {
+                probed = true;
+                resolved.probe(&ctx, probes, &mut obs).await;
+            }
+            Step::Done(outcome) => break outcome,
+        }
+    };
+    if probed {
+        let labels =
+            CanaryLabels { name: canary.spec.target_ref.name.clone(), namespace: resolved.namespace.clone() };
+        ctx.metrics.canary_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        record_step_lag(&canary, &ctx, now, &resolved.params);
+    }
+
+    // The status first: it is the memory that lets a restarted controller finish what was decided.
+    ctx.write_status(&canary, &outcome.status).await?;
+    let mut routes = obs.routes.clone().ok();
+    for effect in &outcome.effects {
+        apply_effect(&resolved, &ctx, &outcome.status, effect, &mut routes).await?;
+    }
+    update_gauges(&resolved, &ctx, &outcome.status, routes);
+    Ok(match outcome.requeue {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    })
+}
+
+/// Marks a Canary stalled (condition, Event once) and waits for a change.
+async fn stalled(canary: &Canary, ctx: &Context, s: Stall, now: Timestamp) -> Result<Action, Error> {
+    let outcome = analysis::stalled(canary, s.reason, &s.message, now);
+    ctx.write_status(canary, &outcome.status).await?;
+    for e in &outcome.effects {
+        if let Effect::Event { warning, message } = e {
+            let payload = crate::api::WebhookPayload {
+                name: canary.name_any(),
+                namespace: canary.namespace().unwrap_or_default(),
+                phase: outcome.status.phase.to_string(),
+                ..Default::default()
+            };
+            ctx.event(canary, *warning, message, &payload).await;
+        }
+    }
+    // The watches wake the Canary when the missing object appears; the requeue is a safety net.
+    Ok(Action::requeue(std::time::Duration::from_secs(300)))
+}
+
+/// Keeps the generated objects in place: the primary (created once; updated only by promotions),
+/// its config copies and autoscaler, the Services, and the routing objects with the current
+/// weights. Writes only what differs from the caches.
+async fn ensure_objects(r: &Resolved, ctx: &Context) -> Result<(), Problem> {
+    let status = r.status();
+    if r.primary.is_none() {
+        let id = flagger_id(&r.canary, &format!("init/{}", workload::target_revision(r.target.view())));
+        write_primary(r, ctx, &id).await?;
+    }
+    ensure_primary_hpa(r, ctx, false).await?;
+    // Until the primary serves, the apex Service and the routes stay as they are: switching them
+    // earlier would send traffic to pods that do not exist yet.
+    let initializing = matches!(status.phase, Phase::Empty | Phase::Initializing);
+    let primary_ready = r.primary.as_ref().is_some_and(|p| {
+        let ready = match p.view() {
+            Workload::Deployment(d) => {
+                workload::deployment_readiness(&r.canary, Role::Primary, d, Timestamp::now())
+            }
+            Workload::DaemonSet(d) => {
+                workload::daemon_set_readiness(&r.canary, Role::Primary, d, Timestamp::now())
+            }
+        };
+        ready == Readiness::Ready
+    });
+    let serving = !initializing || primary_ready || r.params.skip_analysis;
+
+    let svc = |name: &str| cached(&ctx.stores.services, &r.namespace, name);
+    let existing = [svc(&r.names.apex), svc(&r.names.primary), svc(&r.names.canary)];
+    let desired = router::services::desired_services(
+        &r.canary,
+        &r.selector.key,
+        &r.selector.value,
+        r.target.pod_spec(),
+        [existing[0].as_deref(), existing[1].as_deref(), existing[2].as_deref()],
+    )
+    .map_err(|e| stall("InvalidService", e))?;
+    for (i, (want, live)) in desired.iter().zip(&existing).enumerate() {
+        if i == 0 && !serving {
+            continue;
+        }
+        ctx.apply::<Service>(want, live.as_deref()).await?;
+    }
+    if !serving {
+        return Ok(());
+    }
+    // Routing objects keep the weights in place (or start at all-primary).
+    let routes = r.routes(ctx).unwrap_or(Routes::PRIMARY);
+    write_routes(r, ctx, routes, &status).await
+}
+
+/// Writes the routing object for `routes`.
+async fn write_routes(
+    r: &Resolved,
+    ctx: &Context,
+    routes: Routes,
+    status: &CanaryStatus,
+) -> Result<(), Problem> {
+    match r.provider {
+        Provider::Istio => {
+            let ar = istio_resource("DestinationRule");
+            let istio = ctx.stores.istio.as_ref().expect("checked when resolving");
+            for dr in router::istio::desired_destination_rules(&r.canary) {
+                let name = dr["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                let live = super::context::cached_dynamic(&istio.destination_rules, &ar, &r.namespace, &name);
+                ctx.apply_dynamic(&ar, &dr, live.as_deref()).await?;
+            }
+            let live = r.virtual_service(ctx);
+            let live_json = live
+                .as_ref()
+                .map(|v| serde_json::to_value(v.as_ref()))
+                .transpose()
+                .map_err(Error::Serialize)?;
+            let vs = router::istio::desired_virtual_service(
+                &r.canary,
+                routes,
+                status,
+                live_json.as_ref(),
+                r.params.interval,
+            )
+            .map_err(|e| stall("InvalidRouting", e))?;
+            ctx.apply_dynamic(&istio_resource("VirtualService"), &vs, live.as_deref()).await?;
+        }
+        Provider::Nginx => {
+            let user = r.user_ingress.as_ref().expect("checked when resolving");
+            let ingress = router::nginx::desired_canary_ingress(
+                &r.canary,
+                user,
+                routes,
+                &ctx.config.ingress_annotations_prefix,
+            )
+            .map_err(|e| stall("InvalidRouting", e))?;
+            let live = r.canary_ingress(ctx);
+            ctx.apply(&ingress, live.as_deref()).await?;
+        }
+        Provider::Kubernetes | Provider::Unsupported(_) => {}
+    }
+    Ok(())
+}
+
+/// Writes the primary workload and its config copies from the target's current template.
+async fn write_primary(r: &Resolved, ctx: &Context, flagger_id: &str) -> Result<(), Problem> {
+    let prefixes = &ctx.config.label_prefixes;
+    for cm in r.tracked.config_maps.values() {
+        let existing = cached(&ctx.stores.configmaps, &r.namespace, &workload::primary_name(&cm.name_any()));
+        let copy = workload::primary_config_map(cm, existing.as_deref(), &r.canary, prefixes);
+        ctx.apply(&copy, existing.as_deref()).await?;
+    }
+    for s in r.tracked.secrets.values() {
+        let existing = cached(&ctx.stores.secrets, &r.namespace, &workload::primary_name(&s.name_any()));
+        let copy = workload::primary_secret(s, existing.as_deref(), &r.canary, prefixes);
+        ctx.apply(&copy, existing.as_deref()).await?;
+    }
+    let pctx = PrimaryContext {
+        canary: &r.canary,
+        selector: &r.selector,
+        tracked: &r.tracked_ids,
+        settings: &r.workload_settings,
+        flagger_id,
+    };
+    match (&r.target, &r.primary) {
+        (TargetObject::Deployment(t), existing) => {
+            let existing = match existing {
+                Some(TargetObject::Deployment(p)) => Some(p.as_ref()),
+                _ => None,
+            };
+            let mut primary = workload::primary_deployment(t, existing, &pctx);
+            set_owner(&mut primary.metadata, r);
+            ctx.apply::<Deployment>(&primary, existing).await?;
+        }
+        (TargetObject::DaemonSet(t), existing) => {
+            let existing = match existing {
+                Some(TargetObject::DaemonSet(p)) => Some(p.as_ref()),
+                _ => None,
+            };
+            let mut primary = workload::primary_daemon_set(t, &pctx);
+            set_owner(&mut primary.metadata, r);
+            ctx.apply::<DaemonSet>(&primary, existing).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The primary workload is named `<target>-primary` in the target's namespace and owned by the
+/// Canary, so that it is garbage collected with it.
+fn set_owner(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, r: &Resolved) {
+    meta.name = Some(workload::primary_name(&r.canary.spec.target_ref.name));
+    meta.namespace = Some(r.namespace.clone());
+    if meta.owner_references.is_none() {
+        meta.owner_references = Some(vec![crate::meta::owner_reference(&r.canary)]);
+    }
+}
+
+/// Creates the primary HPA when missing; `update` also refreshes it from the target's HPA (at
+/// promotion: a change to the target's HPA reaches the primary only with a promotion).
+async fn ensure_primary_hpa(r: &Resolved, ctx: &Context, update: bool) -> Result<(), Problem> {
+    let Some(aref) = workload::hpa_ref(&r.canary).map_err(|e| stall("UnsupportedAutoscaler", e))? else {
+        return Ok(());
+    };
+    let Some(hpa) = cached(&ctx.stores.hpas, &r.namespace, &aref.name) else {
+        return Err(stall(
+            "AutoscalerNotFound",
+            format!(
+                "HorizontalPodAutoscaler {}.{} not found: create it, or fix spec.autoscalerRef of Canary {}",
+                aref.name,
+                r.namespace,
+                r.display()
+            ),
+        ));
+    };
+    let existing = cached(&ctx.stores.hpas, &r.namespace, &workload::primary_name(&aref.name));
+    if existing.is_some() && !update {
+        return Ok(());
+    }
+    let primary = workload::primary_hpa(&hpa, &r.canary);
+    ctx.apply::<HorizontalPodAutoscaler>(&primary, existing.as_deref()).await?;
+    Ok(())
+}
+
+async fn apply_effect(
+    r: &Resolved,
+    ctx: &Context,
+    status: &CanaryStatus,
+    effect: &Effect,
+    routes: &mut Option<Routes>,
+) -> Result<(), Error> {
+    let canary = &r.canary;
+    match effect {
+        Effect::SetRoutes(to) => {
+            match write_routes(r, ctx, *to, status).await {
+                Ok(()) => {}
+                Err(Problem::Error(e)) => return Err(e),
+                Err(Problem::Stall(s)) => {
+                    tracing::warn!(canary = %r.display(), "cannot set routes: {}", s.message)
+                }
+            }
+            *routes = Some(*to);
+        }
+        Effect::ScaleCanary { up } => {
+            let patch = if *up {
+                let primary = match &r.primary {
+                    Some(TargetObject::Deployment(p)) => Some(p.as_ref()),
+                    _ => None,
+                };
+                workload::scale_up_patch(r.target.view(), primary, autoscaler_min(r, ctx))
+            } else {
+                workload::scale_to_zero_patch(r.target.view())
+            };
+            let name = &canary.spec.target_ref.name;
+            match &r.target {
+                TargetObject::Deployment(_) => {
+                    ctx.merge_patch::<Deployment>(&r.namespace, name, &patch).await?
+                }
+                TargetObject::DaemonSet(_) => {
+                    ctx.merge_patch::<DaemonSet>(&r.namespace, name, &patch).await?
+                }
+            }
+        }
+        Effect::Promote => {
+            let id = flagger_id(
+                canary,
+                &format!("promote/{}/{:?}", status.last_applied_spec, status.last_step_time),
+            );
+            for result in [write_primary(r, ctx, &id).await, ensure_primary_hpa(r, ctx, true).await] {
+                match result {
+                    Ok(()) => {}
+                    Err(Problem::Error(e)) => return Err(e),
+                    Err(Problem::Stall(s)) => {
+                        tracing::warn!(canary = %r.display(), "promotion: {}", s.message)
+                    }
+                }
+            }
+        }
+        Effect::PostRolloutHooks { phase } => post_rollout(r, ctx, *phase).await,
+        Effect::Event { warning, message } => {
+            ctx.event(canary, *warning, message, &r.payload(status.phase.as_str(), None)).await;
+        }
+        Effect::Alert { severity, message, details } => {
+            crate::controller::alerts::send(r, ctx, *severity, message, *details);
+        }
+        Effect::RunFinished { strategy, result } => {
+            let labels = RunLabels {
+                name: canary.spec.target_ref.name.clone(),
+                namespace: r.namespace.clone(),
+                deployment_strategy: strategy.as_str().into(),
+                analysis_status: if *result == RunResult::Skipped { "skipped" } else { "completed" }.into(),
+            };
+            let counter =
+                if *result == RunResult::Failed { &ctx.metrics.failures } else { &ctx.metrics.successes };
+            counter.get_or_create(&labels).inc();
+        }
+    }
+    Ok(())
+}
+
+/// Calls the post-rollout hooks; their failures only produce Events.
+async fn post_rollout(r: &Resolved, ctx: &Context, phase: Phase) {
+    let hooks = r.canary.spec.analysis.as_ref().and_then(|a| a.webhooks.clone()).unwrap_or_default();
+    for hook in hooks.iter().filter(|h| analysis::HookType::of(h) == Some(analysis::HookType::PostRollout)) {
+        let payload = r.payload(phase.as_str(), hook.metadata.clone());
+        let message = match ctx.webhooks.call(hook, &payload).await {
+            analysis::HookResult::Passed => (false, format!("Post-rollout check {} passed", hook.name)),
+            analysis::HookResult::Failed(e) => (true, format!("Post-rollout hook {} failed {e}", hook.name)),
+        };
+        ctx.event(&r.canary, message.0, &message.1, &r.payload(phase.as_str(), None)).await;
+    }
+}
+
+fn autoscaler_min(r: &Resolved, ctx: &Context) -> Option<i32> {
+    let aref = r.canary.spec.autoscaler_ref.as_ref()?;
+    Some(
+        cached(&ctx.stores.hpas, &r.namespace, &aref.name)
+            .map(|h| workload::hpa_min_replicas(&h))
+            .unwrap_or(1),
+    )
+}
+
+/// A `flagger-id` for the primary's pod template, derived from the promotion so that applying the
+/// same promotion twice writes the same object (and rolls the primary once).
+fn flagger_id(canary: &Canary, salt: &str) -> String {
+    let d = Sha256::digest(format!("{}/{salt}", canary.uid().unwrap_or_default()).as_bytes());
+    let h: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+fn record_step_lag(canary: &Canary, ctx: &Context, now: Timestamp, params: &analysis::Params) {
+    let Some(last) = canary.status.as_ref().and_then(|s| s.last_step_time) else { return };
+    let due = last + k8s_openapi::jiff::SignedDuration::try_from(params.interval).unwrap_or_default();
+    let lag = due.duration_until(now).as_secs_f64();
+    if lag >= 0.0 {
+        ctx.metrics.step_lag.observe(lag);
+    }
+}
+
+/// Flagger's gauges for one Canary.
+fn update_gauges(r: &Resolved, ctx: &Context, status: &CanaryStatus, routes: Option<Routes>) {
+    let target = r.canary.spec.target_ref.name.clone();
+    let ns = r.namespace.clone();
+    let code = match status.phase {
+        Phase::Progressing => 0,
+        Phase::Failed => 2,
+        _ => 1,
+    };
+    ctx.metrics
+        .canary_status
+        .get_or_create(&CanaryLabels { name: target.clone(), namespace: ns.clone() })
+        .set(code);
+    if let Some(routes) = routes {
+        let weight = |w: String, v: i32| {
+            ctx.metrics
+                .canary_weight
+                .get_or_create(&WorkloadLabels { workload: w, namespace: ns.clone() })
+                .set(v as i64)
+        };
+        weight(workload::primary_name(&target), routes.primary);
+        weight(target, routes.canary);
+    }
+    let count =
+        ctx.stores.canaries.state().iter().filter(|c| c.namespace().as_deref() == Some(ns.as_str())).count();
+    ctx.metrics.canary_total.get_or_create(&NamespaceLabels { namespace: ns }).set(count as i64);
+}

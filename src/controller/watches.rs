@@ -1,0 +1,289 @@
+//! The watches: one reflector cache per kind the reconciler reads, each also waking the Canaries
+//! the changed object belongs to. A change to a target's pod template or to a ConfigMap/Secret it
+//! uses reaches its Canary at once, whatever the analysis interval.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::{
+    apps::v1::{DaemonSet, Deployment},
+    autoscaling::v2::HorizontalPodAutoscaler,
+    core::v1::{ConfigMap, PodSpec, Secret, Service},
+    networking::v1::Ingress,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{ApiResource, DynamicObject, GroupVersionKind},
+    runtime::{
+        Controller, WatchStreamExt, reflector,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+
+use super::context::{IstioStores, Stores};
+use crate::api::{AlertProvider, Canary, MetricTemplate};
+
+/// Secrets Veer never needs (large, and never referenced as application config).
+const SECRET_FIELD_SELECTOR: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
+
+/// The Istio kinds Veer reads back, when their CRDs are installed.
+pub fn istio_resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("networking.istio.io", "v1beta1", kind))
+}
+
+fn api<K>(client: &Client, namespace: &str) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    if namespace.is_empty() { Api::all(client.clone()) } else { Api::namespaced(client.clone(), namespace) }
+}
+
+/// Adds a cached watch of `K` to the controller; `map` names the Canaries an object wakes.
+fn watch<K, F, I>(
+    controller: Controller<Canary>,
+    api: Api<K>,
+    config: watcher::Config,
+    map: F,
+) -> (Controller<Canary>, Store<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    F: Fn(K) -> I + Sync + Send + 'static,
+    I: IntoIterator<Item = ObjectRef<Canary>> + 'static,
+    I::IntoIter: Send,
+{
+    let (store, writer) = reflector::store();
+    // managedFields are the largest part of most objects and never read: drop them before caching.
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+        .reflect(writer)
+        .touched_objects();
+    (controller.watches_stream(stream, map), store)
+}
+
+/// Canaries owning an object through a controller ownerReference.
+fn owners<K: Resource>(obj: &K) -> Option<ObjectRef<Canary>> {
+    let ns = obj.meta().namespace.clone()?;
+    obj.owner_references()
+        .iter()
+        .find(|o| {
+            o.controller == Some(true) && o.kind == "Canary" && o.api_version.starts_with("flagger.app/")
+        })
+        .map(|o| ObjectRef::new(&o.name).within(&ns))
+}
+
+/// Canaries in `ns` matching a predicate.
+fn canaries_where(
+    canaries: &Store<Canary>,
+    ns: &str,
+    pred: impl Fn(&Canary) -> bool,
+) -> Vec<ObjectRef<Canary>> {
+    canaries
+        .state()
+        .iter()
+        .filter(|c| c.namespace().as_deref() == Some(ns) && pred(c))
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// Canaries whose target (or its primary) is the workload `name` of `kind`.
+fn target_canaries(canaries: &Store<Canary>, ns: &str, kind: &str, name: &str) -> Vec<ObjectRef<Canary>> {
+    canaries_where(canaries, ns, |c| {
+        let t = &c.spec.target_ref;
+        t.kind == kind && (t.name == name || format!("{}-primary", t.name) == name)
+    })
+}
+
+/// ConfigMap and Secret names a pod spec refers to.
+pub fn config_names(spec: &PodSpec) -> BTreeSet<(bool, String)> {
+    let mut out = BTreeSet::new();
+    let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+    for c in containers {
+        for e in c.env_from.iter().flatten() {
+            if let Some(r) = &e.config_map_ref {
+                out.insert((false, r.name.clone()));
+            }
+            if let Some(r) = &e.secret_ref {
+                out.insert((true, r.name.clone()));
+            }
+        }
+        for e in c.env.iter().flatten() {
+            if let Some(v) = &e.value_from {
+                if let Some(r) = &v.config_map_key_ref {
+                    out.insert((false, r.name.clone()));
+                }
+                if let Some(r) = &v.secret_key_ref {
+                    out.insert((true, r.name.clone()));
+                }
+            }
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        if let Some(cm) = &v.config_map {
+            out.insert((false, cm.name.clone()));
+        }
+        if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            out.insert((true, name));
+        }
+        for s in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(cm) = &s.config_map {
+                out.insert((false, cm.name.clone()));
+            }
+            if let Some(sec) = &s.secret {
+                out.insert((true, sec.name.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Canaries whose target uses the ConfigMap (`secret == false`) or Secret `name`.
+fn config_canaries(stores: &PartialStores, ns: &str, secret: bool, name: &str) -> Vec<ObjectRef<Canary>> {
+    let key = (secret, name.to_string());
+    canaries_where(&stores.canaries, ns, |c| {
+        let t = &c.spec.target_ref;
+        let spec = match t.kind.as_str() {
+            "DaemonSet" => super::context::cached(&stores.daemonsets, ns, &t.name)
+                .and_then(|d| d.spec.as_ref().and_then(|s| s.template.spec.clone())),
+            _ => super::context::cached(&stores.deployments, ns, &t.name)
+                .and_then(|d| d.spec.as_ref().and_then(|s| s.template.spec.clone())),
+        };
+        spec.is_some_and(|s| config_names(&s).contains(&key))
+    })
+}
+
+/// The caches a config mapper needs (filled in as the watches are built).
+#[derive(Clone)]
+struct PartialStores {
+    canaries: Store<Canary>,
+    deployments: Store<Deployment>,
+    daemonsets: Store<DaemonSet>,
+}
+
+/// Builds the Canary controller with every watch it needs, and the caches they fill.
+pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Stores) {
+    let wc = watcher::Config::default();
+    let controller = Controller::new(api::<Canary>(client, namespace), wc.clone());
+    let canaries = controller.store();
+
+    let c = canaries.clone();
+    let (controller, deployments) =
+        watch(controller, api::<Deployment>(client, namespace), wc.clone(), move |d: Deployment| {
+            target_canaries(&c, &d.namespace().unwrap_or_default(), "Deployment", &d.name_any())
+        });
+    let c = canaries.clone();
+    let (controller, daemonsets) =
+        watch(controller, api::<DaemonSet>(client, namespace), wc.clone(), move |d: DaemonSet| {
+            target_canaries(&c, &d.namespace().unwrap_or_default(), "DaemonSet", &d.name_any())
+        });
+    let partial = PartialStores {
+        canaries: canaries.clone(),
+        deployments: deployments.clone(),
+        daemonsets: daemonsets.clone(),
+    };
+    let p = partial.clone();
+    let (controller, configmaps) =
+        watch(controller, api::<ConfigMap>(client, namespace), wc.clone(), move |cm: ConfigMap| {
+            let mut refs = config_canaries(&p, &cm.namespace().unwrap_or_default(), false, &cm.name_any());
+            refs.extend(owners(&cm));
+            refs
+        });
+    let p = partial.clone();
+    let (controller, secrets) = watch(
+        controller,
+        api::<Secret>(client, namespace),
+        wc.clone().fields(SECRET_FIELD_SELECTOR),
+        move |s: Secret| {
+            let mut refs = config_canaries(&p, &s.namespace().unwrap_or_default(), true, &s.name_any());
+            refs.extend(owners(&s));
+            refs
+        },
+    );
+    let (controller, services) =
+        watch(controller, api::<Service>(client, namespace), wc.clone(), |s: Service| owners(&s));
+    let c = canaries.clone();
+    let (controller, hpas) = watch(
+        controller,
+        api::<HorizontalPodAutoscaler>(client, namespace),
+        wc.clone(),
+        move |h: HorizontalPodAutoscaler| {
+            let ns = h.namespace().unwrap_or_default();
+            let name = h.name_any();
+            let mut refs =
+                canaries_where(&c, &ns, |c| c.spec.autoscaler_ref.as_ref().is_some_and(|a| a.name == name));
+            refs.extend(owners(&h));
+            refs
+        },
+    );
+    let c = canaries.clone();
+    let (controller, ingresses) =
+        watch(controller, api::<Ingress>(client, namespace), wc.clone(), move |i: Ingress| {
+            let ns = i.namespace().unwrap_or_default();
+            let name = i.name_any();
+            let mut refs =
+                canaries_where(&c, &ns, |c| c.spec.ingress_ref.as_ref().is_some_and(|r| r.name == name));
+            refs.extend(owners(&i));
+            refs
+        });
+    let (controller, metric_templates) =
+        watch(controller, api::<MetricTemplate>(client, namespace), wc.clone(), |_: MetricTemplate| None);
+    let (controller, alert_providers) =
+        watch(controller, api::<AlertProvider>(client, namespace), wc.clone(), |_: AlertProvider| None);
+
+    let (controller, istio) = match istio_installed(client).await {
+        true => {
+            let (controller, virtual_services) =
+                watch_dynamic(controller, client, namespace, "VirtualService");
+            let (controller, destination_rules) =
+                watch_dynamic(controller, client, namespace, "DestinationRule");
+            (controller, Some(IstioStores { virtual_services, destination_rules }))
+        }
+        false => {
+            tracing::info!("Istio CRDs not installed: Canaries with provider istio will report it");
+            (controller, None)
+        }
+    };
+    let stores = Stores {
+        canaries,
+        deployments,
+        daemonsets,
+        services,
+        configmaps,
+        secrets,
+        hpas,
+        ingresses,
+        metric_templates,
+        alert_providers,
+        istio,
+    };
+    (controller, stores)
+}
+
+async fn istio_installed(client: &Client) -> bool {
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1beta1", "VirtualService");
+    kube::discovery::pinned_kind(client, &gvk).await.is_ok()
+}
+
+fn watch_dynamic(
+    controller: Controller<Canary>,
+    client: &Client,
+    namespace: &str,
+    kind: &str,
+) -> (Controller<Canary>, Store<DynamicObject>) {
+    let ar = istio_resource(kind);
+    let api: Api<DynamicObject> = if namespace.is_empty() {
+        Api::all_with(client.clone(), &ar)
+    } else {
+        Api::namespaced_with(client.clone(), namespace, &ar)
+    };
+    let writer = reflector::store::Writer::new(ar.clone());
+    let store = writer.as_reader();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None)
+        .reflect(writer)
+        .touched_objects();
+    let controller = controller.watches_stream_with(stream, |o: DynamicObject| owners(&o), ar);
+    (controller, store)
+}

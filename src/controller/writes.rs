@@ -1,0 +1,199 @@
+//! Writes to the API server: server-side apply with Veer's field manager, skipped when the cached
+//! object already has every field Veer would set; the status patch; Events.
+
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DynamicObject, Patch, PatchParams},
+};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+
+use super::{Error, context::Context};
+use crate::{
+    api::{Canary, CanaryStatus, WebhookPayload},
+    meta::FIELD_MANAGER,
+};
+
+/// Whether every field of `desired` is already present, with the same value, in `live`: then
+/// applying `desired` would change nothing and the write is skipped.
+pub fn is_subset(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d
+            .iter()
+            .all(|(k, v)| l.get(k).is_some_and(|lv| is_subset(v, lv)) || (v.is_null() && !l.contains_key(k))),
+        // Lists are atomic or keyed by name in the APIs Veer writes; compare element-wise.
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(a, b)| is_subset(a, b))
+        }
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (a, b) => a == b,
+    }
+}
+
+fn params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+impl Context {
+    /// Server-side applies a namespaced object unless the cached copy already matches.
+    pub async fn apply<K>(&self, desired: &K, cached: Option<&K>) -> Result<bool, Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + Debug,
+    {
+        let desired_json = serde_json::to_value(desired).map_err(Error::Serialize)?;
+        if let Some(live) = cached
+            && is_subset(&desired_json, &serde_json::to_value(live).map_err(Error::Serialize)?)
+        {
+            return Ok(false);
+        }
+        let ns = desired.namespace().unwrap_or_default();
+        let api: Api<K> = Api::namespaced(self.client.clone(), &ns);
+        let kind = K::kind(&()).to_string();
+        self.count_write(&kind);
+        api.patch(&desired.name_any(), &params(), &Patch::Apply(&desired_json))
+            .await
+            .map_err(|e| Error::Write { kind, name: format!("{}.{ns}", desired.name_any()), source: e })?;
+        Ok(true)
+    }
+
+    /// Server-side applies an Istio object (a full JSON object) unless the cache already matches.
+    pub async fn apply_dynamic(
+        &self,
+        ar: &kube::api::ApiResource,
+        desired: &Value,
+        cached: Option<&DynamicObject>,
+    ) -> Result<bool, Error> {
+        if let Some(live) = cached
+            && is_subset(desired, &serde_json::to_value(live).map_err(Error::Serialize)?)
+        {
+            return Ok(false);
+        }
+        let ns = desired["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+        let name = desired["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, ar);
+        self.count_write(&ar.kind);
+        api.patch(&name, &params(), &Patch::Apply(desired)).await.map_err(|e| Error::Write {
+            kind: ar.kind.clone(),
+            name: format!("{name}.{ns}"),
+            source: e,
+        })?;
+        Ok(true)
+    }
+
+    /// A JSON merge patch (for fields of user objects Veer changes without owning them, such as
+    /// a target's replicas).
+    pub async fn merge_patch<K>(&self, ns: &str, name: &str, patch: &Value) -> Result<(), Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let kind = K::kind(&()).to_string();
+        self.count_write(&kind);
+        api.patch(
+            name,
+            &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
+            &Patch::Merge(patch),
+        )
+        .await
+        .map_err(|e| Error::Write { kind, name: format!("{name}.{ns}"), source: e })?;
+        Ok(())
+    }
+
+    /// Writes the Canary status (one patch per tick) when it changed.
+    pub async fn write_status(&self, canary: &Canary, status: &CanaryStatus) -> Result<(), Error> {
+        if canary.status.as_ref() == Some(status) {
+            return Ok(());
+        }
+        let ns = canary.namespace().unwrap_or_default();
+        let api: Api<Canary> = Api::namespaced(self.client.clone(), &ns);
+        let patch = serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "Canary",
+            "status": status,
+        });
+        self.count_write("Canary/status");
+        api.patch_status(&canary.name_any(), &params(), &Patch::Apply(&patch)).await.map_err(|e| {
+            Error::Write {
+                kind: "Canary status".into(),
+                name: format!("{}.{ns}", canary.name_any()),
+                source: e,
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Records an Event on the Canary (reason `Synced`, as Flagger), logs it, and forwards it to the
+    /// event webhooks without waiting for them.
+    pub async fn event(&self, canary: &Canary, warning: bool, message: &str, payload: &WebhookPayload) {
+        let name = format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default());
+        if warning {
+            tracing::warn!(canary = %name, "{message}");
+        } else {
+            tracing::info!(canary = %name, "{message}");
+        }
+        self.count_write("Event");
+        if let Err(e) = self.recorder.record(canary, warning, message).await {
+            tracing::warn!(canary = %name, error = %e, "cannot record event");
+        }
+        for url in self.event_webhooks(canary) {
+            let client = self.webhooks.clone();
+            let payload = payload.clone();
+            let message = message.to_string();
+            let canary_name = name.clone();
+            let millis = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+            tokio::spawn(async move {
+                if let Err(e) = client.send_event(&url, &payload, &message, warning, millis).await {
+                    tracing::warn!(canary = %canary_name, error = %e, "event webhook failed");
+                }
+            });
+        }
+    }
+
+    /// `type: event` hooks of the Canary, or the global `--event-webhook` when it has none.
+    fn event_webhooks(&self, canary: &Canary) -> Vec<String> {
+        let hooks: Vec<String> = canary
+            .spec
+            .analysis
+            .as_ref()
+            .and_then(|a| a.webhooks.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|h| h.type_.as_deref() == Some("event"))
+            .map(|h| h.url.clone())
+            .collect();
+        if hooks.is_empty() { self.config.event_webhook.clone().into_iter().collect() } else { hooks }
+    }
+
+    fn count_write(&self, kind: &str) {
+        self.metrics
+            .api_writes
+            .get_or_create(&crate::telemetry::ErrorLabels { kind: kind.to_string() })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn subset_comparison() {
+        let live = json!({"metadata": {"name": "a", "labels": {"x": "1", "y": "2"}}, "spec": {"ports": [{"port": 80, "protocol": "TCP"}], "replicas": 2}});
+        assert!(is_subset(&json!({"metadata": {"labels": {"x": "1"}}}), &live));
+        assert!(is_subset(&json!({"spec": {"ports": [{"port": 80}]}}), &live));
+        assert!(!is_subset(&json!({"spec": {"ports": [{"port": 81}]}}), &live));
+        assert!(!is_subset(&json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}}), &live));
+        assert!(!is_subset(&json!({"metadata": {"labels": {"z": "1"}}}), &live));
+        assert!(is_subset(&json!({"spec": {"replicas": 2.0}}), &live));
+        assert!(is_subset(&json!({"spec": {"paused": null}}), &live), "an absent field equals null");
+    }
+}
