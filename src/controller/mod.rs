@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 pub use context::{Config, Context, Stores};
+pub use watches::istio_resource;
 pub use writes::is_subset;
 
 use crate::{

@@ -134,3 +134,4 @@ pub async fn with_namespace<R>(
         Err(panic) => std::panic::resume_unwind(panic),
     }
 }
+pub mod harness;

@@ -1,0 +1,268 @@
+//! Running Veer in the end-to-end tests: the controller (and the load tester) as real processes
+//! restricted to the test's namespace, manifests applied from YAML, and waits on Canary state.
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{
+    Api, Client,
+    api::{DynamicObject, GroupVersionKind, Patch, PatchParams},
+    discovery::pinned_kind,
+};
+use serde_json::{Value, json};
+use veer::api::{Canary, CanaryStatus, Phase};
+
+use super::{env, wait_for};
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A process of one of Veer's binaries; killed (SIGTERM, then SIGKILL) when dropped. Its output
+/// goes to a log file whose tail is printed when the test fails.
+pub struct Process {
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub port: u16,
+    name: String,
+}
+
+impl Process {
+    fn spawn(binary: &str, name: &str, args: &[String], port: u16) -> Process {
+        let log = std::env::temp_dir().join(format!("{name}.log"));
+        let out = fs::File::create(&log).expect("a log file");
+        let child = Command::new(binary)
+            .args(args)
+            .stdout(Stdio::from(out.try_clone().expect("log handle")))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        Process { child: Some(child), log, port, name: name.into() }
+    }
+
+    /// Starts `veer controller` for one namespace, with a 1 s minimum interval and the local
+    /// Prometheus as metrics server.
+    pub fn controller(namespace: &str, extra: &[&str]) -> Process {
+        let port = free_port();
+        let mut args: Vec<String> = [
+            "controller",
+            "--namespace",
+            namespace,
+            "--metrics-server",
+            &env("PROMETHEUS_URL"),
+            "--min-analysis-interval",
+            "1s",
+            "--log-format",
+            "plain",
+            "--log-level",
+            "info,veer=debug",
+            "--listen-address",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Process::spawn(env!("CARGO_BIN_EXE_veer"), &format!("veer-controller-{namespace}"), &args, port)
+    }
+
+    /// Starts `veer-loadtester` on a free port with a file gate store.
+    pub fn loadtester(name: &str, extra: &[&str]) -> Process {
+        let port = free_port();
+        let store = std::env::temp_dir().join(format!("{name}-gates.json"));
+        let mut args: Vec<String> = vec![
+            "--address".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string(),
+            "--gate-store".into(),
+            format!("file:{}", store.display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Process::spawn(env!("CARGO_BIN_EXE_veer-loadtester"), name, &args, port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The last lines of the process' output.
+    pub fn tail(&self, lines: usize) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Whether the output contains `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        fs::read_to_string(&self.log).unwrap_or_default().contains(needle)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGTERM first: the controller shuts down gracefully.
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            for _ in 0..50 {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- last lines of {} ({}) ----\n{}", self.name, self.log.display(), self.tail(60));
+        }
+    }
+}
+
+/// Server-side applies every document of a multi-document YAML string in `namespace`.
+pub async fn apply_yaml(client: &Client, namespace: &str, yaml: &str) {
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(yaml).unwrap_or_else(|e| panic!("bad YAML: {e}\n{yaml}"));
+    for mut doc in docs.into_iter().filter(|d| !d.is_null()) {
+        let (group, version) = match doc["apiVersion"].as_str().expect("apiVersion").rsplit_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), doc["apiVersion"].as_str().unwrap().to_string()),
+        };
+        let kind = doc["kind"].as_str().expect("kind").to_string();
+        let (ar, caps) = pinned_kind(client, &GroupVersionKind::gvk(&group, &version, &kind))
+            .await
+            .unwrap_or_else(|e| panic!("unknown kind {kind}: {e}"));
+        let name = doc["metadata"]["name"].as_str().expect("metadata.name").to_string();
+        let api: Api<DynamicObject> = if caps.scope == kube::discovery::Scope::Namespaced {
+            doc["metadata"]["namespace"] = json!(namespace);
+            Api::namespaced_with(client.clone(), namespace, &ar)
+        } else {
+            Api::all_with(client.clone(), &ar)
+        };
+        api.patch(&name, &PatchParams::apply("veer-e2e").force(), &Patch::Apply(&doc))
+            .await
+            .unwrap_or_else(|e| panic!("cannot apply {kind} {name}: {e}"));
+    }
+}
+
+/// A podinfo-like workload as in Flagger's tests: selector `app: <name>`, a Secret in envFrom, a
+/// ConfigMap volume.
+pub fn podinfo_yaml(name: &str, image: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: {name}-secret}}
+stringData: {{token: "s3cr3t"}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: {name}-config}}
+data: {{color: blue}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  labels: {{app: {name}, app.kubernetes.io/name: {name}}}
+spec:
+  replicas: 2
+  minReadySeconds: 1
+  progressDeadlineSeconds: 60
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: podinfod
+        image: {image}
+        ports: [{{name: http, containerPort: 9898}}, {{name: http-metrics, containerPort: 9797}}]
+        envFrom: [{{secretRef: {{name: {name}-secret}}}}]
+        volumeMounts: [{{name: config, mountPath: /etc/podinfo}}]
+      volumes:
+      - name: config
+        configMap: {{name: {name}-config}}
+"#
+    )
+}
+
+/// The Canary's status (default when it has none yet).
+pub async fn status(client: &Client, ns: &str, name: &str) -> CanaryStatus {
+    let api: Api<Canary> = Api::namespaced(client.clone(), ns);
+    api.get(name).await.map(|c| c.status.unwrap_or_default()).unwrap_or_default()
+}
+
+/// Waits until the Canary is in `phase`, and returns its status.
+pub async fn wait_phase(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    phase: Phase,
+    timeout: Duration,
+) -> CanaryStatus {
+    let api: Api<Canary> = Api::namespaced(client.clone(), ns);
+    wait_for(&format!("Canary {name}.{ns} to be {phase}"), timeout, || async {
+        let c = api.get(name).await.map_err(|e| e.to_string())?;
+        let s = c.status.unwrap_or_default();
+        if s.phase == phase {
+            Ok(s)
+        } else {
+            Err(format!(
+                "phase {:?}, weight {}, failed checks {}, decision {:?}",
+                s.phase,
+                s.canary_weight,
+                s.failed_checks,
+                s.decision.map(|d| format!("{}: {}", d.reason, d.message))
+            ))
+        }
+    })
+    .await
+}
+
+/// Sets the image of the first container of a Deployment (a new revision).
+pub async fn set_image(client: &Client, ns: &str, deployment: &str, image: &str) {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let d = api.get(deployment).await.expect("the Deployment");
+    let container = d.spec.unwrap().template.spec.unwrap().containers[0].name.clone();
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}});
+    api.patch(deployment, &PatchParams::default(), &Patch::Strategic(&patch)).await.expect("image patched");
+}
+
+/// The image of the first container of a Deployment.
+pub async fn image(client: &Client, ns: &str, deployment: &str) -> String {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let d = api.get(deployment).await.unwrap_or_else(|e| panic!("Deployment {deployment}: {e}"));
+    d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap_or_default()
+}
+
+/// Messages of the Events recorded on an object, oldest first.
+pub async fn events(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    let list = api
+        .list(&kube::api::ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .expect("events");
+    let mut items: Vec<_> = list.items;
+    items.sort_by_key(|e| e.first_timestamp.clone().map(|t| t.0));
+    items.into_iter().filter_map(|e| e.message).collect()
+}
