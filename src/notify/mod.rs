@@ -1,0 +1,76 @@
+//! Alerts: the decision core's `Effect::Alert` sent to chat tools, through the AlertProviders of a
+//! Canary's `analysis.alerts` or, for Canaries without alerts, the global Slack / MS Teams flags.
+//!
+//! - `payload`: the JSON bodies of `slack`, `msteams`, `discord`, `rocket` and `gchat` (pure).
+//!
+//! Behaviour: flagger-behaviour.md §6.3; where Veer differs, docs/alerts.md.
+
+mod payload;
+
+#[cfg(test)]
+mod tests;
+
+use kube::ResourceExt;
+
+pub use payload::{ProviderKind, discord_url, gchat_payload, msteams_payload, rocket_payload, slack_payload};
+
+use crate::{
+    analysis::{Params, Severity},
+    api::Canary,
+};
+
+/// One alert of one Canary: an `Effect::Alert` with what the payloads need from the Canary.
+#[derive(Clone, Copy, Debug)]
+pub struct Alert<'a> {
+    pub canary: &'a Canary,
+    pub severity: Severity,
+    pub message: &'a str,
+    /// Add the Canary's analysis settings as fields (`Target`, `Failed checks threshold`, ...).
+    pub details: bool,
+    pub params: &'a Params,
+}
+
+/// A name/value pair shown under the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    pub value: String,
+}
+
+/// What every provider shows, whatever its format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// `<canary>.<namespace>`.
+    pub title: String,
+    pub text: String,
+    pub fields: Vec<Field>,
+    pub severity: Severity,
+}
+
+impl Message {
+    /// The message of an alert; `cluster_name` (`--cluster-name`) adds a `Cluster` field when set.
+    pub fn new(alert: &Alert, cluster_name: &str) -> Message {
+        let canary = alert.canary;
+        let namespace = canary.namespace().unwrap_or_default();
+        let mut fields = Vec::new();
+        if !cluster_name.is_empty() {
+            fields.push(Field { name: "Cluster", value: cluster_name.to_string() });
+        }
+        if alert.details {
+            let target = &canary.spec.target_ref;
+            let p = alert.params;
+            fields.extend([
+                Field { name: "Target", value: format!("{}/{}.{namespace}", target.kind, target.name) },
+                Field { name: "Failed checks threshold", value: p.threshold.to_string() },
+                Field { name: "Progress deadline", value: format!("{}s", p.progress_deadline.as_secs()) },
+                Field { name: "Traffic routing", value: p.routing_description() },
+            ]);
+        }
+        Message {
+            title: format!("{}.{namespace}", canary.name_any()),
+            text: alert.message.to_string(),
+            fields,
+            severity: alert.severity,
+        }
+    }
+}
