@@ -2,17 +2,24 @@
 //! Canary's `analysis.alerts` or, for Canaries without alerts, the global Slack / MS Teams flags.
 //!
 //! - `payload`: the JSON bodies of `slack`, `msteams`, `discord`, `rocket` and `gchat` (pure).
+//! - `global`: the `--slack-*` / `--msteams-*` receivers of Canaries without alerts.
+//! - `resolve`: who receives an alert, at which URL, with which body (pure; AlertProviders and
+//!   Secrets come from the controller's caches through [`ProviderLookup`]).
 //!
 //! Behaviour: flagger-behaviour.md §6.3; where Veer differs, docs/alerts.md.
 
+mod global;
 mod payload;
+mod resolve;
 
 #[cfg(test)]
 mod tests;
 
 use kube::ResourceExt;
 
+pub use global::GlobalAlerts;
 pub use payload::{ProviderKind, discord_url, gchat_payload, msteams_payload, rocket_payload, slack_payload};
+pub use resolve::{Delivery, ProviderLookup, ResolveError, targets};
 
 use crate::{
     analysis::{Params, Severity},
@@ -73,4 +80,21 @@ impl Message {
             severity: alert.severity,
         }
     }
+}
+
+/// The lowest severity an `analysis.alerts[].severity` value receives; `None` for an unknown value.
+/// Empty means `info`, as Flagger's docs say (Flagger itself never alerts then, §9.3 #5).
+pub fn entry_severity(value: Option<&str>) -> Option<Severity> {
+    match value.unwrap_or("") {
+        "" | "info" => Some(Severity::Info),
+        "warn" => Some(Severity::Warn),
+        "error" => Some(Severity::Error),
+        _ => None,
+    }
+}
+
+/// Whether an alert entry of severity `entry` receives an alert of severity `alert`: `info` gets
+/// everything, `warn` gets warn and error, `error` only errors.
+pub fn receives(entry: Severity, alert: Severity) -> bool {
+    alert >= entry
 }
