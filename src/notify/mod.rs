@@ -5,12 +5,14 @@
 //! - `global`: the `--slack-*` / `--msteams-*` receivers of Canaries without alerts.
 //! - `resolve`: who receives an alert, at which URL, with which body (pure; AlertProviders and
 //!   Secrets come from the controller's caches through [`ProviderLookup`]).
+//! - `send`: the HTTP POST; [`Notifier::alert`] never blocks the analysis.
 //!
 //! Behaviour: flagger-behaviour.md §6.3; where Veer differs, docs/alerts.md.
 
 mod global;
 mod payload;
 mod resolve;
+mod send;
 
 #[cfg(test)]
 mod tests;
@@ -20,6 +22,7 @@ use kube::ResourceExt;
 pub use global::GlobalAlerts;
 pub use payload::{ProviderKind, discord_url, gchat_payload, msteams_payload, rocket_payload, slack_payload};
 pub use resolve::{Delivery, ProviderLookup, ResolveError, targets};
+pub use send::{ClientError, DEFAULT_TIMEOUT, Notifier, SendError};
 
 use crate::{
     analysis::{Params, Severity},

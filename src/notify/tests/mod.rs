@@ -3,6 +3,7 @@
 
 mod payload;
 mod resolve;
+mod send;
 
 use std::{collections::BTreeMap, sync::Arc};
 
