@@ -5,6 +5,7 @@
 //! - `metrics`: metric queries (templates, built-in PromQL, the Prometheus client).
 //! - `router`: the Services and routing objects (Istio, NGINX) as pure builders.
 //! - `workload`: the primary workload, tracked configs, readiness and scaling as pure builders.
+//! - `notify`: alerts to Slack, MS Teams, Discord, Rocket.Chat and Google Chat.
 //! - `webhook`: the webhook client; `revision`: change-detection hashes; `meta`: shared names.
 //! - `cli`, `telemetry`, `http`: flags, logs and self-metrics, the HTTP client setup.
 //! - `loadtester`: the Flagger-compatible load tester (`veer-loadtester`).
@@ -20,6 +21,7 @@ pub mod http;
 pub mod loadtester;
 pub mod meta;
 pub mod metrics;
+pub mod notify;
 pub mod revision;
 pub mod router;
 pub mod telemetry;
