@@ -83,6 +83,8 @@ pub struct Context {
     pub webhooks: WebhookClient,
     /// Metric queries (Prometheus).
     pub queries: crate::metrics::Metrics,
+    /// Alert delivery.
+    pub notifier: crate::notify::Notifier,
     /// The controller's own metrics.
     pub metrics: Metrics,
     /// Whether this replica leads; a replica that does not lead never writes.

@@ -77,6 +77,8 @@ pub enum StartError {
     Http(#[from] crate::webhook::ClientError),
     #[error("cannot build the metrics client: {0}")]
     Metrics(String),
+    #[error("cannot build the alert client: {0}")]
+    Notifier(String),
     #[error("admin server on {addr}: {source}")]
     Admin {
         addr: SocketAddr,
@@ -140,6 +142,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
             ..Default::default()
         })
         .map_err(|e| StartError::Metrics(e.to_string()))?,
+        notifier: crate::notify::Notifier::new(crate::notify::GlobalAlerts::from(&args))
+            .map_err(|e| StartError::Notifier(e.to_string()))?,
         metrics,
         leader: leader.clone(),
     });

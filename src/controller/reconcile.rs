@@ -354,7 +354,15 @@ async fn apply_effect(
             ctx.event(canary, *warning, message, &r.payload(status.phase.as_str(), None)).await;
         }
         Effect::Alert { severity, message, details } => {
-            crate::controller::alerts::send(r, ctx, *severity, message, *details);
+            for problem in super::alerts::send(r, ctx, *severity, message, *details) {
+                ctx.event(
+                    canary,
+                    true,
+                    &format!("Alert not sent: {problem}"),
+                    &r.payload(status.phase.as_str(), None),
+                )
+                .await;
+            }
         }
         Effect::RunFinished { strategy, result } => {
             let labels = RunLabels {
