@@ -6,7 +6,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .ONESHELL:
 
-.PHONY: test up down
+.PHONY: test up down demo
 
 test:
 	@# down.sh runs on every exit; with failed=1 it prints the component log tails. The exit status is
@@ -18,6 +18,10 @@ test:
 	. e2e/.run/env
 	cargo test --all-targets -- --include-ignored
 	failed=0
+
+# The local demo: a canary rolled out and one rolled back, progress printed live; stops everything.
+demo:
+	e2e/demo.sh
 
 up:
 	e2e/up.sh

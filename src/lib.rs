@@ -18,6 +18,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod http;
+pub mod inspect;
 pub mod loadtester;
 pub mod meta;
 pub mod metrics;

@@ -1,6 +1,6 @@
 //! The `veer` command.
 
-use std::process::ExitCode;
+use std::{fmt::Display, future::Future, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -17,31 +17,38 @@ struct Cli {
 enum Command {
     /// Run the controller.
     Controller(veer::cli::ControllerArgs),
+    /// Show Canaries: phase, weight, failed checks, metric values and the last decision.
+    Status(veer::inspect::StatusArgs),
     /// Print the CustomResourceDefinitions (Canary, MetricTemplate, AlertProvider) as YAML.
     Crds,
 }
 
+/// Runs an async command to completion and turns its error into a message and exit status.
+fn block_on<E: Display>(what: &str, f: impl Future<Output = Result<(), E>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("veer {what}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("veer {what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
         Command::Controller(args) => {
             veer::telemetry::init_logging(&args.log_level, args.log_format);
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(veer::controller::run(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    eprintln!("veer controller: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            block_on("controller", veer::controller::run(args))
         }
+        Command::Status(args) => block_on("status", veer::inspect::run(args)),
         Command::Crds => {
             print!("{}", veer::api::schema::crds_yaml());
             ExitCode::SUCCESS
