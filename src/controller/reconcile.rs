@@ -60,10 +60,13 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
         Ok(r) => r,
         Err(s) => return stalled(&canary, &ctx, s, now).await,
     };
-    match ensure_objects(&resolved, &ctx).await {
-        Ok(()) => {}
-        Err(Problem::Stall(s)) => return stalled(&canary, &ctx, s, now).await,
-        Err(Problem::Error(e)) => return Err(e),
+    // A suspended Canary is left exactly as it is: nothing generated is touched either.
+    if !canary.spec.suspend.unwrap_or(false) {
+        match ensure_objects(&resolved, &ctx).await {
+            Ok(()) => {}
+            Err(Problem::Stall(s)) => return stalled(&canary, &ctx, s, now).await,
+            Err(Problem::Error(e)) => return Err(e),
+        }
     }
 
     let started = Instant::now();
