@@ -5,7 +5,7 @@ use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::{
-    Api, Resource, ResourceExt,
+    Api, Client, Resource, ResourceExt,
     api::{DynamicObject, Patch, PatchParams},
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -37,6 +37,53 @@ fn params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
+/// Server-side applies `desired` unless `cached` already has every field it sets; returns whether
+/// it wrote.
+pub async fn apply_object<K>(client: &Client, desired: &K, cached: Option<&K>) -> Result<bool, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let desired_json = serde_json::to_value(desired).map_err(Error::Serialize)?;
+    if let Some(live) = cached
+        && is_subset(&desired_json, &serde_json::to_value(live).map_err(Error::Serialize)?)
+    {
+        return Ok(false);
+    }
+    let ns = desired.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    api.patch(&desired.name_any(), &params(), &Patch::Apply(&desired_json)).await.map_err(|e| {
+        Error::Write {
+            kind: K::kind(&()).to_string(),
+            name: format!("{}.{ns}", desired.name_any()),
+            source: e,
+        }
+    })?;
+    Ok(true)
+}
+
+/// Server-side applies the Canary's whole status on the status subresource, unless it is unchanged;
+/// returns whether it wrote.
+pub async fn write_status(client: &Client, canary: &Canary, status: &CanaryStatus) -> Result<bool, Error> {
+    if canary.status.as_ref() == Some(status) {
+        return Ok(false);
+    }
+    let ns = canary.namespace().unwrap_or_default();
+    let api: Api<Canary> = Api::namespaced(client.clone(), &ns);
+    let patch = serde_json::json!({
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "status": status,
+    });
+    api.patch_status(&canary.name_any(), &params(), &Patch::Apply(&patch)).await.map_err(|e| {
+        Error::Write { kind: "Canary status".into(), name: format!("{}.{ns}", canary.name_any()), source: e }
+    })?;
+    Ok(true)
+}
+
 impl Context {
     /// Server-side applies a namespaced object unless the cached copy already matches.
     pub async fn apply<K>(&self, desired: &K, cached: Option<&K>) -> Result<bool, Error>
@@ -47,20 +94,11 @@ impl Context {
             + Clone
             + Debug,
     {
-        let desired_json = serde_json::to_value(desired).map_err(Error::Serialize)?;
-        if let Some(live) = cached
-            && is_subset(&desired_json, &serde_json::to_value(live).map_err(Error::Serialize)?)
-        {
-            return Ok(false);
+        let written = apply_object(&self.client, desired, cached).await?;
+        if written {
+            self.count_write(&K::kind(&()));
         }
-        let ns = desired.namespace().unwrap_or_default();
-        let api: Api<K> = Api::namespaced(self.client.clone(), &ns);
-        let kind = K::kind(&()).to_string();
-        self.count_write(&kind);
-        api.patch(&desired.name_any(), &params(), &Patch::Apply(&desired_json))
-            .await
-            .map_err(|e| Error::Write { kind, name: format!("{}.{ns}", desired.name_any()), source: e })?;
-        Ok(true)
+        Ok(written)
     }
 
     /// Server-side applies an Istio object (a full JSON object) unless the cache already matches.
@@ -108,24 +146,9 @@ impl Context {
 
     /// Writes the Canary status (one patch per tick) when it changed.
     pub async fn write_status(&self, canary: &Canary, status: &CanaryStatus) -> Result<(), Error> {
-        if canary.status.as_ref() == Some(status) {
-            return Ok(());
+        if write_status(&self.client, canary, status).await? {
+            self.count_write("Canary/status");
         }
-        let ns = canary.namespace().unwrap_or_default();
-        let api: Api<Canary> = Api::namespaced(self.client.clone(), &ns);
-        let patch = serde_json::json!({
-            "apiVersion": "flagger.app/v1beta1",
-            "kind": "Canary",
-            "status": status,
-        });
-        self.count_write("Canary/status");
-        api.patch_status(&canary.name_any(), &params(), &Patch::Apply(&patch)).await.map_err(|e| {
-            Error::Write {
-                kind: "Canary status".into(),
-                name: format!("{}.{ns}", canary.name_any()),
-                source: e,
-            }
-        })?;
         Ok(())
     }
 
@@ -181,9 +204,94 @@ impl Context {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use http::{Request, Response};
+    use k8s_openapi::api::core::v1::Service;
+    use kube::client::Body;
     use serde_json::json;
 
     use super::*;
+    use crate::api::{CanarySpec, Phase};
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    fn mock() -> (Client, Handle) {
+        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        (Client::new(svc, "default"), handle)
+    }
+
+    /// Answers the next request, checking it, with `reply` as JSON.
+    async fn expect(handle: &mut Handle, method: &str, path_and_query: &str, reply: Value) -> Value {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+            .await
+            .expect("a request")
+            .expect("the client is alive");
+        assert_eq!(req.method().as_str(), method);
+        assert_eq!(req.uri().path_and_query().unwrap().as_str(), path_and_query);
+        let body = req.into_body().collect_bytes().await.unwrap();
+        send.send_response(
+            Response::builder().body(Body::from(serde_json::to_vec(&reply).unwrap())).unwrap(),
+        );
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn service(selector: &str) -> Service {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {"selector": {"app": selector}, "ports": [{"port": 9898}]}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn apply_skips_objects_the_cache_already_has() {
+        let (client, mut handle) = mock();
+        let mut live = service("podinfo-primary");
+        live.metadata.resource_version = Some("42".into());
+        live.spec.as_mut().unwrap().cluster_ip = Some("10.0.0.1".into());
+        assert!(!apply_object(&client, &service("podinfo-primary"), Some(&live)).await.unwrap());
+        // Nothing was sent: the next request the mock sees is the one below.
+        let server = tokio::spawn(async move {
+            expect(
+                &mut handle,
+                "PATCH",
+                "/api/v1/namespaces/test/services/podinfo?&force=true&fieldManager=veer",
+                json!({}),
+            )
+            .await
+        });
+        assert!(apply_object(&client, &service("podinfo"), Some(&live)).await.unwrap());
+        let sent = server.await.unwrap();
+        assert_eq!(sent["spec"]["selector"]["app"], "podinfo");
+    }
+
+    #[tokio::test]
+    async fn status_is_written_once_and_only_when_it_changed() {
+        let (client, mut handle) = mock();
+        let mut canary = Canary::new("podinfo", CanarySpec::default());
+        canary.metadata.namespace = Some("test".into());
+        let status = CanaryStatus { phase: Phase::Progressing, canary_weight: 10, ..Default::default() };
+        canary.status = Some(status.clone());
+        assert!(!write_status(&client, &canary, &status).await.unwrap());
+        let next = CanaryStatus { canary_weight: 20, ..status };
+        let reply = serde_json::to_value(&canary).unwrap();
+        let server = tokio::spawn(async move {
+            expect(
+                &mut handle,
+                "PATCH",
+                "/apis/flagger.app/v1beta1/namespaces/test/canaries/podinfo/status?&force=true&fieldManager=veer",
+                reply,
+            )
+            .await
+        });
+        assert!(write_status(&client, &canary, &next).await.unwrap());
+        let sent = server.await.unwrap();
+        assert_eq!(sent["status"]["canaryWeight"], 20);
+        assert_eq!(sent["status"]["phase"], "Progressing");
+        assert_eq!(sent["kind"], "Canary");
+    }
 
     #[test]
     fn subset_comparison() {
