@@ -6,6 +6,10 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .ONESHELL:
 
+# Flux's source-controller and helm-controller (tests/e2e_flux.rs) are part of the stack here; the first
+# run builds them (about 3.5 minutes, see e2e/README.md). VEER_E2E_FLUX=0 leaves them out.
+export VEER_E2E_FLUX ?= 1
+
 .PHONY: test up down demo
 
 test:
@@ -21,7 +25,7 @@ test:
 
 # The local demo: a canary rolled out and one rolled back, progress printed live; stops everything.
 demo:
-	e2e/demo.sh
+	VEER_E2E_FLUX=0 e2e/demo.sh
 
 up:
 	e2e/up.sh

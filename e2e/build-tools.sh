@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (or finds in the cache) every tool the local control plane needs. Idempotent: each tool has its
 # own cache directory keyed by its inputs, completed by a `.complete` stamp; a warm run builds nothing.
-# Usage: e2e/build-tools.sh [k8s|etcd|kwok|helm|prometheus|crds ...]   (default: all)
+# Usage: e2e/build-tools.sh [k8s|etcd|kwok|helm|prometheus|crds|flux-source|flux-helm ...]
+# (default: all; the two Flux controllers only when VEER_E2E_FLUX=1)
 set -euo pipefail
 # shellcheck source=e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -106,8 +107,37 @@ build_crds() {
 	cp "$dir/kubernetes/customresourcedefinitions.gen.yaml" "$1/istio-crds.yaml"
 }
 
+# Flux's controllers: their go.mod files in tools/flux-* are what gets built; versions.env names the same
+# versions (for the CRDs and the cache key), and a mismatch would build one version with another's CRDs.
+check_flux_version() {
+	local dir=$1 module=$2 version=$3
+	grep -qE "^[[:space:]]*(require )?$module $version\$" "$E2E_DIR/tools/$dir/go.mod" ||
+		die "e2e/tools/$dir/go.mod does not require $module $version (versions.env); update one of them"
+}
+
+# build_flux OUT DIR MODULE VERSION BINARY: the controller binary plus its CRDs (config/crd/bases of the
+# same module version) in OUT/crds.
+build_flux() {
+	local out=$1 dir=$2 module=$3 version=$4 binary=$5 src
+	check_flux_version "$dir" "$module" "$version"
+	(cd "$E2E_DIR/tools/$dir" && go build -trimpath -ldflags "-s -w" -o "$out/$binary" "$module")
+	src=$(cd "$E2E_DIR/tools/$dir" && go mod download -json "$module@$version" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+	mkdir -p "$out/crds"
+	cp "$src"/config/crd/bases/*.yaml "$out/crds/"
+	chmod -R u+w "$out/crds"
+}
+build_flux_source() {
+	build_flux "$1" flux-source github.com/fluxcd/source-controller "$FLUX_SOURCE_VERSION" source-controller
+}
+build_flux_helm() {
+	build_flux "$1" flux-helm github.com/fluxcd/helm-controller "$FLUX_HELM_VERSION" helm-controller
+}
+
 tools=("$@")
-[ ${#tools[@]} -gt 0 ] || tools=(k8s etcd kwok helm prometheus crds)
+if [ ${#tools[@]} -eq 0 ]; then
+	tools=(k8s etcd kwok helm prometheus crds)
+	[ "$FLUX" != 1 ] || tools+=(flux-source flux-helm)
+fi
 for t in "${tools[@]}"; do
 	case $t in
 	k8s) build_once "$(k8s_bin)" build_k8s ;;
@@ -116,6 +146,8 @@ for t in "${tools[@]}"; do
 	helm) build_once "$(helm_bin)" build_helm ;;
 	prometheus) build_once "$(prom_dir)" build_prometheus ;;
 	crds) build_once "$(crds_dir)" build_crds ;;
+	flux-source) build_once "$(flux_source_bin)" build_flux_source ;;
+	flux-helm) build_once "$(flux_helm_bin)" build_flux_helm ;;
 	*) die "unknown tool $t" ;;
 	esac
 done

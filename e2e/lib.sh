@@ -20,6 +20,16 @@ KCM_PORT=${VEER_KCM_PORT:-10257}
 SCHEDULER_PORT=${VEER_SCHEDULER_PORT:-10259}
 PROMETHEUS_PORT=${VEER_PROMETHEUS_PORT:-19090}
 TRAFFICSIM_PORT=${VEER_TRAFFICSIM_PORT:-19091}
+# Flux's source-controller and helm-controller are built and started only with VEER_E2E_FLUX=1 (the
+# Makefile sets it; e2e/up.sh alone leaves them out). Their ports: source-controller's artifact server,
+# metrics and health, helm-controller's metrics and health (their defaults :9090, :8080 and :9440 bind
+# every interface and collide).
+FLUX=${VEER_E2E_FLUX:-0}
+FLUX_STORAGE_PORT=${VEER_FLUX_STORAGE_PORT:-19791}
+FLUX_SOURCE_METRICS_PORT=${VEER_FLUX_SOURCE_METRICS_PORT:-19792}
+FLUX_SOURCE_HEALTH_PORT=${VEER_FLUX_SOURCE_HEALTH_PORT:-19793}
+FLUX_HELM_METRICS_PORT=${VEER_FLUX_HELM_METRICS_PORT:-19794}
+FLUX_HELM_HEALTH_PORT=${VEER_FLUX_HELM_HEALTH_PORT:-19795}
 
 # The fake node kwok manages; tests may pin pods to it.
 NODE_NAME=${VEER_E2E_NODE:-kwok-node-0}
@@ -58,6 +68,14 @@ kwok_bin() { echo "$E2E_CACHE/kwok-$(key kwok "$KWOK_VERSION" "$RECIPE_REV")"; }
 helm_bin() { echo "$E2E_CACHE/helm-$(key helm "$HELM_VERSION" "$K8S_VERSION" "$RECIPE_REV")"; }
 prom_dir() { echo "$E2E_CACHE/prometheus-$(key prometheus "$PROMETHEUS_DEB_VERSION" "$RECIPE_REV")"; }
 crds_dir() { echo "$E2E_CACHE/crds-$(key crds "$ISTIO_API_VERSION" "$RECIPE_REV")"; }
+flux_source_bin() {
+	echo "$E2E_CACHE/flux-source-$(key flux-source "$FLUX_SOURCE_VERSION" "$RECIPE_REV" -- \
+		"$E2E_DIR"/tools/flux-source/go.mod "$E2E_DIR"/tools/flux-source/go.sum)"
+}
+flux_helm_bin() {
+	echo "$E2E_CACHE/flux-helm-$(key flux-helm "$FLUX_HELM_VERSION" "$RECIPE_REV" -- \
+		"$E2E_DIR"/tools/flux-helm/go.mod "$E2E_DIR"/tools/flux-helm/go.sum)"
+}
 
 # running_pid PIDFILE : print the pid recorded in PIDFILE ("pid exe", written by up.sh) if that process
 # still runs the recorded executable, else fail. The exe check keeps a reused pid from being taken for

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the local control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kwok with one fake Ready node, the traffic simulator (when the package has it) and
-# Prometheus; installs Veer's CRDs and the Istio CRDs; writes e2e/.run/env. Idempotent: components that
+# Prometheus; installs Veer's CRDs and the Istio CRDs; with VEER_E2E_FLUX=1 (the default of `make test`)
+# also Flux's CRDs, source-controller and helm-controller; writes e2e/.run/env. Idempotent: components that
 # are already running (by recorded pid) are kept, missing ones are started. Stop it with e2e/down.sh.
 set -euo pipefail
 # shellcheck source=e2e/lib.sh
@@ -240,6 +241,36 @@ done
 kubectl wait --for=condition=Established --timeout=60s "${crd_names[@]}" >/dev/null ||
 	die "CRDs not Established: ${crd_names[*]}"
 
+# --- Flux (VEER_E2E_FLUX=1) -------------------------------------------------------------------------
+# source-controller fetches charts (HelmRepository -> HelmChart) and serves them as artifacts on its
+# storage address; helm-controller installs HelmReleases from those artifacts. Both are
+# controller-runtime programs that run out of cluster with KUBECONFIG; every listener is pinned to
+# loopback (their defaults bind :8080, :9090 and :9440 on all interfaces). Leader election is off by
+# default in both.
+FLUX_STARTED=0
+if [ "$FLUX" = 1 ]; then
+	FLUX_SOURCE=$(flux_source_bin) FLUX_HELM=$(flux_helm_bin)
+	log "installing Flux's CRDs"
+	applied=$(kubectl apply --server-side --force-conflicts --field-manager=veer-e2e -o name \
+		-f "$FLUX_SOURCE/crds" -f "$FLUX_HELM/crds")
+	mapfile -t flux_crds <<<"$applied"
+	kubectl wait --for=condition=Established --timeout=60s "${flux_crds[@]}" >/dev/null ||
+		die "Flux CRDs not Established: ${flux_crds[*]}"
+	mkdir -p "$RUN_DIR/flux-storage"
+	export KUBECONFIG=$KUBECONFIG_FILE
+	start 80 flux-source-controller "$FLUX_STORAGE_PORT" "$FLUX_SOURCE/source-controller" \
+		--storage-path="$RUN_DIR/flux-storage" \
+		--storage-addr="127.0.0.1:$FLUX_STORAGE_PORT" --storage-adv-addr="127.0.0.1:$FLUX_STORAGE_PORT" \
+		--metrics-addr="127.0.0.1:$FLUX_SOURCE_METRICS_PORT" --health-addr="127.0.0.1:$FLUX_SOURCE_HEALTH_PORT" \
+		--log-level=info
+	start 81 flux-helm-controller "$FLUX_HELM_METRICS_PORT" "$FLUX_HELM/helm-controller" \
+		--metrics-addr="127.0.0.1:$FLUX_HELM_METRICS_PORT" --health-addr="127.0.0.1:$FLUX_HELM_HEALTH_PORT" \
+		--log-level=info
+	ready flux-source-controller 60 curl -fsS --max-time 2 "http://127.0.0.1:$FLUX_SOURCE_HEALTH_PORT/readyz"
+	ready flux-helm-controller 60 curl -fsS --max-time 2 "http://127.0.0.1:$FLUX_HELM_HEALTH_PORT/readyz"
+	FLUX_STARTED=1
+fi
+
 # Pods can only be created once the service-account controller made the namespace's default account.
 wait_for "the default service account" 60 "$RUN_DIR/logs/kube-controller-manager.log" \
 	kubectl -n default get serviceaccount default
@@ -255,5 +286,6 @@ wait_for "the default service account" 60 "$RUN_DIR/logs/kube-controller-manager
 	printf 'export VEER_E2E_NODE=%q\n' "$NODE_NAME"
 	printf 'export VEER_E2E_KUBECTL=%q\n' "$KUBECTL"
 	printf 'export VEER_E2E_HELM=%q\n' "$(helm_bin)/helm"
+	printf 'export VEER_E2E_FLUX_RUNNING=%q\n' "$FLUX_STARTED"
 } >"$RUN_DIR/env"
 log "control plane ready in $((SECONDS - started_at))s; use it with: . $RUN_DIR/env"

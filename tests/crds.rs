@@ -25,3 +25,14 @@ fn crds_round_trip_as_yaml() {
         assert_eq!(d["spec"]["versions"][0]["subresources"]["status"], serde_json::json!({}));
     }
 }
+
+#[test]
+fn chart_crds_are_the_generated_crds() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/veer/crds/crds.yaml");
+    let chart_copy = fs::read_to_string(&path).expect("charts/veer/crds/crds.yaml exists");
+    assert!(
+        chart_copy == veer::api::schema::crds_yaml(),
+        "charts/veer/crds/crds.yaml differs from what `veer crds` generates: regenerate crds/crds.yaml \
+         (`cargo run -- crds > crds/crds.yaml`) and copy it: `cp crds/crds.yaml charts/veer/crds/crds.yaml`"
+    );
+}
