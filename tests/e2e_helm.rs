@@ -101,10 +101,11 @@ fn controller_grants(config_tracking: bool) -> BTreeSet<(String, String, String,
         ("autoscaling", &["horizontalpodautoscalers"], WRITE),
         ("networking.k8s.io", &["ingresses"], WRITE),
         ("networking.istio.io", &["virtualservices", "destinationrules"], WRITE),
-        ("events.k8s.io", &["events"], &["create", "patch"]),
+        ("", &["events"], &["create", "patch"]),
+        ("", &["secrets"], &["get", "list", "watch"]),
     ];
     if config_tracking {
-        table.push(("", &["secrets"], WRITE));
+        table.push(("", &["secrets"], &["create", "patch"]));
     }
     expand(&table)
 }
@@ -335,7 +336,7 @@ fn a_flagger_values_file_works_unchanged() {
 
 #[test]
 #[ignore = "needs the local control plane (make test)"]
-fn without_config_tracking_secrets_are_not_granted() {
+fn without_config_tracking_secrets_are_read_only() {
     let helm = Helm::new();
     let r = helm.template("veer", "veer", "veer-system", &["--set", "configTracking.enabled=false"]);
     assert!(!controller_args(&r).enable_config_tracking);
@@ -645,8 +646,8 @@ async fn install_upgrade_uninstall_on_the_control_plane() {
             ("patch", "networking.k8s.io", "ingresses", "podinfo-canary"),
             ("create", "networking.istio.io", "virtualservices", ""),
             ("patch", "networking.istio.io", "destinationrules", "podinfo-primary"),
-            ("create", "events.k8s.io", "events", ""),
-            ("patch", "events.k8s.io", "events", "podinfo.1"),
+            ("create", "", "events", ""),
+            ("patch", "", "events", "podinfo.1"),
         ];
         let denied: &[(&str, &str, &str, &str)] = &[
             ("delete", "apps", "deployments", "podinfo"),
@@ -656,7 +657,7 @@ async fn install_upgrade_uninstall_on_the_control_plane() {
             ("create", "flagger.app", "canaries", ""),
             ("delete", "", "secrets", "db"),
             ("list", "", "pods", ""),
-            ("create", "", "events", ""),
+            ("create", "events.k8s.io", "events", ""),
             ("create", "coordination.k8s.io", "leases", ""),
             ("list", "rbac.authorization.k8s.io", "clusterroles", ""),
             ("create", "apps", "deployments/scale", ""),
@@ -690,7 +691,8 @@ async fn install_upgrade_uninstall_on_the_control_plane() {
         assert!(can(&client, sa, "update", "coordination.k8s.io", "leases", ns, "veer-leader-election").await);
         assert!(!can(&client, sa, "update", "coordination.k8s.io", "leases", ns, "other").await);
         assert!(!can(&client, sa, "create", "coordination.k8s.io", "leases", "kube-system", "").await);
-        assert!(!can(&client, sa, "watch", "", "secrets", "apps", "").await, "config tracking is off");
+        assert!(can(&client, sa, "watch", "", "secrets", "apps", "").await, "Secrets stay readable");
+        assert!(!can(&client, sa, "create", "", "secrets", "apps", "").await, "config tracking is off");
         let roles: Api<Role> = Api::namespaced(client.clone(), ns);
         assert!(roles.get_opt(&format!("{release}-leader-election")).await.unwrap().is_some());
 
