@@ -315,7 +315,7 @@ impl Resolved {
                         namespace: self.namespace.clone(),
                         metric: metrics[index].name.clone(),
                     })
-                    .set(*v);
+                    .set(gauge_value(&metrics[index], *v));
             }
             obs.metrics.insert(index, result);
         }
@@ -345,6 +345,15 @@ impl Resolved {
     }
 }
 
+/// The value `flagger_canary_metric_analysis` records: as measured, except the built-in
+/// `request-duration` (milliseconds), which Flagger records in seconds (`time.Duration.Seconds()`),
+/// so that dashboards built for Flagger read it right.
+fn gauge_value(metric: &crate::api::CanaryMetric, value: f64) -> f64 {
+    let builtin =
+        metric.template_ref.is_none() && metric.query.as_deref().is_none_or(|q| q.trim().is_empty());
+    if builtin && metric.name == crate::analysis::REQUEST_DURATION { value / 1000.0 } else { value }
+}
+
 /// The webhook `checksum`: identifies the revision and tracked configs under analysis.
 pub fn checksum(status: &CanaryStatus) -> String {
     let mut h = Sha256::new();
@@ -356,4 +365,26 @@ pub fn checksum(status: &CanaryStatus) -> String {
         h.update(v.as_bytes());
     }
     h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gauge_value;
+    use crate::api::CanaryMetric;
+
+    fn metric(json: &str) -> CanaryMetric {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn the_builtin_duration_gauge_is_in_seconds_like_flaggers() {
+        assert_eq!(gauge_value(&metric(r#"{"name": "request-duration"}"#), 800.0), 0.8);
+        assert_eq!(gauge_value(&metric(r#"{"name": "request-success-rate"}"#), 99.5), 99.5);
+        // A template or an inline query named request-duration records what it returned.
+        let template = r#"{"name": "request-duration", "templateRef": {"name": "latency"}}"#;
+        assert_eq!(gauge_value(&metric(template), 800.0), 800.0);
+        let query = r#"{"name": "request-duration", "query": "vector(800)"}"#;
+        assert_eq!(gauge_value(&metric(query), 800.0), 800.0);
+        assert_eq!(gauge_value(&metric(r#"{"name": "my-latency"}"#), 800.0), 800.0);
+    }
 }

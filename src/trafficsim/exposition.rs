@@ -277,11 +277,11 @@ mod tests {
         let base = [("reporter", "destination"), ("destination_workload", "cart")];
         assert_eq!(find(&samples, req, &[base[0], base[1], ("response_code", "200")]).value, 15.0);
         assert_eq!(find(&samples, req, &[base[0], base[1], ("response_code", "500")]).value, 5.0);
-        // 333.3 ms is a bucket in ms, and its tails are 166.65 / 499.95 ms.
+        // 333.3 ms is a bucket in ms, and its tails are 333.299 / 333.301 ms.
         let b = "istio_request_duration_milliseconds_bucket";
         let ok = ("response_code", "200");
         assert_eq!(find(&samples, b, &[ok, ("le", "333.3")]).value, 15.0 * 0.99);
-        assert_eq!(find(&samples, b, &[ok, ("le", "166.65")]).value, 15.0 * 0.01);
+        assert_eq!(find(&samples, b, &[ok, ("le", "333.299")]).value, 15.0 * 0.01);
         assert_eq!(find(&samples, b, &[ok, ("le", "+Inf")]).value, 15.0);
         let g = "http_request_duration_seconds_bucket";
         let pod = ("kubernetes_pod_name", "cart-trafficsim-0");

@@ -9,9 +9,10 @@
 //! values back exactly through Prometheus:
 //! * success rate: the 2xx and 5xx counters grow in the exact ratio `1 - errorRate : errorRate`, and
 //!   series scraped together share their timestamps, so `rate()` extrapolates both alike;
-//! * latency: 1 % of requests at `L/2`, 98 % at `L`, 1 % at `3L/2`, and `L` (with both tails) made a
-//!   bucket boundary. Exactly 99 % lie at or below `L`, so `histogram_quantile(0.99, ...)` lands on
-//!   the top of that bucket (Istio's P99), and the mean is `L` (NGINX's average).
+//! * latency: 1 % of requests at `L` minus 1 µs, 98 % at `L`, 1 % at `L` plus 1 µs, and `L` (with
+//!   both tails) made a bucket boundary. Exactly 99 % lie at or below `L`, so
+//!   `histogram_quantile(0.99, ...)` lands on the top of that bucket (Istio's P99), or a hair above it
+//!   when rounding tips the rank over, and the mean is `L` (NGINX's average).
 //!
 //! Use [`server::serve`] to run it in-process and [`client::Client`] to drive it.
 

@@ -70,8 +70,13 @@ fn check_range(field: &'static str, value: f64, min: f64, max: f64) -> Result<f6
 ///
 /// Latencies are distributed so that both the p99 (Istio's query) and the mean (NGINX's query) equal
 /// the configured latency `L`: 1 % of requests take `L - d`, 98 % take `L`, 1 % take `L + d`, with
-/// `d = L/2` rounded down to a microsecond. The mean is `L` because the two tails are symmetric; the
+/// `d` one microsecond (none for `L = 0`). The mean is `L` because the two tails are symmetric; the
 /// p99 is `L` because exactly 99 % are at or below it and `L` is a bucket boundary.
+///
+/// Through Prometheus "exactly 99 %" holds only to a few ulps, and when `0.99 × total` comes out
+/// above the `le=L` count, `histogram_quantile` interpolates in the next bucket that holds more.
+/// That bucket must be `(L, L + d]`, so the answer stays within a hair of `L`; with a wider tail
+/// a default bound in between (1000 ms for `L` = 800 ms) would become the answer.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Profile {
     rps: f64,
@@ -112,7 +117,7 @@ impl Profile {
 
     /// `(fast, nominal, slow)` latencies in µs; every observation takes one of them.
     fn latency_points(&self) -> [u64; 3] {
-        let d = self.latency_us / 2;
+        let d = self.latency_us.min(1);
         [self.latency_us - d, self.latency_us, self.latency_us + d]
     }
 
@@ -359,18 +364,19 @@ mod tests {
         let mut t = Traffic::new(Profile::new(50.0, 0.0, 300.0).unwrap(), &ISTIO_BUCKETS_US, t0).unwrap();
         t.advance(at(t0, 10.0));
         let bounds = t.bounds_us().to_vec();
-        // 300 ms is not a default bucket; it and the tails (150, 450 ms) were added.
-        for b in [150_000, 300_000, 450_000] {
+        // 300 ms is not a default bucket; it and the tails (299.999, 300.001 ms) were added.
+        for b in [299_999, 300_000, 300_001] {
             assert!(bounds.contains(&b));
         }
         let s = t.ok();
         let cum = |b: u64| s.buckets[bounds.binary_search(&b).unwrap()];
         assert!(close(s.count, 500.0));
         assert_eq!(cum(100_000), 0.0);
-        assert!(close(cum(150_000), 5.0));
-        assert!(close(cum(250_000), 5.0));
+        assert!(close(cum(250_000), 0.0));
+        assert!(close(cum(299_999), 5.0));
         assert!(close(cum(300_000), 495.0));
-        assert!(close(cum(450_000), 500.0));
+        assert!(close(cum(300_001), 500.0));
+        assert!(close(cum(500_000), 500.0));
         assert!(close(cum(3_600_000_000), 500.0));
         assert!(close(s.sum_ms / s.count, 300.0));
         for w in s.buckets.windows(2) {
@@ -383,13 +389,44 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Traffic::new(Profile::new(10.0, 0.0, 100.0).unwrap(), &ISTIO_BUCKETS_US, t0).unwrap();
         t.advance(at(t0, 10.0));
-        // 100 requests: 1 at 50 ms, 98 at 100 ms, 1 at 150 ms. A new bound at 120 ms (tails 60 / 180)
-        // must count exactly the 99 at or below 100 ms.
+        // 100 requests: 1 at 99.999 ms, 98 at 100 ms, 1 at 100.001 ms. New bounds start at the count
+        // of the bound below them: 120 ms and its tails at all 100, 80 ms and its tails at none.
         t.set_profile(Profile::new(10.0, 0.0, 120.0).unwrap(), at(t0, 10.0)).unwrap();
-        let i = t.bounds_us().binary_search(&120_000).unwrap();
-        assert!(close(t.ok().buckets[i], 99.0));
-        let j = t.bounds_us().binary_search(&180_000).unwrap();
-        assert!(close(t.ok().buckets[j], 100.0));
+        t.set_profile(Profile::new(10.0, 0.0, 80.0).unwrap(), at(t0, 10.0)).unwrap();
+        let cum = |b: u64| t.ok().buckets[t.bounds_us().binary_search(&b).unwrap()];
+        for (bound, count) in [
+            (79_999, 0.0),
+            (80_000, 0.0),
+            (80_001, 0.0),
+            (99_999, 1.0),
+            (100_000, 99.0),
+            (100_001, 100.0),
+            (119_999, 100.0),
+            (120_000, 100.0),
+            (120_001, 100.0),
+        ] {
+            assert!(close(cum(bound), count), "bound {bound} µs: {}", cum(bound));
+        }
+    }
+
+    #[test]
+    fn p99_stays_at_the_latency_when_rounding_tips_the_rank_over() {
+        // Through Prometheus the `le=L` rate is 99 % of the total only to a few ulps. When
+        // `0.99 × total` comes out above it, histogram_quantile interpolates in the next bucket that
+        // holds more: that must start at L, not at a default bound such as 1000 ms for 800 ms.
+        let t0 = Instant::now();
+        for latency in [0.05, 20.0, 333.3, 800.0, 2000.0] {
+            let profile = Profile::new(20.0, 0.0, latency).unwrap();
+            let mut t = Traffic::new(profile, &ISTIO_BUCKETS_US, t0).unwrap();
+            t.advance(at(t0, 30.0));
+            let mut buckets: Vec<(f64, f64)> =
+                t.bounds_us().iter().map(|b| us_to_ms(*b)).zip(t.ok().buckets.iter().copied()).collect();
+            buckets.push((f64::INFINITY, t.ok().count));
+            for q in [0.99, 0.99 * (1.0 + 1e-12), 0.99 * (1.0 - 1e-12)] {
+                let p99 = crate::trafficsim::promql_model::quantile(q, buckets.clone());
+                assert!((p99 - latency).abs() < 1e-9, "L = {latency} ms, q = {q}: p99 {p99}");
+            }
+        }
     }
 
     #[test]
@@ -418,8 +455,8 @@ mod tests {
             // Every fifth request fails, whatever the prefix length.
             assert_eq!(r.error, (i + 1) % 5 == 0, "request {}", i + 1);
         }
-        let slow = decided.iter().filter(|r| r.latency_us == 30_000).count();
-        let fast = decided.iter().filter(|r| r.latency_us == 10_000).count();
+        let slow = decided.iter().filter(|r| r.latency_us == 20_001).count();
+        let fast = decided.iter().filter(|r| r.latency_us == 19_999).count();
         assert_eq!((fast, slow), (1, 1));
         for r in decided {
             t.record_real(r);

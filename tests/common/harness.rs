@@ -50,15 +50,18 @@ impl Process {
     }
 
     /// Starts `veer controller` for one namespace, with a 1 s minimum interval and the local
-    /// Prometheus as metrics server.
+    /// Prometheus as metrics server (unless `extra` names another `--metrics-server`).
     pub fn controller(namespace: &str, extra: &[&str]) -> Process {
         let port = free_port();
+        let metrics_server = if extra.contains(&"--metrics-server") {
+            Vec::new()
+        } else {
+            vec!["--metrics-server".to_string(), env("PROMETHEUS_URL")]
+        };
         let mut args: Vec<String> = [
             "controller",
             "--namespace",
             namespace,
-            "--metrics-server",
-            &env("PROMETHEUS_URL"),
             "--min-analysis-interval",
             "1s",
             "--log-format",
@@ -73,6 +76,7 @@ impl Process {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(metrics_server);
         args.extend(extra.iter().map(|s| s.to_string()));
         Process::spawn(env!("CARGO_BIN_EXE_veer"), &format!("veer-controller-{namespace}"), &args, port)
     }
