@@ -282,7 +282,7 @@ async fn failing_rollout_webhook_rolls_back_after_threshold() {
         let ns = &ns.name;
         let start = Instant::now();
         let (url, payloads) = failing_webhook().await;
-        let _controller = Process::controller(ns, &[]);
+        let controller = Process::controller(ns, &[]);
         apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
         apply_yaml(
             &client,
@@ -337,6 +337,16 @@ async fn failing_rollout_webhook_rolls_back_after_threshold() {
         assert!(check.message.contains("500"), "check message: {}", check.message);
         let promoted = s.conditions.iter().find(|c| c.type_ == "Promoted").expect("Promoted condition");
         assert_eq!((promoted.status.as_str(), promoted.reason.as_str()), ("False", "Failed"));
+        assert_eq!(promoted.message.as_deref(), Some("Canary analysis failed, Deployment scaled to zero."));
+        let metrics = controller.metrics().await;
+        for line in [
+            format!(r#"flagger_canary_status{{name="podinfo",namespace="{ns}"}} 2"#),
+            format!(
+                r#"flagger_canary_failures_total{{name="podinfo",namespace="{ns}",deployment_strategy="canary",analysis_status="completed"}} 1"#
+            ),
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "no {line} in the controller's /metrics");
+        }
 
         // The webhook got Flagger's payload, once per failed check.
         let payloads = payloads.lock().unwrap().clone();
@@ -389,6 +399,12 @@ async fn confirm_gates_hold_until_opened() {
         // Held for several intervals, the canary not started.
         let held = follow.hold(Duration::from_secs(8)).await;
         assert!(held.iter().all(|s| s.phase == Phase::Waiting), "held: {held:?}");
+        let s = status(&client, ns, "podinfo").await;
+        let promoted = s.conditions.iter().find(|c| c.type_ == "Promoted").expect("Promoted condition");
+        assert_eq!(
+            (promoted.status.as_str(), promoted.reason.as_str(), promoted.message.as_deref()),
+            ("Unknown", "Waiting", Some("Waiting for approval."))
+        );
         assert_eq!(replicas(&client, ns, "podinfo").await, Some(0), "the canary stays at 0 replicas");
         let events = recorded_events(&client, ns, "podinfo").await;
         assert_event(&events, "Warning", &format!("Halt podinfo.{ns} advancement waiting for approval rollout-gate"));
@@ -623,7 +639,7 @@ async fn blue_green_with_kubernetes_provider_promotes() {
     common::with_namespace(&client, "blue-green", async |ns| {
         let ns = &ns.name;
         let start = Instant::now();
-        let _controller = Process::controller(ns, &[]);
+        let controller = Process::controller(ns, &[]);
         apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
         apply_yaml(
             &client,
@@ -679,6 +695,11 @@ async fn blue_green_with_kubernetes_provider_promotes() {
             &format!("Copying podinfo.{ns} template spec to podinfo-primary.{ns}"),
         );
         assert_event(&events, "Normal", &format!("Promotion completed! Scaling down podinfo.{ns}"));
+        let line = format!(
+            r#"flagger_canary_successes_total{{name="podinfo",namespace="{ns}",deployment_strategy="blue-green",analysis_status="completed"}} 1"#
+        );
+        let metrics = controller.metrics().await;
+        assert!(metrics.lines().any(|l| l == line), "no {line} in the controller's /metrics");
         say!("blue-green", "scenario took {}", elapsed(start));
     })
     .await;
@@ -875,6 +896,62 @@ async fn killed_controller_resumes_without_repeating_or_skipping_a_step() {
     .await;
 }
 
+/// The same, harder: the controller is killed again and again at arbitrary moments of the run
+/// (between steps, right after one, while one is being written).
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn repeatedly_killed_controller_never_repeats_or_skips_a_step() {
+    let client = common::client().await;
+    common::with_namespace(&client, "kill-often", async |ns| {
+        let ns = &ns.name;
+        let start = Instant::now();
+        let mut controller = Process::controller(ns, &[]);
+        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
+        apply_yaml(
+            &client,
+            ns,
+            &canary_yaml(
+                "  provider: istio\n  service: {port: 9898}",
+                "    interval: 2s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 10",
+            ),
+        )
+        .await;
+        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
+
+        set_image(&client, ns, "podinfo", NEW).await;
+        let mut follow = Follow::new(&client, ns, Routing::VirtualService);
+        // Lifetimes of the successive controllers, in ms: not in step with the 2 s interval.
+        let lifetimes = [700u64, 1900, 1100, 2600, 400, 1500, 2300, 900, 1700, 3100];
+        let mut kills = 0;
+        let deadline = Instant::now() + RUN;
+        for ms in lifetimes.iter().cycle() {
+            follow.hold(Duration::from_millis(*ms)).await;
+            if follow.samples.last().is_some_and(|s| s.phase == Phase::Succeeded) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no promotion in {RUN:?}:\n{}", follow.describe());
+            controller.kill();
+            kills += 1;
+            controller = Process::controller(ns, &[]);
+        }
+        follow.until("the promotion", RUN, |s| s.phase == Phase::Succeeded).await;
+        say!("kill-often", "promoted after {kills} kills in {}\n{}", elapsed(start), follow.describe());
+
+        assert_eq!(follow.weights_in(Phase::Progressing), vec![0, 10, 20, 30, 40, 50]);
+        assert_eq!(follow.routed(), vec!["0", "10", "20", "30", "40", "50", "0"], "VirtualService weights");
+        let events = recorded_events(&client, ns, "podinfo").await;
+        for step in [10, 20, 30, 40, 50] {
+            // An Event may be lost with a controller killed right after the status write, never repeated.
+            let message = format!("Advance podinfo.{ns} canary weight {step}");
+            let n: i32 = events.iter().filter(|e| e.message == message).map(|e| e.count).sum();
+            assert!(n <= 1, "{message} recorded {n} times: {:#?}", event_messages(&events));
+        }
+        assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
+        say!("kill-often", "scenario took {}", elapsed(start));
+    })
+    .await;
+}
+
 // ------------------------------------------------------------------------------------------------
 // 8. Reverting the target to the promoted template does not start a run.
 
@@ -1025,6 +1102,7 @@ kind: Canary
 metadata: {name: podinfo}
 spec:
   provider: kubernetes
+  revertOnDeletion: true
   targetRef: {apiVersion: apps/v1, kind: DaemonSet, name: podinfo-ds}
   service: {port: 9898}
   analysis: {interval: 2s, threshold: 2, iterations: 2}
@@ -1070,6 +1148,19 @@ spec:
         scaled_to_zero(Some("true")).await;
         let events = recorded_events(&client, ns, "podinfo").await;
         assert_event(&events, "Normal", &format!("Promotion completed! Scaling down podinfo-ds.{ns}"));
+
+        // revertOnDeletion (as Flagger's test-daemonset.sh): the target runs on the nodes again.
+        let canaries: Api<Canary> = Api::namespaced(client.clone(), ns);
+        canaries.delete("podinfo", &DeleteParams::default()).await.expect("Canary deleted");
+        common::wait_for("the Canary to be gone", REACT, || async {
+            canary_object(&client, ns)
+                .await
+                .map_or(Ok(()), |c| Err(format!("finalizers {:?}", c.finalizers())))
+        })
+        .await;
+        let selector = node_selector("podinfo-ds").await;
+        assert!(!selector.contains_key("flagger.app/scale-to-zero"), "target reverted: {selector:?}");
+        assert_eq!(ds_image("podinfo-ds").await, NEW);
         say!("daemonset", "scenario took {}", elapsed(start));
     })
     .await;
@@ -1136,6 +1227,21 @@ async fn unsupported_provider_stalls_and_creates_nothing() {
         assert_eq!(replicas(&client, ns, "podinfo").await, Some(2), "the target is not scaled down");
         let s = status(&client, ns, "podinfo").await;
         assert!(!matches!(s.phase, Phase::Initialized | Phase::Progressing), "{:?}", s.phase);
+
+        // Fixing the provider lets it proceed.
+        apply_yaml(
+            &client,
+            ns,
+            &canary_yaml(
+                "  provider: kubernetes\n  service: {port: 9898}",
+                "    interval: 2s\n    threshold: 2\n    iterations: 2",
+            ),
+        )
+        .await;
+        let fixed = Instant::now();
+        let s = wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
+        say!("unsupported", "provider fixed → Initialized in {}", elapsed(fixed));
+        assert_eq!(stalled(&s), None, "the Stalled condition is gone: {:?}", s.conditions);
     })
     .await;
 }
