@@ -221,13 +221,28 @@ fn event_messages(events: &[RecordedEvent]) -> Vec<String> {
     events.iter().map(|e| format!("{} x{}: {}", e.type_, e.count, e.message)).collect()
 }
 
-/// Asserts that an Event whose message starts with `prefix` was recorded with `type_`.
-fn assert_event(events: &[RecordedEvent], type_: &str, prefix: &str) {
-    assert!(
-        events.iter().any(|e| e.type_ == type_ && e.message.starts_with(prefix)),
-        "no {type_} Event starting with {prefix:?}; Events: {:#?}",
-        event_messages(events)
-    );
+/// Waits until an Event of `type_` whose message starts with `prefix` is recorded on the Canary,
+/// and returns all its Events. The controller records a tick's Events after writing its status, so
+/// an Event may follow the phase it belongs to by a moment.
+async fn expect_event(client: &Client, ns: &str, type_: &str, prefix: &str) -> Vec<RecordedEvent> {
+    common::wait_for(&format!("a {type_} Event starting with {prefix:?}"), REACT, || async {
+        let events = recorded_events(client, ns, "podinfo").await;
+        if events.iter().any(|e| e.type_ == type_ && e.message.starts_with(prefix)) {
+            Ok(events)
+        } else {
+            Err(format!("{:#?}", event_messages(&events)))
+        }
+    })
+    .await
+}
+
+/// Waits until the controller's `/metrics` has `line`.
+async fn expect_metric(controller: &Process, line: &str) {
+    common::wait_for(&format!("{line} in the controller's /metrics"), REACT, || async {
+        let metrics = controller.metrics().await;
+        if metrics.lines().any(|l| l == line) { Ok(()) } else { Err("absent".to_string()) }
+    })
+    .await
 }
 
 /// A Canary for `podinfo` with the given provider lines and `analysis` block (both indented for
@@ -314,21 +329,17 @@ async fn failing_rollout_webhook_rolls_back_after_threshold() {
         assert_eq!(image(&client, ns, "podinfo-primary").await, OLD, "the primary keeps the old image");
         wait_replicas(&client, ns, "podinfo", 0, "the canary is scaled to zero").await;
 
-        let events = recorded_events(&client, ns, "podinfo").await;
         let halt = format!("Halt podinfo.{ns} advancement external check acceptance failed");
-        assert_event(&events, "Warning", &halt);
+        expect_event(&client, ns, "Warning", &format!("Rolling back podinfo.{ns} failed checks threshold reached 2"))
+            .await;
+        let events =
+            expect_event(&client, ns, "Warning", &format!("Canary failed! Scaling down podinfo.{ns}")).await;
         assert_eq!(times_recorded(&events, &halt), 2, "one failed check per tick up to the threshold");
         assert!(
             events.iter().any(|e| e.message.starts_with(&halt) && e.message.contains("500")),
             "the Event says what the webhook answered: {:#?}",
             event_messages(&events)
         );
-        assert_event(
-            &events,
-            "Warning",
-            &format!("Rolling back podinfo.{ns} failed checks threshold reached 2"),
-        );
-        assert_event(&events, "Warning", &format!("Canary failed! Scaling down podinfo.{ns}"));
 
         let s = status(&client, ns, "podinfo").await;
         assert_eq!(s.phase, Phase::Failed);
@@ -338,14 +349,13 @@ async fn failing_rollout_webhook_rolls_back_after_threshold() {
         let promoted = s.conditions.iter().find(|c| c.type_ == "Promoted").expect("Promoted condition");
         assert_eq!((promoted.status.as_str(), promoted.reason.as_str()), ("False", "Failed"));
         assert_eq!(promoted.message.as_deref(), Some("Canary analysis failed, Deployment scaled to zero."));
-        let metrics = controller.metrics().await;
         for line in [
             format!(r#"flagger_canary_status{{name="podinfo",namespace="{ns}"}} 2"#),
             format!(
                 r#"flagger_canary_failures_total{{name="podinfo",namespace="{ns}",deployment_strategy="canary",analysis_status="completed"}} 1"#
             ),
         ] {
-            assert!(metrics.lines().any(|l| l == line), "no {line} in the controller's /metrics");
+            expect_metric(&controller, &line).await;
         }
 
         // The webhook got Flagger's payload, once per failed check.
@@ -406,8 +416,13 @@ async fn confirm_gates_hold_until_opened() {
             ("Unknown", "Waiting", Some("Waiting for approval."))
         );
         assert_eq!(replicas(&client, ns, "podinfo").await, Some(0), "the canary stays at 0 replicas");
-        let events = recorded_events(&client, ns, "podinfo").await;
-        assert_event(&events, "Warning", &format!("Halt podinfo.{ns} advancement waiting for approval rollout-gate"));
+        let events = expect_event(
+            &client,
+            ns,
+            "Warning",
+            &format!("Halt podinfo.{ns} advancement waiting for approval rollout-gate"),
+        )
+        .await;
         assert!(!events.iter().any(|e| e.message.starts_with("New revision detected!")), "not started yet");
 
         assert_eq!(loadtester_post(&rollout_gate, "/gate/open", "podinfo", ns).await, 202);
@@ -424,12 +439,13 @@ async fn confirm_gates_hold_until_opened() {
             "the canary keeps maxWeight while waiting: {held:?}"
         );
         assert_eq!(image(&client, ns, "podinfo-primary").await, OLD, "not promoted yet");
-        let events = recorded_events(&client, ns, "podinfo").await;
-        assert_event(
-            &events,
+        expect_event(
+            &client,
+            ns,
             "Warning",
             &format!("Halt podinfo.{ns} advancement waiting for promotion approval promotion-gate"),
-        );
+        )
+        .await;
 
         assert_eq!(loadtester_post(&promotion_gate, "/gate/open", "podinfo", ns).await, 202);
         let opened = Instant::now();
@@ -437,14 +453,13 @@ async fn confirm_gates_hold_until_opened() {
         say!("gates", "promotion gate opened → Succeeded in {}\n{}", elapsed(opened), follow.describe());
         assert_eq!(follow.weights_in(Phase::Progressing), vec![0, 25, 50]);
         assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
-        let events = recorded_events(&client, ns, "podinfo").await;
         for expected in [
             "Confirm-rollout check rollout-gate passed",
             &format!("New revision detected! Scaling up podinfo.{ns}"),
             "Confirm-promotion check promotion-gate passed",
             &format!("Promotion completed! Scaling down podinfo.{ns}"),
         ] {
-            assert_event(&events, "Normal", expected);
+            expect_event(&client, ns, "Normal", expected).await;
         }
         say!("gates", "scenario took {}", elapsed(start));
     })
@@ -544,9 +559,8 @@ async fn nginx_canary_ingress_follows_the_steps() {
             user_before.resource_version(),
             "the user's Ingress is never written"
         );
-        let events = recorded_events(&client, ns, "podinfo").await;
         for w in [20, 40] {
-            assert_event(&events, "Normal", &format!("Advance podinfo.{ns} canary weight {w}"));
+            expect_event(&client, ns, "Normal", &format!("Advance podinfo.{ns} canary weight {w}")).await;
         }
         sim.delete_nginx(ns, "podinfo").await.ok();
         say!("nginx-canary", "scenario took {}", elapsed(start));
@@ -619,9 +633,9 @@ async fn nginx_ab_testing_routes_by_header() {
             user_before.resource_version(),
             "the user's Ingress is never written"
         );
-        let events = recorded_events(&client, ns, "podinfo").await;
         for i in 1..=3 {
-            assert_event(&events, "Normal", &format!("Advance podinfo.{ns} canary iteration {i}/3"));
+            expect_event(&client, ns, "Normal", &format!("Advance podinfo.{ns} canary iteration {i}/3"))
+                .await;
         }
         sim.delete_nginx(ns, "podinfo").await.ok();
         say!("nginx-ab", "scenario took {}", elapsed(start));
@@ -685,21 +699,16 @@ async fn blue_green_with_kubernetes_provider_promotes() {
         assert_eq!(iterations, vec![0, 1, 2, 3]);
         assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
         wait_replicas(&client, ns, "podinfo", 0, "the canary is scaled down").await;
-        let events = recorded_events(&client, ns, "podinfo").await;
         for i in 1..=3 {
-            assert_event(&events, "Normal", &format!("Advance podinfo.{ns} canary iteration {i}/3"));
+            expect_event(&client, ns, "Normal", &format!("Advance podinfo.{ns} canary iteration {i}/3")).await;
         }
-        assert_event(
-            &events,
-            "Normal",
-            &format!("Copying podinfo.{ns} template spec to podinfo-primary.{ns}"),
-        );
-        assert_event(&events, "Normal", &format!("Promotion completed! Scaling down podinfo.{ns}"));
+        expect_event(&client, ns, "Normal", &format!("Copying podinfo.{ns} template spec to podinfo-primary.{ns}"))
+            .await;
+        expect_event(&client, ns, "Normal", &format!("Promotion completed! Scaling down podinfo.{ns}")).await;
         let line = format!(
             r#"flagger_canary_successes_total{{name="podinfo",namespace="{ns}",deployment_strategy="blue-green",analysis_status="completed"}} 1"#
         );
-        let metrics = controller.metrics().await;
-        assert!(metrics.lines().any(|l| l == line), "no {line} in the controller's /metrics");
+        expect_metric(&controller, &line).await;
         say!("blue-green", "scenario took {}", elapsed(start));
     })
     .await;
@@ -755,9 +764,8 @@ async fn config_map_change_alone_starts_a_run_and_is_promoted() {
         assert_ne!(after.tracked_configs.get("configmap/podinfo-config"), tracked_before.as_ref());
         assert_eq!(after.last_applied_spec, before.last_applied_spec, "the pod template did not change");
         assert_eq!(image(&client, ns, "podinfo-primary").await, OLD);
-        let events = recorded_events(&client, ns, "podinfo").await;
-        assert_event(&events, "Normal", &format!("New revision detected! Scaling up podinfo.{ns}"));
-        assert_event(&events, "Normal", &format!("Promotion completed! Scaling down podinfo.{ns}"));
+        expect_event(&client, ns, "Normal", &format!("New revision detected! Scaling up podinfo.{ns}")).await;
+        expect_event(&client, ns, "Normal", &format!("Promotion completed! Scaling down podinfo.{ns}")).await;
         say!("configmap", "scenario took {}", elapsed(start));
     })
     .await;
@@ -981,12 +989,13 @@ async fn reverting_to_the_promoted_template_starts_no_run() {
         wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
         set_image(&client, ns, "podinfo", NEW).await;
         let failed = wait_phase(&client, ns, "podinfo", Phase::Failed, RUN).await;
-        let events = recorded_events(&client, ns, "podinfo").await;
-        assert_event(
-            &events,
+        let events = expect_event(
+            &client,
+            ns,
             "Warning",
             &format!("Rolling back podinfo.{ns} failed checks threshold reached 1"),
-        );
+        )
+        .await;
         let started = format!("New revision detected! Scaling up podinfo.{ns}");
         assert_eq!(times_recorded(&events, &started), 1);
         assert_eq!(image(&client, ns, "podinfo-primary").await, OLD);
@@ -1007,8 +1016,14 @@ async fn reverting_to_the_promoted_template_starts_no_run() {
         let changed = Instant::now();
         follow.until("a new run", REACT, |s| s.phase == Phase::Progressing).await;
         say!("manual-rollback", "newer revision → Progressing in {}", elapsed(changed));
-        let events = recorded_events(&client, ns, "podinfo").await;
-        assert_eq!(times_recorded(&events, &started), 2);
+        common::wait_for("the new run's Event", REACT, || async {
+            let events = recorded_events(&client, ns, "podinfo").await;
+            match times_recorded(&events, &started) {
+                2 => Ok(()),
+                n => Err(format!("recorded {n} times: {:#?}", event_messages(&events))),
+            }
+        })
+        .await;
         say!("manual-rollback", "scenario took {}", elapsed(start));
     })
     .await;
@@ -1064,9 +1079,8 @@ async fn revert_on_deletion_restores_the_target() {
             Some(2),
             "the target runs the primary's replicas again"
         );
-        let events = recorded_events(&client, ns, "podinfo").await;
-        assert_event(&events, "Normal", &format!("Terminating canary podinfo.{ns}"));
-        assert_event(&events, "Normal", &format!("Terminated canary podinfo.{ns}"));
+        expect_event(&client, ns, "Normal", &format!("Terminating canary podinfo.{ns}")).await;
+        expect_event(&client, ns, "Normal", &format!("Terminated canary podinfo.{ns}")).await;
         // The generated objects go with the Canary (owner references).
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
         common::wait_for("the primary to be garbage collected", REACT, || async {
@@ -1146,8 +1160,8 @@ spec:
         say!("daemonset", "new revision → Succeeded in {}\n{}", elapsed(run), follow.describe());
         assert_eq!(ds_image("podinfo-ds-primary").await, NEW);
         scaled_to_zero(Some("true")).await;
-        let events = recorded_events(&client, ns, "podinfo").await;
-        assert_event(&events, "Normal", &format!("Promotion completed! Scaling down podinfo-ds.{ns}"));
+        expect_event(&client, ns, "Normal", &format!("Promotion completed! Scaling down podinfo-ds.{ns}"))
+            .await;
 
         // revertOnDeletion (as Flagger's test-daemonset.sh): the target runs on the nodes again.
         let canaries: Api<Canary> = Api::namespaced(client.clone(), ns);
@@ -1202,12 +1216,7 @@ async fn unsupported_provider_stalls_and_creates_nothing() {
         say!("unsupported", "Stalled after {}: {reason}: {message}", elapsed(start));
         assert_eq!((state.as_str(), reason.as_str()), ("True", "UnsupportedProvider"));
         assert!(message.contains("spec.provider") && message.contains("linkerd"), "{message}");
-        let events = recorded_events(&client, ns, "podinfo").await;
-        assert!(
-            events.iter().any(|e| e.type_ == "Warning" && e.message.contains("spec.provider")),
-            "{:#?}",
-            event_messages(&events)
-        );
+        expect_event(&client, ns, "Warning", &format!("Canary podinfo.{ns}: spec.provider")).await;
 
         // Nothing was created or changed.
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
@@ -1269,8 +1278,7 @@ async fn missing_target_stalls_until_it_is_created() {
         .await;
         assert_eq!((state.as_str(), reason.as_str()), ("True", "TargetNotFound"));
         assert!(message.starts_with(&format!("Deployment podinfo.{ns} not found")), "{message}");
-        let events = recorded_events(&client, ns, "podinfo").await;
-        assert_event(&events, "Warning", &format!("Deployment podinfo.{ns} not found"));
+        expect_event(&client, ns, "Warning", &format!("Deployment podinfo.{ns} not found")).await;
         let services: Api<Service> = Api::namespaced(client.clone(), ns);
         assert!(services.list(&ListParams::default()).await.unwrap().items.is_empty(), "no Services");
 
