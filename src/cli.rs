@@ -44,11 +44,15 @@ pub struct ControllerArgs {
     pub ingress_class: String,
 
     /// Track ConfigMaps and Secrets referenced by targets: a change starts a canary run.
-    #[arg(long, env = "VEER_ENABLE_CONFIG_TRACKING", default_value_t = true, action = clap::ArgAction::Set)]
+    /// A bare `--enable-config-tracking` means `true`, as with Flagger's Go flag.
+    #[arg(long, env = "VEER_ENABLE_CONFIG_TRACKING", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
     pub enable_config_tracking: bool,
 
     /// Run only while holding a Lease, so that several replicas can run for availability.
-    #[arg(long, env = "VEER_ENABLE_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    /// A bare `--enable-leader-election` means `true`, as with Flagger's Go flag.
+    #[arg(long, env = "VEER_ENABLE_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
     pub enable_leader_election: bool,
 
     /// Namespace of the leader election Lease (default: --namespace, else kube-system).
@@ -173,5 +177,23 @@ mod tests {
         assert_eq!(a.label_prefixes(), ["app.kubernetes.io", "team"]);
         assert_eq!(a.lease_namespace(), "apps");
         assert!(Cli::try_parse_from(["veer", "--min-analysis-interval", "soon"]).is_err());
+    }
+
+    #[test]
+    fn boolean_flags_take_an_optional_value() {
+        // Flagger's Go flags accept `-enable-leader-election` alone as well as `=true`/`=false`.
+        let a =
+            Cli::parse_from(["veer", "--enable-leader-election", "--leader-election-namespace", "ops"]).args;
+        assert!(a.enable_leader_election);
+        assert_eq!(a.lease_namespace(), "ops");
+        let a = Cli::parse_from(["veer", "--enable-leader-election=false", "--enable-config-tracking=false"])
+            .args;
+        assert!(!a.enable_leader_election);
+        assert!(!a.enable_config_tracking);
+        let a =
+            Cli::parse_from(["veer", "--enable-config-tracking", "--enable-leader-election", "true"]).args;
+        assert!(a.enable_config_tracking);
+        assert!(a.enable_leader_election);
+        assert!(!Cli::parse_from(["veer"]).args.enable_leader_election);
     }
 }

@@ -256,14 +256,24 @@ async fn elect(
     let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("veer-{}", std::process::id()));
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "veer-leader-election")
         .with_namespace(args.lease_namespace())
+        .with_field_manager(lease_field_manager(&identity))
         .with_identity(identity)
         .with_duration(15)
         .with_grace(5)
-        .with_field_manager(crate::meta::FIELD_MANAGER)
         .build()
         .await
         .map_err(|e| StartError::Lease(e.to_string()))?;
     Ok(manager.watch().await)
+}
+
+/// The field manager of one replica's Lease writes. It must differ between replicas: the lease
+/// manager takes a free Lease with a server-side apply of `holderIdentity` (without force), and only a
+/// different field manager makes a second replica's apply conflict. With one shared manager, two
+/// replicas starting together (or taking over an expired Lease together) both became leaders until
+/// the next renewal.
+fn lease_field_manager(identity: &str) -> String {
+    // The API server limits field manager names to 128 characters.
+    format!("{}-lease-{identity}", crate::meta::FIELD_MANAGER).chars().take(128).collect()
 }
 
 /// Fires once on SIGTERM or SIGINT; cheap to clone.
@@ -293,5 +303,17 @@ impl Shutdown {
 
     fn trigger(&self) {
         let _ = self.1.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lease_field_manager;
+
+    #[test]
+    fn each_replica_writes_the_lease_as_its_own_field_manager() {
+        assert_eq!(lease_field_manager("veer-6d9f-abcde"), "veer-lease-veer-6d9f-abcde");
+        assert_ne!(lease_field_manager("veer-1"), lease_field_manager("veer-2"));
+        assert_eq!(lease_field_manager(&"x".repeat(300)).len(), 128);
     }
 }

@@ -211,7 +211,12 @@ async fn write_routes(
                 &ctx.config.ingress_annotations_prefix,
             )
             .map_err(|e| stall("InvalidRouting", e))?;
-            let live = r.canary_ingress(ctx);
+            // Canary annotations Veer stopped setting (A/B conditions after a run) go only when the
+            // Ingress is applied again: never skip that write as "nothing to change".
+            let prefix = &ctx.config.ingress_annotations_prefix;
+            let live = r
+                .canary_ingress(ctx)
+                .filter(|l| !router::nginx::has_stale_canary_annotations(&ingress, l, prefix));
             ctx.apply(&ingress, live.as_deref()).await?;
         }
         Provider::Kubernetes | Provider::Unsupported(_) => {}

@@ -109,6 +109,16 @@ pub fn desired_canary_ingress(
     })
 }
 
+/// Whether the live canary Ingress carries `<prefix>/canary*` annotations that `desired` no longer
+/// sets, such as the A/B header or cookie conditions once a run is over. Server-side apply removes
+/// them only when the object is applied again, so such a write must not be skipped as "nothing to
+/// change".
+pub fn has_stale_canary_annotations(desired: &Ingress, live: &Ingress, annotations_prefix: &str) -> bool {
+    let prefix = format!("{annotations_prefix}/canary");
+    let wanted = desired.annotations();
+    live.annotations().keys().any(|k| k.starts_with(&prefix) && !wanted.contains_key(k))
+}
+
 /// Points every backend Service `from` at `to`. Whether a path of a rule routed to `from`.
 fn retarget(spec: &mut IngressSpec, from: &str, to: &str) -> bool {
     let rename = |backend: &mut IngressBackend| match backend.service.as_mut() {

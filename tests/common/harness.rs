@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use kube::{
     Api, Client,
     api::{DynamicObject, GroupVersionKind, Patch, PatchParams},
@@ -78,7 +78,13 @@ impl Process {
         .collect();
         args.extend(metrics_server);
         args.extend(extra.iter().map(|s| s.to_string()));
-        Process::spawn(env!("CARGO_BIN_EXE_veer"), &format!("veer-controller-{namespace}"), &args, port)
+        // The port keeps the logs of several controllers of one namespace apart.
+        Process::spawn(
+            env!("CARGO_BIN_EXE_veer"),
+            &format!("veer-controller-{namespace}-{port}"),
+            &args,
+            port,
+        )
     }
 
     /// Starts `veer-loadtester` on a free port with a file gate store.
@@ -99,6 +105,19 @@ impl Process {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The process id, while the process runs (until `kill`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The text of the process' `/metrics` endpoint (the controller's admin port).
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.url());
+        let client = veer::http::client_builder().build().expect("an HTTP client");
+        let response = client.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        response.text().await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.
@@ -209,6 +228,30 @@ spec:
     )
 }
 
+/// A DaemonSet shaped like Flagger's `podinfo-ds` fixture: selector `app: <name>`, the Secret and
+/// ConfigMap of [`podinfo_yaml`] (which must be applied too, or created otherwise).
+pub fn podinfo_daemonset_yaml(name: &str, image: &str) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: {name}
+  labels: {{app: {name}}}
+spec:
+  minReadySeconds: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: podinfod
+        image: {image}
+        ports: [{{name: http, containerPort: 9898}}]
+"#
+    )
+}
+
 /// The Canary's status (default when it has none yet).
 pub async fn status(client: &Client, ns: &str, name: &str) -> CanaryStatus {
     let api: Api<Canary> = Api::namespaced(client.clone(), ns);
@@ -257,6 +300,63 @@ pub async fn image(client: &Client, ns: &str, deployment: &str) -> String {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let d = api.get(deployment).await.unwrap_or_else(|e| panic!("Deployment {deployment}: {e}"));
     d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap_or_default()
+}
+
+/// Sets the image of the first container of a DaemonSet.
+pub async fn set_daemonset_image(client: &Client, ns: &str, name: &str, image: &str) {
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+    let d = api.get(name).await.expect("the DaemonSet");
+    let container = d.spec.unwrap().template.spec.unwrap().containers[0].name.clone();
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}});
+    api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch)).await.expect("image patched");
+}
+
+/// An Event as recorded: its message, how often it was recorded (`count`) and its type.
+#[derive(Clone, Debug)]
+pub struct RecordedEvent {
+    pub message: String,
+    pub count: i32,
+    pub type_: String,
+}
+
+/// The Events recorded on an object with their counts, oldest first.
+pub async fn recorded_events(client: &Client, ns: &str, name: &str) -> Vec<RecordedEvent> {
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    let list = api
+        .list(&kube::api::ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .expect("events");
+    let mut items: Vec<_> = list.items;
+    items.sort_by_key(|e| e.first_timestamp.clone().map(|t| t.0));
+    items
+        .into_iter()
+        .map(|e| RecordedEvent {
+            message: e.message.unwrap_or_default(),
+            count: e.count.unwrap_or(1),
+            type_: e.type_.unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// How many times a message starting with `prefix` was recorded (the sum of the Event counts).
+pub fn times_recorded(events: &[RecordedEvent], prefix: &str) -> i32 {
+    events.iter().filter(|e| e.message.starts_with(prefix)).map(|e| e.count).sum()
+}
+
+/// POSTs a Flagger webhook payload naming the Canary to a load tester endpoint (`/gate/open`,
+/// `/gate/close`, `/rollback/open`, ...) and returns the HTTP status.
+pub async fn loadtester_post(loadtester: &Process, path: &str, canary: &str, ns: &str) -> u16 {
+    let url = format!("{}{path}", loadtester.url());
+    let client = veer::http::client_builder().build().expect("an HTTP client");
+    let body = json!({"name": canary, "namespace": ns, "phase": "Waiting"});
+    // The load tester may still be starting: retry connection errors for a while.
+    let response = wait_for(&format!("POST {url}"), Duration::from_secs(20), || {
+        let request = client.post(&url).json(&body).send();
+        async move { request.await.map_err(|e| e.to_string()) }
+    })
+    .await;
+    response.status().as_u16()
 }
 
 /// Messages of the Events recorded on an object, oldest first.

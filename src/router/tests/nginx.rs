@@ -8,7 +8,10 @@ use crate::{
     api::Canary,
     router::{
         RouterError, Routes,
-        nginx::{DEFAULT_ANNOTATIONS_PREFIX, canary_ingress_name, desired_canary_ingress, read_routes},
+        nginx::{
+            DEFAULT_ANNOTATIONS_PREFIX, canary_ingress_name, desired_canary_ingress,
+            has_stale_canary_annotations, read_routes,
+        },
     },
 };
 
@@ -181,6 +184,19 @@ fn ab_annotations_are_stripped_at_weight_zero() {
         a.as_object().unwrap().keys().filter(|k| k.starts_with(&format!("{P}/canary"))).collect();
     assert_eq!(canary_keys, [&format!("{P}/canary"), &format!("{P}/canary-weight")]);
     assert_eq!(a[format!("{P}/canary-weight")], "0");
+}
+
+#[test]
+fn ab_annotations_left_on_the_live_ingress_are_stale() {
+    let c = nginx_canary(ab(json!({"x-canary": {"exact": "insider"}})));
+    let during = desired_canary_ingress(&c, &user_ingress(), Routes::canary(100), P).unwrap();
+    let after = desired_canary_ingress(&c, &user_ingress(), Routes::PRIMARY, P).unwrap();
+    assert!(has_stale_canary_annotations(&after, &during, P), "the header conditions must be removed");
+    assert!(!has_stale_canary_annotations(&during, &during, P));
+    assert!(!has_stale_canary_annotations(&during, &after, P), "adding keys is not removing them");
+    let mut other = during.clone();
+    other.metadata.annotations.as_mut().unwrap().insert("team".into(), "web".into());
+    assert!(!has_stale_canary_annotations(&during, &other, P), "only canary keys count");
 }
 
 #[test]
