@@ -74,6 +74,39 @@ pub fn cached_dynamic(
     store.get(&kube::runtime::reflector::ObjectRef::new_with(name, ar.clone()).within(namespace))
 }
 
+/// The Canaries whose cached copy is older than a status this controller wrote: reconciling one of
+/// them from the cache would decide again what was decided already (repeating a step's webhooks and
+/// Events). Keyed by uid, with the resourceVersion that is stale and when the write happened.
+#[derive(Default)]
+pub struct WrittenStatuses(std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>);
+
+impl WrittenStatuses {
+    /// How long a stale cache is waited for; a watch event normally arrives within milliseconds.
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Records that the status of `canary` (as cached, at `stale_version`) was overwritten.
+    pub fn remember(&self, canary: &Canary, stale_version: String) {
+        let uid = canary.metadata.uid.clone().unwrap_or_default();
+        self.0.lock().expect("written statuses lock").insert(uid, (stale_version, std::time::Instant::now()));
+    }
+
+    /// Whether `canary` is the cached copy from before this controller's last status write.
+    pub fn is_stale(&self, canary: &Canary) -> bool {
+        let uid = canary.metadata.uid.clone().unwrap_or_default();
+        let mut map = self.0.lock().expect("written statuses lock");
+        match map.get(&uid) {
+            Some((version, at)) if canary.metadata.resource_version.as_ref() == Some(version) => {
+                at.elapsed() < Self::PATIENCE
+            }
+            Some(_) => {
+                map.remove(&uid);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
 /// Shared state of the reconciler.
 pub struct Context {
     pub client: Client,
@@ -87,6 +120,8 @@ pub struct Context {
     pub notifier: crate::notify::Notifier,
     /// The controller's own metrics.
     pub metrics: Metrics,
+    /// Status writes the cache has not seen yet.
+    pub written: WrittenStatuses,
     /// Whether this replica leads; a replica that does not lead never writes.
     pub leader: watch::Receiver<bool>,
 }
@@ -94,5 +129,28 @@ pub struct Context {
 impl Context {
     pub fn is_leader(&self) -> bool {
         *self.leader.borrow()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::CanarySpec;
+
+    fn canary(version: &str) -> Canary {
+        let mut c = Canary::new("podinfo", CanarySpec::default());
+        c.metadata.uid = Some("uid-1".into());
+        c.metadata.resource_version = Some(version.into());
+        c
+    }
+
+    #[test]
+    fn a_cache_older_than_our_write_is_stale_until_it_catches_up() {
+        let written = WrittenStatuses::default();
+        assert!(!written.is_stale(&canary("7")));
+        written.remember(&canary("7"), "7".into());
+        assert!(written.is_stale(&canary("7")), "the copy we overwrote");
+        assert!(!written.is_stale(&canary("8")), "the watch delivered our write");
+        assert!(!written.is_stale(&canary("7")), "forgotten once caught up");
     }
 }

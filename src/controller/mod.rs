@@ -146,6 +146,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
             .map_err(|e| StartError::Notifier(e.to_string()))?,
         metrics,
         leader: leader.clone(),
+        written: Default::default(),
     });
 
     let addr = SocketAddr::new(args.listen_address, args.port);

@@ -51,6 +51,10 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
         // Becoming the leader reconciles every Canary (reconcile_all_on); until then, never write.
         return Ok(Action::await_change());
     }
+    if ctx.written.is_stale(&canary) {
+        // The watch has not delivered our last status write yet; decide on the current status.
+        return Ok(Action::requeue(std::time::Duration::from_millis(50)));
+    }
     if canary.metadata.deletion_timestamp.is_some() {
         return finalize::finalize(&canary, &ctx).await;
     }

@@ -66,10 +66,14 @@ where
 }
 
 /// Server-side applies the Canary's whole status on the status subresource, unless it is unchanged;
-/// returns whether it wrote.
-pub async fn write_status(client: &Client, canary: &Canary, status: &CanaryStatus) -> Result<bool, Error> {
+/// returns the resourceVersion it produced when it wrote.
+pub async fn write_status(
+    client: &Client,
+    canary: &Canary,
+    status: &CanaryStatus,
+) -> Result<Option<String>, Error> {
     if canary.status.as_ref() == Some(status) {
-        return Ok(false);
+        return Ok(None);
     }
     let ns = canary.namespace().unwrap_or_default();
     let api: Api<Canary> = Api::namespaced(client.clone(), &ns);
@@ -78,10 +82,15 @@ pub async fn write_status(client: &Client, canary: &Canary, status: &CanaryStatu
         "kind": "Canary",
         "status": status,
     });
-    api.patch_status(&canary.name_any(), &params(), &Patch::Apply(&patch)).await.map_err(|e| {
-        Error::Write { kind: "Canary status".into(), name: format!("{}.{ns}", canary.name_any()), source: e }
-    })?;
-    Ok(true)
+    let written =
+        api.patch_status(&canary.name_any(), &params(), &Patch::Apply(&patch)).await.map_err(|e| {
+            Error::Write {
+                kind: "Canary status".into(),
+                name: format!("{}.{ns}", canary.name_any()),
+                source: e,
+            }
+        })?;
+    Ok(Some(written.resource_version().unwrap_or_default()))
 }
 
 impl Context {
@@ -146,8 +155,12 @@ impl Context {
 
     /// Writes the Canary status (one patch per tick) when it changed.
     pub async fn write_status(&self, canary: &Canary, status: &CanaryStatus) -> Result<(), Error> {
-        if write_status(&self.client, canary, status).await? {
+        if let Some(new_version) = write_status(&self.client, canary, status).await? {
             self.count_write("Canary/status");
+            let old_version = canary.resource_version().unwrap_or_default();
+            if new_version != old_version {
+                self.written.remember(canary, old_version);
+            }
         }
         Ok(())
     }
@@ -274,7 +287,7 @@ mod tests {
         canary.metadata.namespace = Some("test".into());
         let status = CanaryStatus { phase: Phase::Progressing, canary_weight: 10, ..Default::default() };
         canary.status = Some(status.clone());
-        assert!(!write_status(&client, &canary, &status).await.unwrap());
+        assert!(write_status(&client, &canary, &status).await.unwrap().is_none());
         let next = CanaryStatus { canary_weight: 20, ..status };
         let reply = serde_json::to_value(&canary).unwrap();
         let server = tokio::spawn(async move {
@@ -286,7 +299,7 @@ mod tests {
             )
             .await
         });
-        assert!(write_status(&client, &canary, &next).await.unwrap());
+        assert!(write_status(&client, &canary, &next).await.unwrap().is_some());
         let sent = server.await.unwrap();
         assert_eq!(sent["status"]["canaryWeight"], 20);
         assert_eq!(sent["status"]["phase"], "Progressing");
