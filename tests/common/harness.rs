@@ -3,7 +3,7 @@
 
 use std::{
     fs,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -36,12 +36,57 @@ pub struct Process {
     name: String,
 }
 
+/// A kubeconfig that acts as the Helm chart's ServiceAccount for `namespace`, with exactly the
+/// chart's RBAC (rendered by `helm template`, applied with the admin identity). Controllers of the
+/// end-to-end tests run with it, so every scenario also proves the chart grants enough.
+pub fn chart_identity(namespace: &str) -> PathBuf {
+    let release = format!("veer-{namespace}");
+    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/veer");
+    let rendered = Command::new(env("VEER_E2E_HELM"))
+        .args(["template", &release])
+        .arg(&chart)
+        .args(["--namespace", namespace, "--set", &format!("fullnameOverride={release}")])
+        .args(["--set", "leaderElection.enabled=true"])
+        .args(["--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml"])
+        .env("HELM_CACHE_HOME", std::env::temp_dir().join("veer-e2e-helm/cache"))
+        .env("HELM_CONFIG_HOME", std::env::temp_dir().join("veer-e2e-helm/config"))
+        .env("HELM_DATA_HOME", std::env::temp_dir().join("veer-e2e-helm/data"))
+        .output()
+        .expect("helm runs");
+    assert!(rendered.status.success(), "helm template: {}", String::from_utf8_lossy(&rendered.stderr));
+    let mut kubectl = Command::new(env("VEER_E2E_KUBECTL"))
+        .args(["apply", "--server-side", "--force-conflicts", "--field-manager", "veer-e2e", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("kubectl runs");
+    {
+        use std::io::Write;
+        kubectl.stdin.take().expect("stdin").write_all(&rendered.stdout).expect("RBAC piped to kubectl");
+    }
+    assert!(kubectl.wait().expect("kubectl ends").success(), "the chart's RBAC applies");
+    // The admin kubeconfig, impersonating the ServiceAccount.
+    let admin = fs::read_to_string(env("KUBECONFIG")).expect("the admin kubeconfig");
+    let mut config: Value = serde_saphyr::from_str(&admin).expect("a kubeconfig");
+    for user in config["users"].as_array_mut().expect("users") {
+        user["user"]["as"] = json!(format!("system:serviceaccount:{namespace}:{release}"));
+    }
+    let path = std::env::temp_dir().join(format!("{release}.kubeconfig"));
+    fs::write(&path, serde_json::to_string(&config).expect("JSON is YAML")).expect("kubeconfig written");
+    path
+}
+
 impl Process {
     fn spawn(binary: &str, name: &str, args: &[String], port: u16) -> Process {
+        Process::spawn_with(binary, name, args, port, &[])
+    }
+
+    fn spawn_with(binary: &str, name: &str, args: &[String], port: u16, env: &[(&str, &Path)]) -> Process {
         let log = std::env::temp_dir().join(format!("{name}.log"));
         let out = fs::File::create(&log).expect("a log file");
         let child = Command::new(binary)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
             .stdout(Stdio::from(out.try_clone().expect("log handle")))
             .stderr(Stdio::from(out))
             .spawn()
@@ -79,11 +124,13 @@ impl Process {
         args.extend(metrics_server);
         args.extend(extra.iter().map(|s| s.to_string()));
         // The port keeps the logs of several controllers of one namespace apart.
-        Process::spawn(
+        let kubeconfig = chart_identity(namespace);
+        Process::spawn_with(
             env!("CARGO_BIN_EXE_veer"),
             &format!("veer-controller-{namespace}-{port}"),
             &args,
             port,
+            &[("KUBECONFIG", &kubeconfig)],
         )
     }
 
