@@ -71,7 +71,8 @@ use veer::{
 };
 
 /// The pages run by this test.
-const PAGES: &[&str] = &["docs/tutorial-istio.md", "docs/tutorial-nginx.md", "docs/install.md"];
+const PAGES: &[&str] =
+    &["docs/tutorial-istio.md", "docs/tutorial-nginx.md", "docs/install.md", "docs/operations.md"];
 
 /// The variables the pages' `env` blocks may export: the test sets them to its own processes.
 const PROVIDED: &[&str] = &[
@@ -723,6 +724,12 @@ async fn tutorial_istio() {
 #[ignore = "needs the local control plane (make test)"]
 async fn tutorial_nginx() {
     run_page("docs/tutorial-nginx.md").await;
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn operations_guide() {
+    run_page("docs/operations.md").await;
 }
 
 #[tokio::test]
