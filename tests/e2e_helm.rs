@@ -107,7 +107,15 @@ fn controller_grants(config_tracking: bool) -> BTreeSet<(String, String, String,
     if config_tracking {
         table.push(("", &["secrets"], &["create", "patch"]));
     }
-    expand(&table)
+    let mut grants = expand(&table);
+    // At start-up the controller checks that the installed Canary CRD is Veer's.
+    grants.insert((
+        "apiextensions.k8s.io".into(),
+        "customresourcedefinitions".into(),
+        "get".into(),
+        "canaries.flagger.app".into(),
+    ));
+    grants
 }
 
 fn container(rendered: &Rendered) -> &Value {

@@ -164,7 +164,7 @@ pub struct Decision {
     /// When it was taken.
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub time: Timestamp,
-    /// Short machine-readable reason, e.g. `AdvanceWeight`, `WaitCanaryReady`, `RollbackThreshold`.
+    /// Short machine-readable reason, e.g. `AdvanceWeight`, `WaitCanaryReady`, `RolledBack`.
     pub reason: String,
     /// What was decided and why, in words.
     pub message: String,

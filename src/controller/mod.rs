@@ -71,6 +71,11 @@ pub enum StartError {
     Client(#[source] kube::Error),
     #[error("the flagger.app CRDs are not installed (apply crds/crds.yaml or install the Helm chart): {0}")]
     Crds(#[source] kube::Error),
+    #[error(
+        "the installed canaries.flagger.app CRD is not Veer's (Flagger's lacks the status fields Veer needs, \
+         and the API server would drop them): apply Veer's CRDs first, e.g. `veer crds | kubectl apply --server-side -f -`"
+    )]
+    ForeignCrd,
     #[error("leader election failed: {0}")]
     Lease(String),
     #[error("{0}")]
@@ -94,6 +99,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
     // Fail fast with a clear message when the CRDs are missing.
     let canaries: kube::Api<Canary> = kube::Api::all(client.clone());
     canaries.list(&kube::api::ListParams::default().limit(1)).await.map_err(StartError::Crds)?;
+    check_crd(&client).await?;
 
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
@@ -206,6 +212,36 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
     }
 }
 
+/// Refuses to run on Flagger's Canary CRD: the API server would prune `status.lastStepTime` (and
+/// the other fields Veer remembers runs in), and steps would no longer be spaced by the interval.
+async fn check_crd(client: &Client) -> Result<(), StartError> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    match api.get("canaries.flagger.app").await {
+        Ok(crd) if is_veer_crd(&crd) => Ok(()),
+        Ok(_) => Err(StartError::ForeignCrd),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the canaries.flagger.app CRD; make sure Veer's CRDs are installed");
+            Ok(())
+        }
+    }
+}
+
+fn is_veer_crd(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> bool {
+    crd.spec.versions.iter().filter(|v| v.name == crate::api::VERSION).any(|v| {
+        let status = v
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .and_then(|s| s.properties.as_ref())
+            .and_then(|p| p.get("status"))
+            .and_then(|s| s.properties.as_ref());
+        status.is_some_and(|p| p.contains_key("lastStepTime"))
+    })
+}
+
 fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Action {
     let name = format!(
         "{}.{}",
@@ -309,7 +345,18 @@ impl Shutdown {
 
 #[cfg(test)]
 mod tests {
-    use super::lease_field_manager;
+    use super::{is_veer_crd, lease_field_manager};
+
+    #[test]
+    fn veer_crds_are_recognised() {
+        let crds = crate::api::schema::crds();
+        assert!(is_veer_crd(&crds[0]));
+        let mut flaggers = crds[0].clone();
+        let schema = flaggers.spec.versions[0].schema.as_mut().unwrap().open_api_v3_schema.as_mut().unwrap();
+        let status = schema.properties.as_mut().unwrap().get_mut("status").unwrap();
+        status.properties.as_mut().unwrap().remove("lastStepTime");
+        assert!(!is_veer_crd(&flaggers));
+    }
 
     #[test]
     fn each_replica_writes_the_lease_as_its_own_field_manager() {
