@@ -10,7 +10,14 @@ mod reconcile;
 mod watches;
 mod writes;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::StreamExt;
 use kube::{
@@ -146,6 +153,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
             .map_err(|e| StartError::Notifier(e.to_string()))?,
         metrics,
         leader: leader.clone(),
+        synced: Arc::new(AtomicBool::new(false)),
     });
 
     let addr = SocketAddr::new(args.listen_address, args.port);
@@ -158,9 +166,11 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
     {
         let admin = admin.clone();
         let stores = stores.clone();
+        let synced = ctx.synced.clone();
         tokio::spawn(async move {
             if wait_synced(&stores).await {
                 tracing::info!("caches synced");
+                synced.store(true, Ordering::SeqCst);
                 admin.set_ready(true);
             }
         });

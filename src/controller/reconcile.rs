@@ -51,6 +51,13 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
         // Becoming the leader reconciles every Canary (reconcile_all_on); until then, never write.
         return Ok(Action::await_change());
     }
+    if !ctx.is_synced() {
+        // kube-runtime starts reconciling once the Canary cache is complete, while the other caches
+        // may still be listing (with 1,000 Canaries, for seconds). Deciding now would take objects
+        // that are not cached yet for missing: a TargetNotFound or ConfigNotFound stall until the
+        // 5-minute safety requeue, or writes of Services that exist. Wait for every cache instead.
+        return Ok(Action::requeue(std::time::Duration::from_millis(250)));
+    }
     if canary.metadata.deletion_timestamp.is_some() {
         return finalize::finalize(&canary, &ctx).await;
     }
