@@ -118,6 +118,12 @@ start 20 kube-apiserver "$APISERVER_PORT" "$K8S/kube-apiserver" \
 ready kube-apiserver 120 curl_k8s "https://127.0.0.1:$APISERVER_PORT/readyz"
 
 # --- kube-controller-manager and kube-scheduler ----------------------------------------------------
+# VEER_E2E_KCM_QPS raises the KCM's client rate limit (default 20 QPS, burst 30), so that rolling out
+# hundreds of Deployments at once is not paced by it (e2e/bench.sh). A running KCM keeps its setting.
+kcm_rate=()
+[ -z "${VEER_E2E_KCM_QPS:-}" ] ||
+	kcm_rate=(--kube-api-qps="$VEER_E2E_KCM_QPS" --kube-api-burst="$((VEER_E2E_KCM_QPS * 2))")
+
 # Leader election off: there is one of each. Their serving certs come from our CA so that health checks
 # verify TLS like everything else. --authentication-skip-lookup with our --client-ca-file: otherwise both
 # look for a front-proxy CA in kube-system/extension-apiserver-authentication and log an error about its
@@ -131,7 +137,7 @@ start 30 kube-controller-manager "$KCM_PORT" "$K8S/kube-controller-manager" \
 	--leader-elect=false \
 	--service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
 	--cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-	--profiling=false --v=1
+	--profiling=false --v=1 "${kcm_rate[@]}"
 
 cat >"$RUN_DIR/scheduler.yaml" <<EOF
 apiVersion: kubescheduler.config.k8s.io/v1

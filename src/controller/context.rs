@@ -1,6 +1,9 @@
 //! What every reconcile shares: the client, the caches, the settings, the recorders.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment},
@@ -124,11 +127,17 @@ pub struct Context {
     pub written: WrittenStatuses,
     /// Whether this replica leads; a replica that does not lead never writes.
     pub leader: watch::Receiver<bool>,
+    /// Whether every cache holds its first complete list (set once, by the readiness task).
+    pub synced: Arc<AtomicBool>,
 }
 
 impl Context {
     pub fn is_leader(&self) -> bool {
         *self.leader.borrow()
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::SeqCst)
     }
 }
 

@@ -10,7 +10,14 @@ mod reconcile;
 mod watches;
 mod writes;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::StreamExt;
 use kube::{
@@ -153,6 +160,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
         metrics,
         leader: leader.clone(),
         written: Default::default(),
+        synced: Arc::new(AtomicBool::new(false)),
     });
 
     let addr = SocketAddr::new(args.listen_address, args.port);
@@ -165,9 +173,11 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
     {
         let admin = admin.clone();
         let stores = stores.clone();
+        let synced = ctx.synced.clone();
         tokio::spawn(async move {
             if wait_synced(&stores).await {
                 tracing::info!("caches synced");
+                synced.store(true, Ordering::SeqCst);
                 admin.set_ready(true);
             }
         });
@@ -258,26 +268,41 @@ fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Action
 
 async fn wait_synced(stores: &Stores) -> bool {
     let results = futures::join!(
-        stores.canaries.wait_until_ready(),
-        stores.deployments.wait_until_ready(),
-        stores.daemonsets.wait_until_ready(),
-        stores.services.wait_until_ready(),
-        stores.configmaps.wait_until_ready(),
-        stores.secrets.wait_until_ready(),
-        stores.hpas.wait_until_ready(),
-        stores.ingresses.wait_until_ready(),
-        stores.metric_templates.wait_until_ready(),
-        stores.alert_providers.wait_until_ready(),
+        store_ready(&stores.canaries),
+        store_ready(&stores.deployments),
+        store_ready(&stores.daemonsets),
+        store_ready(&stores.services),
+        store_ready(&stores.configmaps),
+        store_ready(&stores.secrets),
+        store_ready(&stores.hpas),
+        store_ready(&stores.ingresses),
+        store_ready(&stores.metric_templates),
+        store_ready(&stores.alert_providers),
     );
     let istio_ok = match &stores.istio {
-        Some(i) => {
-            i.virtual_services.wait_until_ready().await.is_ok()
-                && i.destination_rules.wait_until_ready().await.is_ok()
-        }
+        Some(i) => store_ready(&i.virtual_services).await && store_ready(&i.destination_rules).await,
         None => true,
     };
     let (a, b, c, d, e, f, g, h, i, j) = results;
-    istio_ok && [a, b, c, d, e, f, g, h, i, j].iter().all(Result::is_ok)
+    istio_ok && [a, b, c, d, e, f, g, h, i, j].into_iter().all(|ok| ok)
+}
+
+/// Whether the store got its first complete list (false: its writer is gone).
+///
+/// `Store::wait_until_ready` wakes only the last of several concurrent waiters (kube-runtime's
+/// `DelayedInit` keeps a single waker), and the Controller's applier waits on the Canary store as
+/// well; a readiness task that relied on its wake-up could sleep forever and /readyz stay 503. So
+/// ask again every 100 ms: once the store is ready, the next poll returns at once.
+async fn store_ready<K>(store: &kube::runtime::reflector::Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(result) = tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+            return result.is_ok();
+        }
+    }
 }
 
 async fn elect(
@@ -345,7 +370,10 @@ impl Shutdown {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_veer_crd, lease_field_manager};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::{reflector, watcher};
+
+    use super::*;
 
     #[test]
     fn veer_crds_are_recognised() {
@@ -363,5 +391,22 @@ mod tests {
         assert_eq!(lease_field_manager("veer-6d9f-abcde"), "veer-lease-veer-6d9f-abcde");
         assert_ne!(lease_field_manager("veer-1"), lease_field_manager("veer-2"));
         assert_eq!(lease_field_manager(&"x".repeat(300)).len(), 128);
+    }
+
+    /// kube-runtime's Controller waits on the Canary store too (before its first reconcile). Its
+    /// `DelayedInit` keeps one waker, so the readiness task must not depend on being woken.
+    #[tokio::test]
+    async fn readiness_survives_a_second_waiter() {
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        let ours = tokio::spawn({
+            let store = store.clone();
+            async move { store_ready(&store).await }
+        });
+        tokio::task::yield_now().await; // the readiness task waits first ...
+        let mut other = Box::pin(store.wait_until_ready()); // ... then the Controller's applier
+        assert!(futures::poll!(&mut other).is_pending());
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let done = tokio::time::timeout(Duration::from_secs(5), ours).await;
+        assert!(matches!(done, Ok(Ok(true))), "the readiness task never woke up: {done:?}");
     }
 }

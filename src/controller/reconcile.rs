@@ -55,6 +55,13 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
         // The watch has not delivered our last status write yet; decide on the current status.
         return Ok(Action::requeue(std::time::Duration::from_millis(50)));
     }
+    if !ctx.is_synced() {
+        // kube-runtime starts reconciling once the Canary cache is complete, while the other caches
+        // may still be listing (with 1,000 Canaries, for seconds). Deciding now would take objects
+        // that are not cached yet for missing: a TargetNotFound or ConfigNotFound stall until the
+        // 5-minute safety requeue, or writes of Services that exist. Wait for every cache instead.
+        return Ok(Action::requeue(std::time::Duration::from_millis(250)));
+    }
     if canary.metadata.deletion_timestamp.is_some() {
         return finalize::finalize(&canary, &ctx).await;
     }
@@ -89,6 +96,9 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
         let labels =
             CanaryLabels { name: canary.spec.target_ref.name.clone(), namespace: resolved.namespace.clone() };
         ctx.metrics.canary_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    }
+    // Every interval-spaced step counts, also those of analyses without webhooks or metrics.
+    if is_step(&canary, &outcome.status) {
         record_step_lag(&canary, &ctx, now, &resolved.params);
     }
 
@@ -421,6 +431,16 @@ fn flagger_id(canary: &Canary, salt: &str) -> String {
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
+/// Whether this tick took an analysis step that waited for the interval: a running Canary whose
+/// `lastStepTime` moved, except a restart on a new revision (which does not wait).
+fn is_step(canary: &Canary, new: &CanaryStatus) -> bool {
+    let Some(old) = canary.status.as_ref() else { return false };
+    old.phase.is_running()
+        && old.last_step_time.is_some()
+        && new.last_step_time != old.last_step_time
+        && new.decision.as_ref().is_none_or(|d| d.reason != "Restarted")
+}
+
 fn record_step_lag(canary: &Canary, ctx: &Context, now: Timestamp, params: &analysis::Params) {
     let Some(last) = canary.status.as_ref().and_then(|s| s.last_step_time) else { return };
     let due = last + k8s_openapi::jiff::SignedDuration::try_from(params.interval).unwrap_or_default();
@@ -456,4 +476,65 @@ fn update_gauges(r: &Resolved, ctx: &Context, status: &CanaryStatus, routes: Opt
     let count =
         ctx.stores.canaries.state().iter().filter(|c| c.namespace().as_deref() == Some(ns.as_str())).count();
     ctx.metrics.canary_total.get_or_create(&NamespaceLabels { namespace: ns }).set(count as i64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CanarySpec, Decision};
+
+    fn status(phase: Phase, step: Option<i64>, reason: &str) -> CanaryStatus {
+        CanaryStatus {
+            phase,
+            last_step_time: step.map(|s| Timestamp::from_second(s).unwrap()),
+            decision: Some(Decision {
+                time: Timestamp::UNIX_EPOCH,
+                reason: reason.into(),
+                message: String::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn steps_are_interval_spaced_moves_of_a_running_canary() {
+        let mut canary = Canary::new("podinfo", CanarySpec::default());
+        let cases = [
+            // (old, new, is a step)
+            (
+                status(Phase::Progressing, Some(10), "Started"),
+                status(Phase::Progressing, Some(20), "AdvanceIteration"),
+                true,
+            ),
+            (
+                status(Phase::Promoting, Some(10), "Promote"),
+                status(Phase::Finalising, Some(20), "RouteToPrimary"),
+                true,
+            ),
+            (
+                status(Phase::Progressing, Some(10), "Started"),
+                status(Phase::Progressing, Some(10), "WaitCanaryReady"),
+                false,
+            ),
+            (
+                status(Phase::Progressing, Some(10), "Started"),
+                status(Phase::Progressing, Some(20), "Restarted"),
+                false,
+            ),
+            (
+                status(Phase::Succeeded, Some(10), "Succeeded"),
+                status(Phase::Progressing, Some(20), "Started"),
+                false,
+            ),
+            (
+                status(Phase::Initializing, None, "WaitPrimaryReady"),
+                status(Phase::Initialized, None, "Initialized"),
+                false,
+            ),
+        ];
+        for (old, new, expected) in cases {
+            canary.status = Some(old.clone());
+            assert_eq!(is_step(&canary, &new), expected, "{:?} -> {:?}", old.phase, new.decision);
+        }
+    }
 }

@@ -134,6 +134,17 @@ impl Process {
         )
     }
 
+    /// Starts the `veer` binary with exactly `args` (no defaults added); `port` is the port the
+    /// caller passed in them, if any.
+    pub fn veer(name: &str, args: &[String], port: u16) -> Process {
+        Process::spawn(env!("CARGO_BIN_EXE_veer"), name, args, port)
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Starts `veer-loadtester` on a free port with a file gate store.
     pub fn loadtester(name: &str, extra: &[&str]) -> Process {
         let port = free_port();
@@ -152,11 +163,6 @@ impl Process {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The process id, while the process runs (until `kill`).
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
     }
 
     /// The text of the process' `/metrics` endpoint (the controller's admin port).
