@@ -192,7 +192,7 @@ fn default_values_render_a_locked_down_controller() {
     assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
     assert_eq!(
         c["resources"],
-        json!({"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}})
+        json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}})
     );
     assert_eq!(c["livenessProbe"]["httpGet"], json!({"path": "/healthz", "port": "http"}));
     assert_eq!(c["readinessProbe"]["httpGet"], json!({"path": "/readyz", "port": "http"}));
