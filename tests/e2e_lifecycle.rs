@@ -875,6 +875,10 @@ async fn killed_controller_resumes_without_repeating_or_skipping_a_step() {
         say!("kill-resume", "killed the controller at weight {w}");
         let down = follow.hold(Duration::from_secs(2)).await;
         assert!(down.iter().all(|s| s.weight == w), "nothing moves without a controller: {down:?}");
+        // Whether the killed process got the step's routes out (then its Event may be lost: it
+        // follows the routes) or not (then the next process sends both).
+        let routed_at_kill = follow.routed().last().cloned();
+        say!("kill-resume", "VirtualService canary weight at the kill: {routed_at_kill:?}");
 
         let _second = Process::controller(ns, &[]);
         let next =
@@ -896,7 +900,11 @@ async fn killed_controller_resumes_without_repeating_or_skipping_a_step() {
         for step in [10, 20, 30, 40, 50] {
             let message = format!("Advance podinfo.{ns} canary weight {step}");
             let n: i32 = events.iter().filter(|e| e.message == message).map(|e| e.count).sum();
-            assert_eq!(n, 1, "{message} recorded {n} times: {:#?}", event_messages(&events));
+            if step == w && routed_at_kill.as_deref() == Some(&*w.to_string()) {
+                assert!(n <= 1, "{message} recorded {n} times: {:#?}", event_messages(&events));
+            } else {
+                assert_eq!(n, 1, "{message} recorded {n} times: {:#?}", event_messages(&events));
+            }
         }
         assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
         say!("kill-resume", "scenario took {}", elapsed(start));
@@ -949,7 +957,7 @@ async fn repeatedly_killed_controller_never_repeats_or_skips_a_step() {
         assert_eq!(follow.routed(), vec!["0", "10", "20", "30", "40", "50", "0"], "VirtualService weights");
         let events = recorded_events(&client, ns, "podinfo").await;
         for step in [10, 20, 30, 40, 50] {
-            // An Event may be lost with a controller killed right after the status write, never repeated.
+            // An Event may be lost with a controller killed between a step's routes and its Event, never repeated.
             let message = format!("Advance podinfo.{ns} canary weight {step}");
             let n: i32 = events.iter().filter(|e| e.message == message).map(|e| e.count).sum();
             assert!(n <= 1, "{message} recorded {n} times: {:#?}", event_messages(&events));

@@ -251,6 +251,12 @@ impl<'a> Tick<'a> {
         };
         if differs {
             self.set_routes(intended);
+            // The last step was decided (its status written) but its routes never reached the
+            // router: a crash or a failed write in between. Its Event comes after the routes in the
+            // effects, so it was not sent either; send it now, once, with the routes.
+            if let Some(d) = self.old.decision.as_ref().filter(|d| d.reason == "AdvanceWeight") {
+                self.event(false, d.message.clone());
+            }
         } else {
             self.routes = current;
         }
