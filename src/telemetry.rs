@@ -173,6 +173,11 @@ impl Admin {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
+    /// The flag `/readyz` answers from, for whoever else must know that the caches are synced.
+    pub fn ready_flag(&self) -> Arc<AtomicBool> {
+        self.ready.clone()
+    }
+
     /// The admin routes.
     pub fn router(&self) -> Router {
         Router::new()

@@ -127,7 +127,7 @@ pub struct Context {
     pub written: WrittenStatuses,
     /// Whether this replica leads; a replica that does not lead never writes.
     pub leader: watch::Receiver<bool>,
-    /// Whether every cache holds its first complete list (set once, by the readiness task).
+    /// Whether every cache holds its first complete list: the flag `/readyz` answers from.
     pub synced: Arc<AtomicBool>,
 }
 

@@ -10,14 +10,7 @@ mod reconcile;
 mod watches;
 mod writes;
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use kube::{
@@ -160,7 +153,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
         metrics,
         leader: leader.clone(),
         written: Default::default(),
-        synced: Arc::new(AtomicBool::new(false)),
+        synced: admin.ready_flag(),
     });
 
     let addr = SocketAddr::new(args.listen_address, args.port);
@@ -173,11 +166,9 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
     {
         let admin = admin.clone();
         let stores = stores.clone();
-        let synced = ctx.synced.clone();
         tokio::spawn(async move {
             if wait_synced(&stores).await {
                 tracing::info!("caches synced");
-                synced.store(true, Ordering::SeqCst);
                 admin.set_ready(true);
             }
         });
