@@ -254,7 +254,8 @@ impl<'a> Tick<'a> {
             // The last step was decided (its status written) but its routes never reached the
             // router: a crash or a failed write in between. Its Event comes after the routes in the
             // effects, so it was not sent either; send it now, once, with the routes.
-            if let Some(d) = self.old.decision.as_ref().filter(|d| d.reason == "AdvanceWeight") {
+            if let Some(d) = self.old.decision.as_ref().filter(|d| d.reason == super::reason::ADVANCE_WEIGHT)
+            {
                 self.event(false, d.message.clone());
             }
         } else {
@@ -416,7 +417,7 @@ impl<'a> Tick<'a> {
         self.status.last_step_time = Some(self.now);
         self.requeue = Some(self.p.interval);
         self.decide_reason(
-            "Restarted",
+            super::reason::RESTARTED,
             format!("new revision of {} during the analysis: it starts over", self.target()),
         );
         Ok(())
@@ -538,7 +539,7 @@ impl<'a> Tick<'a> {
         self.ensure_session_cookies();
         let msg = format!("Advance {}.{} canary weight {next}", self.name, self.namespace);
         self.event(false, msg.clone());
-        self.decide("AdvanceWeight", msg)
+        self.decide(super::reason::ADVANCE_WEIGHT, msg)
     }
 
     fn ab_step(&mut self) -> Flow {

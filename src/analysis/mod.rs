@@ -27,6 +27,14 @@ pub use verdict::{MetricResult, REQUEST_DURATION, REQUEST_SUCCESS_RATE, Verdict,
 
 use crate::api::{CanaryStatus, Phase};
 
+/// `status.decision.reason` values that code outside the decision compares against.
+pub mod reason {
+    /// The canary weight advanced one step.
+    pub const ADVANCE_WEIGHT: &str = "AdvanceWeight";
+    /// A new revision during the analysis: it starts over (without waiting for the interval).
+    pub const RESTARTED: &str = "Restarted";
+}
+
 /// What the controller saw for one Canary at one moment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observations {

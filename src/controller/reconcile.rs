@@ -438,7 +438,7 @@ fn is_step(canary: &Canary, new: &CanaryStatus) -> bool {
     old.phase.is_running()
         && old.last_step_time.is_some()
         && new.last_step_time != old.last_step_time
-        && new.decision.as_ref().is_none_or(|d| d.reason != "Restarted")
+        && new.decision.as_ref().is_none_or(|d| d.reason != analysis::reason::RESTARTED)
 }
 
 fn record_step_lag(canary: &Canary, ctx: &Context, now: Timestamp, params: &analysis::Params) {
