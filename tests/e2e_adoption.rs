@@ -14,16 +14,13 @@ use kube::{
 use serde_json::json;
 use veer::api::{Canary, Phase};
 
-const CANARY: &str = r#"
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {name: podinfo}
-spec:
-  provider: kubernetes
-  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
-  service: {port: 9898}
-  analysis: {interval: 2s, threshold: 1, iterations: 2}
-"#;
+/// The Canary of both scenarios: Blue/Green with the kubernetes provider.
+fn canary() -> String {
+    canary_yaml(
+        "  provider: kubernetes\n  service: {port: 9898}",
+        "    interval: 2s\n    threshold: 1\n    iterations: 2",
+    )
+}
 
 /// Rewrites the status as Flagger leaves it after a promotion: its own hash format, no Veer fields.
 async fn flagger_status(client: &kube::Client, ns: &str) {
@@ -61,7 +58,7 @@ async fn a_canary_promoted_by_flagger_is_adopted_without_a_run() {
     common::with_namespace(&client, "adopt", async |ns| {
         let ns = &ns.name;
         apply_yaml(&client, ns, &podinfo_yaml("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0")).await;
-        apply_yaml(&client, ns, CANARY).await;
+        apply_yaml(&client, ns, &canary()).await;
         // Bootstrap with Veer (the objects are the ones Flagger generates), then stop it and leave
         // the status as Flagger would have.
         let mut controller = Process::controller(ns, &[]);
@@ -100,7 +97,7 @@ async fn a_target_changed_while_nobody_watched_is_analysed() {
     common::with_namespace(&client, "adopt-changed", async |ns| {
         let ns = &ns.name;
         apply_yaml(&client, ns, &podinfo_yaml("podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0")).await;
-        apply_yaml(&client, ns, CANARY).await;
+        apply_yaml(&client, ns, &canary()).await;
         let mut controller = Process::controller(ns, &[]);
         wait_phase(&client, ns, "podinfo", Phase::Initialized, Duration::from_secs(60)).await;
         controller.kill();

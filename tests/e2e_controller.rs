@@ -138,16 +138,10 @@ async fn a_new_revision_is_noticed_long_before_one_interval() {
         apply_yaml(
             &client,
             ns,
-            r#"
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {name: podinfo}
-spec:
-  provider: kubernetes
-  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
-  service: {port: 9898}
-  analysis: {interval: 1m, threshold: 1, iterations: 2}
-"#,
+            &canary_yaml(
+                "  provider: kubernetes\n  service: {port: 9898}",
+                "    interval: 1m\n    threshold: 1\n    iterations: 2",
+            ),
         )
         .await;
         wait_phase(&client, ns, "podinfo", Phase::Initialized, Duration::from_secs(60)).await;

@@ -513,16 +513,10 @@ impl Runner {
         apply_yaml(
             &self.client,
             ns,
-            r#"
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {name: podinfo}
-spec:
-  provider: kubernetes
-  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
-  service: {port: 9898}
-  analysis: {interval: 5s, threshold: 2, iterations: 2}
-"#,
+            &canary_yaml(
+                "  provider: kubernetes\n  service: {port: 9898}",
+                "    interval: 5s\n    threshold: 2\n    iterations: 2",
+            ),
         )
         .await;
         // Flagger's bootstrap, carried out by a controller that then goes away.

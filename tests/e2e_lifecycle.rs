@@ -257,23 +257,6 @@ async fn expect_metric(controller: &Process, line: &str) {
     .await
 }
 
-/// A Canary for `podinfo` with the given provider lines and `analysis` block (both indented for
-/// `spec`).
-fn canary_yaml(spec: &str, analysis: &str) -> String {
-    format!(
-        r#"
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {{name: podinfo}}
-spec:
-  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
-{spec}
-  analysis:
-{analysis}
-"#
-    )
-}
-
 fn elapsed(start: Instant) -> String {
     format!("{:.1}s", start.elapsed().as_secs_f64())
 }

@@ -281,6 +281,23 @@ spec:
     )
 }
 
+/// A Canary `podinfo` targeting the Deployment `podinfo`: `spec` and `analysis` are YAML lines
+/// indented for their place (2 spaces under `spec`, 4 under `analysis`).
+pub fn canary_yaml(spec: &str, analysis: &str) -> String {
+    format!(
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {{name: podinfo}}
+spec:
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
+{spec}
+  analysis:
+{analysis}
+"#
+    )
+}
+
 /// A DaemonSet shaped like Flagger's `podinfo-ds` fixture: selector `app: <name>`, the Secret and
 /// ConfigMap of [`podinfo_yaml`] (which must be applied too, or created otherwise).
 pub fn podinfo_daemonset_yaml(name: &str, image: &str) -> String {
