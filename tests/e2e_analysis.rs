@@ -30,34 +30,26 @@ fn istio(rps: f64, error_rate: f64, latency_ms: f64) -> IstioSpec {
     IstioSpec { rps, error_rate, latency_ms }
 }
 
-/// A Canary `podinfo` for the podinfo Deployment; `spec` is the rest of the spec (provider,
-/// analysis, ...), indented by two spaces.
-fn canary(spec: &str) -> String {
-    format!(
-        r#"
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {{name: podinfo}}
-spec:
-  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
-  service: {{port: 9898, targetPort: http}}
-{spec}"#
-    )
+/// A Canary `podinfo` for the podinfo Deployment with `provider` (and what goes with it, indented
+/// by two spaces) and the `analysis` lines (indented by four).
+fn canary(provider: &str, analysis: &str) -> String {
+    canary_yaml(&format!("{provider}\n  service: {{port: 9898, targetPort: http}}"), analysis)
 }
 
 /// An Istio Canary stepping 10, 20, 30 every `interval`, with the given metrics (YAML list items,
 /// indented by four spaces).
 fn istio_canary(interval: &str, threshold: u32, metrics: &str) -> String {
-    canary(&format!(
-        r#"  provider: istio
-  analysis:
-    interval: {interval}
+    canary(
+        "  provider: istio",
+        &format!(
+            r#"    interval: {interval}
     threshold: {threshold}
     maxWeight: 30
     stepWeight: 10
     metrics:
 {metrics}"#
-    ))
+        ),
+    )
 }
 
 const SUCCESS_RATE_99: &str =
@@ -377,10 +369,8 @@ spec:
 
 fn nginx_canary() -> String {
     canary(
-        r#"  provider: nginx
-  ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: podinfo}
-  analysis:
-    interval: 2s
+        "  provider: nginx\n  ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: podinfo}",
+        r#"    interval: 2s
     threshold: 2
     maxWeight: 40
     stepWeight: 20
@@ -579,16 +569,15 @@ async fn prometheus_outage_fails_checks_and_the_canary_promotes_once_it_is_back(
         let url = prometheus.url();
         // A threshold far above the failed checks of the outage; enough steps that the one check
         // that may pass between seeing weight 20 and stopping Prometheus cannot promote.
-        let spec = r#"  provider: istio
-  analysis:
-    interval: 2s
+        let analysis = r#"    interval: 2s
     threshold: 20
     maxWeight: 50
     stepWeight: 10
     metrics:
     - {name: request-success-rate, thresholdRange: {min: 99}, interval: 30s}
 "#;
-        let (_controller, t) = start_run(&client, ns, &canary(spec), &["--metrics-server", &url]).await;
+        let (_controller, t) =
+            start_run(&client, ns, &canary("  provider: istio", analysis), &["--metrics-server", &url]).await;
         // Weight 20 needs one passed check (the first step runs no metrics).
         let before = common::wait_for("weight 20", Duration::from_secs(60), || async {
             let s = status(&client, ns, "podinfo").await;
