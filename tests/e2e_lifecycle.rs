@@ -257,6 +257,14 @@ async fn expect_metric(controller: &Process, line: &str) {
     .await
 }
 
+/// Creates podinfo (at `OLD`) and its Canary (see [`canary_yaml`]) and waits until it is
+/// `Initialized`; returns that status.
+async fn bootstrap(client: &Client, ns: &str, spec: &str, analysis: &str) -> CanaryStatus {
+    apply_yaml(client, ns, &podinfo_yaml("podinfo", OLD)).await;
+    apply_yaml(client, ns, &canary_yaml(spec, analysis)).await;
+    wait_phase(client, ns, "podinfo", Phase::Initialized, BOOT).await
+}
+
 fn elapsed(start: Instant) -> String {
     format!("{:.1}s", start.elapsed().as_secs_f64())
 }
@@ -293,20 +301,16 @@ async fn failing_rollout_webhook_rolls_back_after_threshold() {
         let start = Instant::now();
         let (url, payloads) = failing_webhook().await;
         let controller = Process::controller(ns, &[]);
-        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
-        apply_yaml(
+        bootstrap(
             &client,
             ns,
-            &canary_yaml(
-                "  provider: istio\n  service: {port: 9898}",
-                &format!(
-                    "    interval: 2s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 10\n    \
-                     webhooks:\n    - {{name: acceptance, type: rollout, url: \"{url}\", timeout: 5s}}"
-                ),
+            "  provider: istio\n  service: {port: 9898}",
+            &format!(
+                "    interval: 2s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 10\n    \
+                 webhooks:\n    - {{name: acceptance, type: rollout, url: \"{url}\", timeout: 5s}}"
             ),
         )
         .await;
-        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
 
         set_image(&client, ns, "podinfo", NEW).await;
         let run = Instant::now();
@@ -387,23 +391,19 @@ async fn confirm_gates_hold_until_opened() {
         let rollout_gate = Process::loadtester(&format!("loadtester-rollout-{ns}"), &[]);
         let promotion_gate = Process::loadtester(&format!("loadtester-promotion-{ns}"), &[]);
         let _controller = Process::controller(ns, &[]);
-        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
-        apply_yaml(
+        bootstrap(
             &client,
             ns,
-            &canary_yaml(
-                "  provider: istio\n  service: {port: 9898}",
-                &format!(
-                    "    interval: 2s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 25\n    webhooks:\n    \
-                     - {{name: rollout-gate, type: confirm-rollout, url: \"{}/gate/check\"}}\n    \
-                     - {{name: promotion-gate, type: confirm-promotion, url: \"{}/gate/check\"}}",
-                    rollout_gate.url(),
-                    promotion_gate.url()
-                ),
+            "  provider: istio\n  service: {port: 9898}",
+            &format!(
+                "    interval: 2s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 25\n    webhooks:\n    \
+                 - {{name: rollout-gate, type: confirm-rollout, url: \"{}/gate/check\"}}\n    \
+                 - {{name: promotion-gate, type: confirm-promotion, url: \"{}/gate/check\"}}",
+                rollout_gate.url(),
+                promotion_gate.url()
             ),
         )
         .await;
-        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
 
         set_image(&client, ns, "podinfo", NEW).await;
         let mut follow = Follow::new(&client, ns, Routing::VirtualService);
@@ -656,17 +656,13 @@ async fn blue_green_with_kubernetes_provider_promotes() {
         let ns = &ns.name;
         let start = Instant::now();
         let controller = Process::controller(ns, &[]);
-        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
-        apply_yaml(
+        bootstrap(
             &client,
             ns,
-            &canary_yaml(
-                "  provider: kubernetes\n  service: {port: 9898}",
-                "    interval: 2s\n    threshold: 2\n    iterations: 3",
-            ),
+            "  provider: kubernetes\n  service: {port: 9898}",
+            "    interval: 2s\n    threshold: 2\n    iterations: 3",
         )
         .await;
-        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
         let services: Api<Service> = Api::namespaced(client.clone(), ns);
         let canary_svc = services.get("podinfo-canary").await.expect("Service podinfo-canary");
         assert_eq!(canary_svc.spec.unwrap().selector.unwrap()["app"], "podinfo");
@@ -727,17 +723,13 @@ async fn config_map_change_alone_starts_a_run_and_is_promoted() {
         let ns = &ns.name;
         let start = Instant::now();
         let _controller = Process::controller(ns, &[]);
-        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
-        apply_yaml(
+        let before = bootstrap(
             &client,
             ns,
-            &canary_yaml(
-                "  provider: kubernetes\n  service: {port: 9898}",
-                "    interval: 2s\n    threshold: 2\n    iterations: 2",
-            ),
+            "  provider: kubernetes\n  service: {port: 9898}",
+            "    interval: 2s\n    threshold: 2\n    iterations: 2",
         )
         .await;
-        let before = wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
         let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
         let color = async |name: &str| {
             configmaps.get(name).await.unwrap_or_else(|e| panic!("{name}: {e}")).data.unwrap_or_default()["color"]
@@ -785,21 +777,17 @@ async fn new_revision_mid_analysis_restarts_it() {
         let start = Instant::now();
         let loadtester = Process::loadtester(&format!("loadtester-{ns}"), &[]);
         let _controller = Process::controller(ns, &[]);
-        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
-        apply_yaml(
+        bootstrap(
             &client,
             ns,
-            &canary_yaml(
-                "  provider: istio\n  service: {port: 9898}",
-                &format!(
-                    "    interval: 3s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 10\n    webhooks:\n    \
-                     - {{name: smoke, type: pre-rollout, url: \"{}/gate/approve\"}}",
-                    loadtester.url()
-                ),
+            "  provider: istio\n  service: {port: 9898}",
+            &format!(
+                "    interval: 3s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 10\n    webhooks:\n    \
+                 - {{name: smoke, type: pre-rollout, url: \"{}/gate/approve\"}}",
+                loadtester.url()
             ),
         )
         .await;
-        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
 
         set_image(&client, ns, "podinfo", NEW).await;
         let mut follow = Follow::new(&client, ns, Routing::VirtualService);
@@ -855,17 +843,13 @@ async fn killed_controller_resumes_without_repeating_or_skipping_a_step() {
         let ns = &ns.name;
         let start = Instant::now();
         let mut first = Process::controller(ns, &[]);
-        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
-        apply_yaml(
+        bootstrap(
             &client,
             ns,
-            &canary_yaml(
-                "  provider: istio\n  service: {port: 9898}",
-                "    interval: 4s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 10",
-            ),
+            "  provider: istio\n  service: {port: 9898}",
+            "    interval: 4s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 10",
         )
         .await;
-        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
 
         set_image(&client, ns, "podinfo", NEW).await;
         let mut follow = Follow::new(&client, ns, Routing::VirtualService);
@@ -924,17 +908,13 @@ async fn repeatedly_killed_controller_never_repeats_or_skips_a_step() {
         let ns = &ns.name;
         let start = Instant::now();
         let mut controller = Process::controller(ns, &[]);
-        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
-        apply_yaml(
+        bootstrap(
             &client,
             ns,
-            &canary_yaml(
-                "  provider: istio\n  service: {port: 9898}",
-                "    interval: 2s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 10",
-            ),
+            "  provider: istio\n  service: {port: 9898}",
+            "    interval: 2s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 10",
         )
         .await;
-        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
 
         set_image(&client, ns, "podinfo", NEW).await;
         let mut follow = Follow::new(&client, ns, Routing::VirtualService);
@@ -982,21 +962,17 @@ async fn reverting_to_the_promoted_template_starts_no_run() {
         let start = Instant::now();
         let loadtester = Process::loadtester(&format!("loadtester-{ns}"), &[]);
         let _controller = Process::controller(ns, &[]);
-        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
-        apply_yaml(
+        bootstrap(
             &client,
             ns,
-            &canary_yaml(
-                "  provider: kubernetes\n  service: {port: 9898}",
-                &format!(
-                    "    interval: 2s\n    threshold: 1\n    iterations: 3\n    webhooks:\n    \
-                     - {{name: halt, type: rollout, url: \"{}/gate/halt\"}}",
-                    loadtester.url()
-                ),
+            "  provider: kubernetes\n  service: {port: 9898}",
+            &format!(
+                "    interval: 2s\n    threshold: 1\n    iterations: 3\n    webhooks:\n    \
+                 - {{name: halt, type: rollout, url: \"{}/gate/halt\"}}",
+                loadtester.url()
             ),
         )
         .await;
-        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
         set_image(&client, ns, "podinfo", NEW).await;
         let failed = wait_phase(&client, ns, "podinfo", Phase::Failed, RUN).await;
         let events = expect_event(
@@ -1050,17 +1026,13 @@ async fn revert_on_deletion_restores_the_target() {
         let ns = &ns.name;
         let start = Instant::now();
         let _controller = Process::controller(ns, &[]);
-        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
-        apply_yaml(
+        bootstrap(
             &client,
             ns,
-            &canary_yaml(
-                "  provider: kubernetes\n  revertOnDeletion: true\n  service: {port: 9898}",
-                "    interval: 2s\n    threshold: 2\n    iterations: 2",
-            ),
+            "  provider: kubernetes\n  revertOnDeletion: true\n  service: {port: 9898}",
+            "    interval: 2s\n    threshold: 2\n    iterations: 2",
         )
         .await;
-        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
         let canary = canary_object(&client, ns).await.expect("the Canary");
         assert!(
             canary.finalizers().iter().any(|f| f == "finalizer.flagger.app"),
@@ -1339,17 +1311,13 @@ async fn leader_election_one_writer_and_takeover() {
         let (leader, follower) = if holder == ids[0] { (&mut a, &mut b) } else { (&mut b, &mut a) };
         let follower_id = if holder == ids[0] { ids[1].clone() } else { ids[0].clone() };
 
-        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
-        apply_yaml(
+        bootstrap(
             &client,
             ns,
-            &canary_yaml(
-                "  provider: kubernetes\n  service: {port: 9898}",
-                "    interval: 2s\n    threshold: 2\n    iterations: 2",
-            ),
+            "  provider: kubernetes\n  service: {port: 9898}",
+            "    interval: 2s\n    threshold: 2\n    iterations: 2",
         )
         .await;
-        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
         set_image(&client, ns, "podinfo", NEW).await;
         wait_phase(&client, ns, "podinfo", Phase::Succeeded, RUN).await;
         assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
