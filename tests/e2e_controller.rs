@@ -15,28 +15,22 @@ use veer::{
 };
 
 fn istio_canary(interval: &str) -> String {
-    format!(
-        r#"
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {{name: podinfo}}
-spec:
-  provider: istio
-  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
+    canary_yaml(
+        r#"  provider: istio
   service:
     port: 9898
     targetPort: http
-    apex: {{labels: {{team: web}}, annotations: {{owner: web-team}}}}
-  analysis:
-    interval: {interval}
+    apex: {labels: {team: web}, annotations: {owner: web-team}}"#,
+        &format!(
+            r#"    interval: {interval}
     threshold: 2
     maxWeight: 30
     stepWeight: 10
     metrics:
     - name: request-success-rate
       thresholdRange: {{min: 99}}
-      interval: 30s
-"#
+      interval: 30s"#
+        ),
     )
 }
 
