@@ -14,7 +14,6 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
-use super::duration::parse_go_duration;
 use super::gates::{ConfigMapGateStore, FileGateStore, GateStore, GateStoreError};
 use super::shell::{ShellPolicy, ShellPolicyError};
 
@@ -97,7 +96,7 @@ pub struct Args {
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
-    match parse_go_duration(s) {
+    match crate::duration::parse(s) {
         Ok(d) if d.is_zero() => Err("the timeout must be longer than 0".into()),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),

@@ -7,7 +7,6 @@
 //! - [`router`]: the HTTP API; [`Args`] / [`Config`]: flags and settings.
 
 mod config;
-pub mod duration;
 pub mod gates;
 pub mod hey;
 mod metrics;
