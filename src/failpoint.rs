@@ -7,8 +7,8 @@
 //! | point | where |
 //! |---|---|
 //! | `reconcile/<canary>` | at the start of a reconcile of the Canary named `<canary>` |
-//! | `run-end/<k>` | in a tick that ends a run (its effects are kept in `status.pendingEffects`), after the status write (`k = 0`) or after its k-th effect |
-//! | `run-end/done` | after such a tick carried out all its effects, before it clears `status.pendingEffects` |
+//! | `run-end/<phase>/<k>` | in a tick that ends a run in `<phase>` (`Succeeded`, `Failed`, `Initialized`; its effects are kept in `status.pendingEffects`), after the status write (`k = 0`) or after its k-th effect |
+//! | `run-end/<phase>/done` | after such a tick carried out all its effects, before it clears `status.pendingEffects` |
 //!
 //! Actions: `panic` (an ordinary panic, which the reconcile contains) and `exit` (the process exits
 //! at once with status 86, as if it were killed: no cleanup, no further writes).
@@ -75,8 +75,11 @@ mod tests {
     #[test]
     fn entries_parse() {
         assert_eq!(
-            parse("reconcile/podinfo=panic, run-end/2=exit,,bad,run-end/done=maybe"),
-            vec![("reconcile/podinfo".to_string(), Action::Panic), ("run-end/2".to_string(), Action::Exit)]
+            parse("reconcile/podinfo=panic, run-end/Succeeded/2=exit,,bad,run-end/Failed/done=maybe"),
+            vec![
+                ("reconcile/podinfo".to_string(), Action::Panic),
+                ("run-end/Succeeded/2".to_string(), Action::Exit)
+            ]
         );
         assert!(parse("").is_empty());
     }

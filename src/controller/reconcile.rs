@@ -191,17 +191,18 @@ async fn carry_out(
 ) -> Result<Option<Routes>, Error> {
     ctx.write_status(latest, &outcome.status).await?;
     let run_end = !outcome.status.pending_effects.is_empty();
+    let phase = outcome.status.phase;
     if run_end {
-        failpoint::hit("run-end/0");
+        failpoint::hit(&format!("run-end/{phase}/0"));
     }
     for (i, effect) in outcome.effects.iter().enumerate() {
         apply_effect(routing, workloads, ctx, &outcome.status, effect, &mut routes).await?;
         if run_end {
-            failpoint::hit(&format!("run-end/{}", i + 1));
+            failpoint::hit(&format!("run-end/{phase}/{}", i + 1));
         }
     }
     if run_end {
-        failpoint::hit("run-end/done");
+        failpoint::hit(&format!("run-end/{phase}/done"));
         let done = CanaryStatus { pending_effects: Vec::new(), ..outcome.status.clone() };
         ctx.write_status(latest, &done).await?;
     }

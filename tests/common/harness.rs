@@ -81,12 +81,18 @@ impl Process {
         Process::spawn_with(binary, name, args, port, &[])
     }
 
-    fn spawn_with(binary: &str, name: &str, args: &[String], port: u16, env: &[(&str, &Path)]) -> Process {
+    fn spawn_with(
+        binary: &str,
+        name: &str,
+        args: &[String],
+        port: u16,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Process {
         let log = std::env::temp_dir().join(format!("{name}.log"));
         let out = fs::File::create(&log).expect("a log file");
         let child = Command::new(binary)
             .args(args)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
+            .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone().expect("log handle")))
             .stderr(Stdio::from(out))
             .spawn()
@@ -97,6 +103,17 @@ impl Process {
     /// Starts `veer controller` for one namespace, with a 1 s minimum interval and the local
     /// Prometheus as metrics server (unless `extra` names another `--metrics-server`).
     pub fn controller(namespace: &str, extra: &[&str]) -> Process {
+        Process::controller_with(namespace, extra, None, &[])
+    }
+
+    /// [`controller`](Self::controller) with another kubeconfig than the chart identity's (one made
+    /// from [`chart_identity`], say) and extra environment variables (`VEER_FAILPOINTS`, `POD_NAME`).
+    pub fn controller_with(
+        namespace: &str,
+        extra: &[&str],
+        kubeconfig: Option<&Path>,
+        vars: &[(&str, &str)],
+    ) -> Process {
         let port = free_port();
         let metrics_server = if extra.contains(&"--metrics-server") {
             Vec::new()
@@ -124,13 +141,15 @@ impl Process {
         args.extend(metrics_server);
         args.extend(extra.iter().map(|s| s.to_string()));
         // The port keeps the logs of several controllers of one namespace apart.
-        let kubeconfig = chart_identity(namespace);
+        let kubeconfig = kubeconfig.map_or_else(|| chart_identity(namespace), Path::to_path_buf);
+        let mut all: Vec<(&str, &std::ffi::OsStr)> = vec![("KUBECONFIG", kubeconfig.as_os_str())];
+        all.extend(vars.iter().map(|(k, v)| (*k, std::ffi::OsStr::new(v))));
         Process::spawn_with(
             env!("CARGO_BIN_EXE_veer"),
             &format!("veer-controller-{namespace}-{port}"),
             &args,
             port,
-            &[("KUBECONFIG", &kubeconfig)],
+            &all,
         )
     }
 
@@ -171,6 +190,19 @@ impl Process {
         let client = veer::http::client_builder().build().expect("an HTTP client");
         let response = client.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
         response.text().await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its exit code, if it did.
+    pub async fn exited(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.
