@@ -104,9 +104,38 @@ start 10 etcd "$ETCD_PORT" "$ETCD" --name e2e --data-dir "$RUN_DIR/etcd" \
 ready etcd 30 curl -fsS --max-time 2 "http://127.0.0.1:$ETCD_PORT/readyz"
 
 # --- kube-apiserver --------------------------------------------------------------------------------
+# The audit log records the writes to what Veer reads and writes (not pods, nodes or workload status,
+# which kwok and the controller manager write all the time), so that a test can tell who wrote what and
+# when: tests/e2e_reliability.rs checks that a deposed leader writes nothing (the controllers of the tests
+# impersonate the chart's ServiceAccount; the audit event names the impersonated user and its extras).
+# Metadata level, rotated at 50 MB.
+cat >"$RUN_DIR/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+  resources:
+  - group: flagger.app
+  - group: coordination.k8s.io
+    resources: [leases]
+  - group: ""
+    resources: [services, configmaps, secrets, events]
+  - group: apps
+    resources: [deployments, daemonsets]
+  - group: networking.k8s.io
+    resources: [ingresses]
+  - group: networking.istio.io
+  - group: autoscaling
+    resources: [horizontalpodautoscalers]
+- level: None
+EOF
 # --endpoint-reconciler-type=none: the `kubernetes` Service would need a non-loopback advertise address
 # and nothing here routes to it.
 start 20 kube-apiserver "$APISERVER_PORT" "$K8S/kube-apiserver" \
+	--audit-policy-file="$RUN_DIR/audit-policy.yaml" --audit-log-path="$RUN_DIR/logs/audit.log" \
+	--audit-log-maxsize=50 --audit-log-maxbackup=2 --audit-log-format=json \
 	--etcd-servers="http://127.0.0.1:$ETCD_PORT" \
 	--bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
 	--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
@@ -293,5 +322,6 @@ wait_for "the default service account" 60 "$RUN_DIR/logs/kube-controller-manager
 	printf 'export VEER_E2E_KUBECTL=%q\n' "$KUBECTL"
 	printf 'export VEER_E2E_HELM=%q\n' "$(helm_bin)/helm"
 	printf 'export VEER_E2E_FLUX_RUNNING=%q\n' "$FLUX_STARTED"
+	printf 'export VEER_E2E_AUDIT_LOG=%q\n' "$RUN_DIR/logs/audit.log"
 } >"$RUN_DIR/env"
 log "control plane ready in $((SECONDS - started_at))s; use it with: . $RUN_DIR/env"

@@ -392,3 +392,189 @@ async fn a_target_deleted_mid_run_sends_the_traffic_back_to_the_primary() {
     })
     .await;
 }
+
+// ------------------------------------------------------------------------------------------------
+// 5. One writer: the leader is cut off from the API server (a TCP proxy) while one of its reconciles
+//    waits on a webhook. The other replica takes the Lease once it has passed and drives the run.
+//    When the old leader is let back and its webhook answers, it writes nothing: the API server's
+//    audit log holds no write of it after the takeover.
+
+/// A kubeconfig acting as the chart's ServiceAccount (see [`chart_identity`]) through `server`,
+/// tagged with the impersonated extra `replica=<replica>` that the audit log records.
+fn replica_kubeconfig(ns: &str, replica: &str, server: Option<&str>) -> std::path::PathBuf {
+    let base = std::fs::read_to_string(chart_identity(ns)).expect("the chart identity's kubeconfig");
+    let mut config: Value = serde_saphyr::from_str(&base).expect("a kubeconfig");
+    if let Some(server) = server {
+        for cluster in config["clusters"].as_array_mut().expect("clusters") {
+            cluster["cluster"]["server"] = json!(server);
+        }
+    }
+    for user in config["users"].as_array_mut().expect("users") {
+        user["user"]["as-user-extra"] = json!({"veer.e2e/replica": [replica]});
+    }
+    let path = std::env::temp_dir().join(format!("{ns}-{replica}.kubeconfig"));
+    std::fs::write(&path, serde_json::to_string(&config).unwrap()).expect("kubeconfig written");
+    path
+}
+
+/// A webhook receiver that holds the first call after [`Hold::arm`] until [`Hold::release`], and
+/// answers every other call at once.
+#[derive(Clone, Default)]
+struct Hold {
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    held: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl Hold {
+    async fn serve(&self) -> String {
+        let hold = self.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let hold = hold.clone();
+                async move {
+                    if hold.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                        hold.held.notify_one();
+                        hold.release.notified().await;
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+}
+
+/// Writes in the audit log made by the `replica` of the tests: (time, verb, resource, name, code).
+fn audited_writes(
+    replica: &str,
+    ns: &str,
+) -> Vec<(k8s_openapi::jiff::Timestamp, String, String, String, u16)> {
+    let path = common::env("VEER_E2E_AUDIT_LOG");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("the audit log {path}: {e}"));
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["impersonatedUser"]["extra"]["veer.e2e/replica"][0] == replica)
+        .filter(|e| e["objectRef"]["namespace"] == ns)
+        .filter_map(|e| {
+            let time = e["requestReceivedTimestamp"].as_str()?.parse().ok()?;
+            let resource = format!(
+                "{}{}",
+                e["objectRef"]["resource"].as_str().unwrap_or(""),
+                e["objectRef"]["subresource"].as_str().map(|s| format!("/{s}")).unwrap_or_default()
+            );
+            Some((
+                time,
+                e["verb"].as_str().unwrap_or("").to_string(),
+                resource,
+                e["objectRef"]["name"].as_str().unwrap_or("").to_string(),
+                e["responseStatus"]["code"].as_u64().unwrap_or(0) as u16,
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn a_leader_cut_off_from_the_api_server_writes_nothing_after_its_lease() {
+    let client = common::client().await;
+    common::with_namespace(&client, "partition", async |ns| {
+        let ns = &ns.name;
+        let start = Instant::now();
+        let apiserver: std::net::SocketAddr = {
+            let config = kube::Config::infer().await.expect("the admin kubeconfig");
+            let host = config.cluster_url.host().expect("a host").to_string();
+            let port = config.cluster_url.port_u16().expect("a port");
+            format!("{host}:{port}").parse().expect("an address")
+        };
+        let proxy = common::proxy::Proxy::start(apiserver).await;
+        let hold = Hold::default();
+        let hook = hold.serve().await;
+        let election = ["--enable-leader-election", "--leader-election-namespace", ns.as_str()];
+        let via_proxy = replica_kubeconfig(ns, "a", Some(&format!("https://{}", proxy.addr)));
+        let a = Process::controller_with(ns, &election, Some(&via_proxy), &[("POD_NAME", "replica-a")]);
+        let holder = |want: &'static str| {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                common::wait_for(&format!("{want} to hold the Lease"), RUN, || async {
+                    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &ns);
+                    let lease = leases.get_opt("veer-leader-election").await.map_err(|e| e.to_string())?;
+                    let spec = lease.and_then(|l| l.spec).unwrap_or_default();
+                    match spec.holder_identity.as_deref() {
+                        Some(h) if h == want => Ok(spec.acquire_time.map(|t| t.0)),
+                        other => Err(format!("holder {other:?}")),
+                    }
+                })
+                .await
+            }
+        };
+        holder("replica-a").await;
+        let direct = replica_kubeconfig(ns, "b", None);
+        let _b = Process::controller_with(ns, &election, Some(&direct), &[("POD_NAME", "replica-b")]);
+
+        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
+        let analysis = format!(
+            "    interval: 2s\n    threshold: 5\n    maxWeight: 50\n    stepWeight: 10\n    webhooks:\n    \
+             - {{name: load, type: rollout, url: {hook:?}, timeout: 2m}}"
+        );
+        apply_yaml(&client, ns, &canary_yaml("  provider: istio\n  service: {port: 9898}", &analysis)).await;
+        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
+        set_image(&client, ns, "podinfo", NEW).await;
+        common::wait_for("the leader's first step", RUN, || async {
+            let s = status(&client, ns, "podinfo").await;
+            if s.canary_weight >= 10 { Ok(()) } else { Err(format!("{:?} {}", s.phase, s.canary_weight)) }
+        })
+        .await;
+
+        // The leader's next step waits on the webhook; meanwhile it loses the API server.
+        hold.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::timeout(REACT, hold.held.notified()).await.expect("the leader calls the webhook");
+        let weight_at_cut = status(&client, ns, "podinfo").await.canary_weight;
+        proxy.cut();
+        let cut = Instant::now();
+        let takeover = holder("replica-b").await.expect("an acquire time");
+        say!("partition", "replica-b took the Lease {:.1}s after the cut", cut.elapsed().as_secs_f64());
+        common::wait_for("the new leader's next step", RUN, || async {
+            let s = status(&client, ns, "podinfo").await;
+            if s.canary_weight > weight_at_cut || s.phase != Phase::Progressing {
+                Ok(())
+            } else {
+                Err(format!("{:?} {}", s.phase, s.canary_weight))
+            }
+        })
+        .await;
+
+        // The old leader is back, and its webhook call returns: its reconcile goes on.
+        proxy.heal();
+        hold.release.notify_one();
+        let healed = Instant::now();
+        wait_phase(&client, ns, "podinfo", Phase::Succeeded, RUN).await;
+        tokio::time::sleep(Duration::from_secs(5).saturating_sub(healed.elapsed())).await;
+        let mut a = a;
+        assert_eq!(a.exited(Duration::from_millis(100)).await, None, "replica-a lives on");
+        assert!(
+            a.logged("no longer the leader: stopped before writing"),
+            "replica-a's reconcile reached a write and stopped:\n{}",
+            a.tail(30)
+        );
+
+        let a_writes = audited_writes("a", ns);
+        let (before, after): (Vec<_>, Vec<_>) = a_writes.into_iter().partition(|w| w.0 < takeover);
+        assert!(!before.is_empty(), "the audit log records replica-a's writes while it led");
+        assert!(after.is_empty(), "replica-a wrote after replica-b took the Lease at {takeover}: {after:#?}");
+        let b_after = audited_writes("b", ns).into_iter().filter(|w| w.0 >= takeover).count();
+        assert!(b_after > 0, "replica-b drove the run");
+        say!(
+            "partition",
+            "replica-a: {} writes while it led, none after the takeover; replica-b: {b_after}; scenario {:.1}s",
+            before.len(),
+            start.elapsed().as_secs_f64()
+        );
+    })
+    .await;
+}

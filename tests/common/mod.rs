@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod helm;
+pub mod proxy;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
