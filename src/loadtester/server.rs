@@ -10,6 +10,10 @@
 //! | `/gate/open`, `/gate/close`, `/rollback/open`, `/rollback/close` | 202 |
 //! | `/healthz` | 200 `OK`, never authenticated |
 //! | `/metrics` | Prometheus text format |
+//!
+//! With authentication on ([`super::auth`]), a request without an acceptable token gets 401, one
+//! with the token of a ServiceAccount that is not allowed 403, and 503 when the API server
+//! cannot verify a ServiceAccount token.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use super::auth::{Authenticator, Caller, Decision, TokenReviewer};
 use super::config::Config;
 use super::gates::{BadName, GateKind, GateStore, GateStoreError, gate_key};
 use super::metrics::Metrics;
@@ -34,10 +39,12 @@ use crate::api::WebhookPayload;
 /// A request the API answers with an error.
 #[derive(Debug, Error)]
 enum ApiError {
-    #[error(
-        "missing or wrong bearer token: send 'Authorization: Bearer <token>' with the token from the load tester's --token-file"
-    )]
-    Unauthorized,
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("{0}")]
+    AuthUnavailable(String),
     #[error("request body is larger than {0} bytes (--max-body-bytes); send only the webhook payload")]
     TooLarge(usize),
     #[error("could not read the request body: {0}")]
@@ -61,7 +68,9 @@ enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead(_) | Self::BadPayload(_) | Self::BadName(_) => StatusCode::BAD_REQUEST,
             Self::Namespace { .. } => StatusCode::FORBIDDEN,
@@ -89,13 +98,34 @@ struct AppState {
     gates: Arc<dyn GateStore>,
     tasks: TaskRunner,
     metrics: Arc<Metrics>,
+    auth: Arc<Authenticator>,
 }
 
-/// Builds the API with its own metrics registry and task runner.
+/// Builds the API with its own metrics registry and task runner. ServiceAccount tokens
+/// (`config.token_review`) need [`router_with_reviewer`]; here they get 503.
 pub fn router(config: Config, gates: Arc<dyn GateStore>) -> Router {
+    build(config, gates, None)
+}
+
+/// [`router`], checking ServiceAccount tokens with `reviewer`.
+pub fn router_with_reviewer(
+    config: Config,
+    gates: Arc<dyn GateStore>,
+    reviewer: Arc<dyn TokenReviewer>,
+) -> Router {
+    build(config, gates, Some(reviewer))
+}
+
+fn build(config: Config, gates: Arc<dyn GateStore>, reviewer: Option<Arc<dyn TokenReviewer>>) -> Router {
     let metrics = Arc::new(Metrics::new());
     let tasks = TaskRunner::new(&config, metrics.clone());
-    let state = AppState { config: Arc::new(config), gates, tasks, metrics };
+    let auth = Arc::new(Authenticator::new(
+        config.token.clone(),
+        config.token_review.clone(),
+        reviewer,
+        config.unauthenticated_metrics,
+    ));
+    let state = AppState { config: Arc::new(config), gates, tasks, metrics, auth };
     Router::new()
         .route("/healthz", get(|| async { "OK" }))
         .route("/metrics", get(metrics_handler))
@@ -124,24 +154,21 @@ pub async fn serve(
 }
 
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = &state.config.token else { return next.run(req).await };
-    // Kubelet probes carry no token.
-    if req.uri().path() == "/healthz" {
-        return next.run(req).await;
-    }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    match presented {
-        Some(p) if token.matches(p) => next.run(req).await,
-        _ => {
-            warn!(path = %req.uri().path(), "request without a valid bearer token refused");
-            ApiError::Unauthorized.into_response()
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let path = req.uri().path();
+    let error = match state.auth.check(path, header).await {
+        Decision::Allow(caller) => {
+            if let Caller::ServiceAccount(user) = &caller {
+                tracing::debug!(path, user, "ServiceAccount authenticated");
+            }
+            return next.run(req).await;
         }
-    }
+        Decision::Unauthorized(why) => ApiError::Unauthorized(why),
+        Decision::Forbidden(why) => ApiError::NotAllowed(why),
+        Decision::Unavailable(why) => ApiError::AuthUnavailable(why),
+    };
+    warn!(path, "request refused: {error}");
+    error.into_response()
 }
 
 async fn read_body(state: &AppState, body: Body) -> Result<Vec<u8>, ApiError> {

@@ -11,8 +11,9 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::any;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use veer::loadtester::auth::TokenReviewer;
 use veer::loadtester::gates::GateStore;
-use veer::loadtester::{Config, router};
+use veer::loadtester::{Config, router, router_with_reviewer};
 
 /// One request as the target saw it.
 #[derive(Debug, Clone)]
@@ -100,11 +101,24 @@ pub struct Api {
 
 impl Api {
     pub async fn start(config: Config, gates: Arc<dyn GateStore>) -> Self {
+        Self::serve(router(config, gates)).await
+    }
+
+    /// Like [`Api::start`], checking ServiceAccount tokens with `reviewer`.
+    pub async fn start_with_reviewer(
+        config: Config,
+        gates: Arc<dyn GateStore>,
+        reviewer: Arc<dyn TokenReviewer>,
+    ) -> Self {
+        Self::serve(router_with_reviewer(config, gates, reviewer)).await
+    }
+
+    async fn serve(app: axum::Router) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, rx) = oneshot::channel::<()>();
         let done = tokio::spawn(async move {
-            veer::loadtester::serve(listener, router(config, gates), async {
+            veer::loadtester::serve(listener, app, async {
                 let _ = rx.await;
             })
             .await
