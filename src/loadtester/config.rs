@@ -26,6 +26,10 @@ pub const SERVICE_ACCOUNT_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io
 pub const DEFAULT_GATE_CONFIGMAP: &str = "veer-loadtester-gates";
 /// File used when the gate store is chosen by default outside a cluster.
 pub const DEFAULT_GATE_FILE: &str = "veer-loadtester-gates.json";
+/// Default of `--read-timeout`: a webhook payload is a few hundred bytes and arrives in
+/// milliseconds; ten seconds leaves room for a slow network while a client that trickles bytes
+/// to hold a connection open is cut off quickly.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// veer-loadtester: a Flagger-loadtester-compatible webhook service that is not a remote shell.
 ///
@@ -91,6 +95,12 @@ pub struct Args {
     #[arg(long, env = "VEER_LOADTESTER_GATE_STORE")]
     pub gate_store: Option<GateStoreSpec>,
 
+    /// Longest time a client may take to send a request's headers, and again its body; then the
+    /// connection is closed (headers) or answered 408 (body), so slow clients cannot hold
+    /// connections open. A Go duration.
+    #[arg(long, env = "VEER_LOADTESTER_READ_TIMEOUT", default_value = "10s", value_parser = parse_read_timeout)]
+    pub read_timeout: Duration,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "VEER_LOADTESTER_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
@@ -120,6 +130,14 @@ pub struct Args {
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     match parse_go_duration(s) {
         Ok(d) if d.is_zero() => Err("the timeout must be longer than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_read_timeout(s: &str) -> Result<Duration, String> {
+    match parse_go_duration(s) {
+        Ok(d) if d.is_zero() => Err("the read timeout must be longer than 0".into()),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
@@ -312,6 +330,8 @@ pub struct Config {
     pub token_review: Option<TokenReviewPolicy>,
     /// /metrics needs no token.
     pub unauthenticated_metrics: bool,
+    /// Longest wait for a request's headers (see [`super::serve_with`]) and for its body.
+    pub read_timeout: Duration,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// Most workers per load run.
@@ -332,6 +352,7 @@ impl Default for Config {
             token: None,
             token_review: None,
             unauthenticated_metrics: false,
+            read_timeout: DEFAULT_READ_TIMEOUT,
             max_body_bytes: 1 << 20,
             max_workers: 200,
             max_tasks: 32,
@@ -391,6 +412,7 @@ impl Args {
             token,
             token_review,
             unauthenticated_metrics: self.unauthenticated_metrics,
+            read_timeout: self.read_timeout,
             max_body_bytes: self.max_body_bytes,
             max_workers: self.max_workers,
             max_tasks: self.max_tasks,
@@ -424,6 +446,9 @@ mod tests {
         assert!(!c.shell.shell_allowed());
         assert!(c.token.is_none() && c.namespaces.is_none());
         assert!(c.token_review.is_none() && !c.unauthenticated_metrics);
+        assert_eq!(c.read_timeout, DEFAULT_READ_TIMEOUT);
+        assert!(parse(&["--read-timeout", "0s"]).is_err());
+        assert_eq!(parse(&["--read-timeout", "2s"]).unwrap().read_timeout, Duration::from_secs(2));
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub mod shell;
 pub mod tasks;
 
 pub use config::{
-    Args, Config, ConfigError, DEFAULT_GATE_CONFIGMAP, DEFAULT_GATE_FILE, GateStoreSpec, NamespaceFilter,
-    SERVICE_ACCOUNT_NAMESPACE_FILE, Token, normalize_go_flags,
+    Args, Config, ConfigError, DEFAULT_GATE_CONFIGMAP, DEFAULT_GATE_FILE, DEFAULT_READ_TIMEOUT,
+    GateStoreSpec, NamespaceFilter, SERVICE_ACCOUNT_NAMESPACE_FILE, Token, normalize_go_flags,
 };
 pub use metrics::Metrics;
-pub use server::{router, router_with_reviewer, serve};
+pub use server::{router, router_with_reviewer, serve, serve_with};

@@ -16,7 +16,10 @@
 //! cannot verify a ServiceAccount token.
 
 use std::future::Future;
+use std::io;
+use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -25,12 +28,15 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
 
 use super::auth::{Authenticator, Caller, Decision, TokenReviewer};
-use super::config::Config;
+use super::config::{Config, DEFAULT_READ_TIMEOUT};
 use super::gates::{BadName, GateKind, GateStore, GateStoreError, gate_key};
 use super::metrics::Metrics;
 use super::tasks::{self, TaskError, TaskRunner};
@@ -49,6 +55,8 @@ enum ApiError {
     TooLarge(usize),
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {0:?} (--read-timeout)")]
+    BodyTimeout(Duration),
     #[error(
         "invalid payload: {0}; send the webhook JSON, e.g. {{\"name\":\"podinfo\",\"namespace\":\"test\",\"metadata\":{{...}}}}"
     )]
@@ -72,6 +80,7 @@ impl ApiError {
             Self::NotAllowed(_) => StatusCode::FORBIDDEN,
             Self::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead(_) | Self::BadPayload(_) | Self::BadName(_) => StatusCode::BAD_REQUEST,
             Self::Namespace { .. } => StatusCode::FORBIDDEN,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -144,13 +153,76 @@ fn build(config: Config, gates: Arc<dyn GateStore>, reviewer: Option<Arc<dyn Tok
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `router` on `listener` until `shutdown` completes, with the default read timeout.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+) -> io::Result<()> {
+    serve_with(listener, router, shutdown, DEFAULT_READ_TIMEOUT).await
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then waits for the requests in
+/// progress. HTTP/1.1, one request per connection: a connection that has not delivered its
+/// request headers within `read_timeout` is closed, so slow or idle clients cannot pile up
+/// connections; and with no keep-alive no idle connection is ever closed under a client that is
+/// about to reuse it.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    read_timeout: Duration,
+) -> io::Result<()> {
+    // Dropping `stop` tells every connection to finish; `finished` closes when all have.
+    let (stop, stopping) = watch::channel(());
+    let (finished, running) = watch::channel(());
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors, for example: wait instead of spinning.
+                    warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let mut stopping = stopping.clone();
+        let running = running.clone();
+        tokio::spawn(async move {
+            let _running = running;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(read_timeout).keep_alive(false);
+            let mut conn = pin!(http.serve_connection(TokioIo::new(stream), service));
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                _ = stopping.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    drop(stop);
+    drop(running);
+    finished.closed().await;
+    Ok(())
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
 }
 
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -173,7 +245,12 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
 
 async fn read_body(state: &AppState, body: Body) -> Result<Vec<u8>, ApiError> {
     let limit = state.config.max_body_bytes;
-    to_bytes(body, limit).await.map(|b| b.to_vec()).map_err(|e| {
+    let timeout = state.config.read_timeout;
+    let read = tokio::time::timeout(timeout, to_bytes(body, limit)).await.map_err(|_| {
+        warn!("request body not received within {timeout:?}");
+        ApiError::BodyTimeout(timeout)
+    })?;
+    read.map(|b| b.to_vec()).map_err(|e| {
         // axum reports an over-limit body as an error whose source chain says "length limit".
         let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
             .any(|e| e.to_string().contains("length limit"));

@@ -323,3 +323,41 @@ async fn a_failing_gate_store_is_a_500_with_the_reason() {
     assert_eq!(post(&api.url("/gate/check"), &payload("test", &[])).await.0, 403);
     api.stop().await;
 }
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let read_timeout = Duration::from_millis(500);
+    let api = Api::start(Config { read_timeout, ..Config::default() }, memory()).await;
+    let addr = api.base.trim_start_matches("http://").to_owned();
+    // A connection that sends nothing, and one whose headers never end: both closed after the
+    // read timeout (without it they stayed open for as long as the client liked).
+    for first_bytes in ["", "POST /gate/check HTTP/1.1\r\nHost: lt\r\n"] {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(first_bytes.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer)).await;
+        assert!(closed.is_ok(), "still open after 5 s: {first_bytes:?}");
+        println!("{first_bytes:?}: closed after {:?}", started.elapsed());
+        assert!(started.elapsed() >= Duration::from_millis(400));
+    }
+    // Headers in time, then a body that stops arriving: 408 with the reason.
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"POST /gate/check HTTP/1.1\r\nHost: lt\r\nContent-Length: 100\r\n\r\n{\"name\":")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer within 5 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("--read-timeout"), "{answer}");
+
+    // One request per connection: nothing idles open between two webhook calls.
+    let response = crate::support::client().post(api.url("/gate/approve")).send().await.unwrap();
+    assert_eq!(response.headers()["connection"], "close");
+    api.stop().await;
+}
+

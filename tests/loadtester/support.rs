@@ -101,7 +101,8 @@ pub struct Api {
 
 impl Api {
     pub async fn start(config: Config, gates: Arc<dyn GateStore>) -> Self {
-        Self::serve(router(config, gates)).await
+        let read_timeout = config.read_timeout;
+        Self::serve(router(config, gates), read_timeout).await
     }
 
     /// Like [`Api::start`], checking ServiceAccount tokens with `reviewer`.
@@ -110,19 +111,19 @@ impl Api {
         gates: Arc<dyn GateStore>,
         reviewer: Arc<dyn TokenReviewer>,
     ) -> Self {
-        Self::serve(router_with_reviewer(config, gates, reviewer)).await
+        let read_timeout = config.read_timeout;
+        Self::serve(router_with_reviewer(config, gates, reviewer), read_timeout).await
     }
 
-    async fn serve(app: axum::Router) -> Self {
+    async fn serve(app: axum::Router, read_timeout: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, rx) = oneshot::channel::<()>();
         let done = tokio::spawn(async move {
-            veer::loadtester::serve(listener, app, async {
+            let stopped = async {
                 let _ = rx.await;
-            })
-            .await
-            .unwrap();
+            };
+            veer::loadtester::serve_with(listener, app, stopped, read_timeout).await.unwrap();
         });
         Self { base, stop: Some(stop), done: Some(done) }
     }
