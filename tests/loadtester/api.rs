@@ -361,3 +361,24 @@ async fn slow_and_idle_clients_are_cut_off() {
     api.stop().await;
 }
 
+#[tokio::test]
+async fn a_caller_hanging_up_stops_its_blocking_command_and_frees_the_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("survived");
+    // The command starts a background process that would leave a mark after 1 s.
+    let cmd = format!("(sleep 1; touch '{}') & sleep 30", marker.display());
+    let shell = ShellPolicy::new(true, &[regex::escape(&cmd), "echo ok".to_owned()]).unwrap();
+    let api = Api::start(Config { shell, max_tasks: 1, ..Config::default() }, memory()).await;
+    // A caller that gives up after 300 ms, as the controller does after a hook's timeout.
+    let hasty = veer::http::client_builder().no_proxy().timeout(Duration::from_millis(300)).build().unwrap();
+    let body = payload("test", &[("type", "bash"), ("cmd", &cmd)]);
+    let err = hasty.post(api.url("/")).body(body).send().await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // The slot of --max-tasks 1 is free again, and the command's background process is gone.
+    let quick = payload("test", &[("type", "bash"), ("cmd", "echo ok")]);
+    let freed = eventually(Duration::from_secs(5), async || post(&api.url("/"), &quick).await.0 == 200).await;
+    assert!(freed, "the abandoned command still holds its slot");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!marker.exists(), "a process started by the abandoned command was still running");
+    api.stop().await;
+}
