@@ -37,7 +37,7 @@ use tracing::{debug, info, warn};
 
 use super::auth::{Authenticator, Caller, Decision, TokenReviewer};
 use super::config::{Config, DEFAULT_READ_TIMEOUT};
-use super::gates::{BadName, GateKind, GateStore, GateStoreError, gate_key};
+use super::gates::{BadName, GateKind, GateStore, GateStoreError, check_canary, gate_key};
 use super::metrics::Metrics;
 use super::tasks::{self, TaskError, TaskRunner};
 use crate::api::WebhookPayload;
@@ -344,6 +344,11 @@ fn kind_name(kind: GateKind) -> &'static str {
 async fn run_task(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let p = payload(&state, body).await?;
     let task_type = tasks::task_type(&p);
+    // The name and namespace become metric labels and log fields: Kubernetes names only.
+    if let Err(e) = check_canary(&p.name, &p.namespace) {
+        state.metrics.task(&task_type, "invalid");
+        return Err(e.into());
+    }
     let plan = match tasks::plan(&p, &state.config) {
         Ok(plan) => plan,
         Err(e) => {

@@ -58,6 +58,11 @@ async fn bad_payloads_get_400_with_a_reason() {
     let (status, body) = post(&api.url("/gate/open"), r#"{"name":"Pod/Info","namespace":"test"}"#).await;
     assert_eq!(status, 400);
     assert!(body.contains("is not a Kubernetes name"), "{body}");
+    // Task names become metric labels: they are checked too.
+    let task = r#"{"name":"x","namespace":"Not A Namespace","metadata":{"cmd":"hey http://127.0.0.1:1/"}}"#;
+    let (status, body) = post(&api.url("/"), task).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("is not a Kubernetes namespace"), "{body}");
     let big = format!(r#"{{"name":"podinfo","namespace":"test","checksum":"{}"}}"#, "x".repeat(4096));
     let (status, body) = post(&api.url("/gate/open"), &big).await;
     assert_eq!(status, 413, "{body}");
