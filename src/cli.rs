@@ -136,7 +136,7 @@ pub struct ControllerArgs {
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
-    crate::analysis::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 10s or 1m"))
+    crate::duration::parse(s).map_err(|e| e.to_string())
 }
 
 impl ControllerArgs {

@@ -30,7 +30,7 @@ pub struct StatusArgs {
     #[arg(long, value_delimiter = ',')]
     pub until: Vec<String>,
     /// With --watch: give up after this long.
-    #[arg(long, default_value = "30m", value_parser = |s: &str| crate::analysis::parse_duration(s).ok_or("not a duration"))]
+    #[arg(long, default_value = "30m", value_parser = |s: &str| crate::duration::parse(s).map_err(|e| e.to_string()))]
     pub timeout: Duration,
 }
 
@@ -50,14 +50,16 @@ pub enum StatusError {
 /// One line describing a Canary: time, name, phase, weight, failed checks, checks, decision.
 pub fn line(canary: &Canary, now: &str) -> String {
     let s = canary.status.clone().unwrap_or_default();
-    let p = Params::new(&canary.spec, &Default::default());
+    // A spec out of bounds shows as a threshold of `?` (its Stalled decision says why).
+    let threshold = Params::new(&canary.spec, &Default::default())
+        .map_or_else(|_| "?".to_string(), |p| p.threshold.to_string());
     let mut out = format!(
         "{now}  {:<22} {:<16} weight {:>3}  failed {}/{}",
         format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default()),
         phase_name(s.phase),
         s.canary_weight,
         s.failed_checks,
-        p.threshold
+        threshold
     );
     for c in s.checks.iter().filter(|c| c.kind == "metric") {
         let _ = write!(out, "  {}", check(c));

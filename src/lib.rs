@@ -7,7 +7,8 @@
 //! - `workload`: the primary workload, tracked configs, readiness and scaling as pure builders.
 //! - `notify`: alerts to Slack, MS Teams, Discord, Rocket.Chat and Google Chat.
 //! - `webhook`: the webhook client; `revision`: change-detection hashes; `meta`: shared names.
-//! - `cli`, `telemetry`, `http`: flags, logs and self-metrics, the HTTP client setup.
+//! - `cli`, `telemetry`, `http`, `duration`: flags, logs and self-metrics, the HTTP client setup, Go
+//!   durations.
 //! - `loadtester`: the Flagger-compatible load tester (`veer-loadtester`).
 //! - `trafficsim`: the metrics simulator used by the end-to-end tests.
 
@@ -17,6 +18,8 @@ pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod duration;
+pub mod failpoint;
 pub mod http;
 pub mod inspect;
 pub mod loadtester;

@@ -56,8 +56,51 @@ pub fn filter_by_prefixes(
         .collect()
 }
 
+/// What a generated name must fit in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// A Service name (DNS-1035 label): at most 63 characters.
+    Service,
+    /// The name of a Deployment, ConfigMap, HPA, Ingress... (DNS-1123 subdomain): at most 253.
+    Object,
+    /// A label value: at most 63 characters.
+    LabelValue,
+}
+
+impl NameRule {
+    fn max(self) -> usize {
+        match self {
+            NameRule::Service | NameRule::LabelValue => 63,
+            NameRule::Object => 253,
+        }
+    }
+}
+
+/// Why a generated name will not be accepted by the API server, if it will not: checked when a
+/// Canary is resolved, so that the Canary says so instead of every write failing.
+pub fn name_problem(rule: NameRule, what: &str, name: &str) -> Option<String> {
+    let max = rule.max();
+    (name.len() > max).then(|| {
+        format!(
+            "the generated {what} {name:?} has {} characters, more than the {max} Kubernetes allows",
+            name.len()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn generated_names_are_checked_against_kubernetes_limits() {
+        use super::{NameRule, name_problem};
+        assert_eq!(name_problem(NameRule::Service, "Service", &"a".repeat(63)), None);
+        let long = format!("{}-primary", "a".repeat(56));
+        let p = name_problem(NameRule::Service, "Service", &long).unwrap();
+        assert!(p.contains("64 characters, more than the 63"), "{p}");
+        assert_eq!(name_problem(NameRule::Object, "Deployment", &long), None);
+        assert!(name_problem(NameRule::LabelValue, "label value", &long).is_some());
+    }
+
     use super::*;
 
     #[test]

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 use reqwest::{StatusCode, header::RETRY_AFTER};
 
 use crate::{
-    analysis::{HookResult, parse_duration},
+    analysis::HookResult,
     api::{CanaryWebhook, WebhookPayload},
 };
 
@@ -162,7 +162,11 @@ impl WebhookClient {
 
 /// The per-attempt timeout of a hook: its `timeout`, or 10 s.
 pub fn hook_timeout(hook: &CanaryWebhook) -> Duration {
-    hook.timeout.as_deref().and_then(parse_duration).filter(|d| !d.is_zero()).unwrap_or(DEFAULT_TIMEOUT)
+    hook.timeout
+        .as_deref()
+        .and_then(|t| crate::duration::parse(t).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_TIMEOUT)
 }
 
 fn describe_status(status: StatusCode, body: &str) -> String {

@@ -133,6 +133,44 @@ fn certainly_wrong_values_are_rejected() {
     assert!(!violations(&metric).is_empty(), "min above max");
 }
 
+/// The bounds of `veer::api::limits`: values that would tie up the controller are refused at the door.
+#[test]
+fn values_above_the_limits_are_rejected() {
+    let cases = [
+        ("/spec/analysis/interval", json!("25h"), "analysis.interval must be a duration of at most 24h0m0s"),
+        ("/spec/analysis/interval", json!("99999999999999999999h"), ""),
+        ("/spec/analysis/interval", json!("1".repeat(40) + "s"), ""),
+        ("/spec/analysis/threshold", json!(10_001), ""),
+        (
+            "/spec/analysis/webhooks",
+            json!([{"name": "h", "url": "http://h/", "timeout": "2h"}]),
+            "at most 1h0m0s",
+        ),
+        ("/spec/analysis/webhooks", json!([{"name": "h", "url": "http://h/", "retries": 11}]), ""),
+        ("/spec/analysis/webhooks", json!(vec![json!({"name": "h", "url": "http://h/"}); 65]), ""),
+        ("/spec/analysis/metrics", json!([{"name": "m", "interval": "721h"}]), "at most 720h0m0s"),
+        ("/spec/analysis/metrics", json!([{"name": "m", "query": "x".repeat(70_000)}]), ""),
+        ("/spec/progressDeadlineSeconds", json!(604_801), ""),
+    ];
+    for (pointer, value, message) in cases {
+        let v = violations(&with(pointer, value.clone()));
+        assert!(!v.is_empty(), "{pointer} = {value} was accepted");
+        assert!(v.iter().any(|v| v.contains(message)), "{pointer}: {v:?} lacks {message:?}");
+    }
+    for (pointer, value) in [
+        ("/spec/analysis/interval", json!("24h")),
+        ("/spec/analysis/interval", json!("1.5h")),
+        (
+            "/spec/analysis/webhooks",
+            json!([{"name": "h", "url": "http://h/", "timeout": "1h", "retries": 10}]),
+        ),
+        ("/spec/analysis/metrics", json!([{"name": "m", "interval": "720h"}])),
+        ("/spec/progressDeadlineSeconds", json!(604_800)),
+    ] {
+        assert_eq!(violations(&with(pointer, value.clone())), Vec::<String>::new(), "{pointer} = {value}");
+    }
+}
+
 #[test]
 fn reasonable_values_stay_accepted() {
     for (pointer, value) in [

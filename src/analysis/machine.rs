@@ -23,14 +23,32 @@ pub const PROMOTED: &str = "Promoted";
 pub const STALLED: &str = "Stalled";
 /// Bound on `status.checks`.
 const MAX_CHECKS: usize = 64;
+/// Bound on `status.pendingEffects` (the oldest go first).
+const MAX_PENDING: usize = 64;
 
 /// Decides one tick. See the module docs of [`crate::analysis`].
 pub fn decide(canary: &Canary, obs: &Observations, settings: &Settings, now: Timestamp) -> Step {
-    let mut tick = Tick::new(canary, obs, settings, now);
+    let p = match Params::new(&canary.spec, settings) {
+        Ok(p) => p,
+        Err(e) => return Step::Done(stalled(canary, INVALID_SPEC, &invalid_spec_message(canary, &e), now)),
+    };
+    let mut tick = Tick::new(canary, p, obs, now);
     match tick.run() {
         Err(Interrupt::Need(probes)) => Step::Observe(probes),
         Ok(()) | Err(Interrupt::Stop) => Step::Done(tick.finish()),
     }
+}
+
+/// Stall reason of a Canary whose spec has a value Veer cannot act on.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+
+/// The Stalled message for a spec value out of bounds: the Canary, the field, the fix.
+pub fn invalid_spec_message(canary: &Canary, e: &super::SpecError) -> String {
+    format!(
+        "Canary {}.{}: {e}; fix the field (the CRD of this Veer version rejects such values)",
+        canary.metadata.name.as_deref().unwrap_or_default(),
+        canary.metadata.namespace.as_deref().unwrap_or_default()
+    )
 }
 
 /// The outcome for a Canary that cannot be reconciled (missing target, invalid spec, unsupported
@@ -50,6 +68,38 @@ pub fn stalled(canary: &Canary, reason: &str, message: &str, now: Timestamp) -> 
     }
     touch(&old, &mut status, now);
     Outcome { status, effects, requeue: None }
+}
+
+/// Stall reason of a Canary whose target does not exist.
+pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
+
+/// The outcome for a Canary whose target disappeared. During a run its traffic must not stay on a
+/// canary Service without pods: all of it goes back to the primary, the run ends as failed (with
+/// its Events, alert, counters and post-rollout hooks), and the Canary stalls until the target is
+/// back. Between runs it only stalls.
+pub fn target_lost(canary: &Canary, message: &str, settings: &Settings, now: Timestamp) -> Outcome {
+    let old = canary.status.clone().unwrap_or_default();
+    let p = match Params::new(&canary.spec, settings) {
+        Ok(p) if old.phase.is_running() => p,
+        _ => return stalled(canary, TARGET_NOT_FOUND, message, now),
+    };
+    let obs = Observations {
+        target: super::Target {
+            revision: old.last_applied_spec.clone(),
+            configs: old.tracked_configs.clone(),
+            readiness: Readiness::Failed(message.to_string()),
+            scaled_up: false,
+        },
+        primary: None,
+        routes: Ok(intended_routes(&old, &p)),
+        hooks: Default::default(),
+        metrics: Default::default(),
+    };
+    let mut tick = Tick::new(canary, p, &obs, now);
+    let _ = tick.lose_target(message);
+    let mut out = tick.finish();
+    set_condition(&mut out.status.conditions, STALLED, "True", TARGET_NOT_FOUND, message, now);
+    out
 }
 
 /// The routes a Veer-written status stands for. The router is brought back to them when they
@@ -105,25 +155,31 @@ struct Tick<'a> {
     /// The status being decided.
     status: CanaryStatus,
     effects: Vec<Effect>,
+    /// Where this tick's own effects start (before: the pending effects of an earlier run end).
+    own_effects: usize,
+    /// Whether this tick ended a run (or the initialization).
+    ended_run: bool,
     requeue: Option<Duration>,
     /// Routes after this tick's route changes.
     routes: Routes,
 }
 
 impl<'a> Tick<'a> {
-    fn new(canary: &'a Canary, obs: &'a Observations, settings: &Settings, now: Timestamp) -> Self {
+    fn new(canary: &'a Canary, p: Params, obs: &'a Observations, now: Timestamp) -> Self {
         let old = canary.status.clone().unwrap_or_default();
         Tick {
             canary,
             name: canary.metadata.name.clone().unwrap_or_default(),
             namespace: canary.metadata.namespace.clone().unwrap_or_default(),
-            p: Params::new(&canary.spec, settings),
+            p,
             obs,
             now,
             status: old.clone(),
             stored: old.clone(),
             old,
             effects: Vec::new(),
+            own_effects: 0,
+            ended_run: false,
             requeue: None,
             routes: Routes::PRIMARY,
         }
@@ -132,6 +188,14 @@ impl<'a> Tick<'a> {
     fn finish(mut self) -> Outcome {
         // A reconcile that proceeds means nothing is stalled any more.
         self.status.conditions.retain(|c| c.type_ != STALLED);
+        // A tick that ends a run keeps its end-of-run effects in the status until the controller
+        // has carried them out (it empties the list then), so that a crash cannot lose them.
+        if self.ended_run {
+            let pending = self.effects[self.own_effects..].iter().filter_map(Effect::to_pending);
+            self.status.pending_effects.extend(pending);
+            let excess = self.status.pending_effects.len().saturating_sub(MAX_PENDING);
+            self.status.pending_effects.drain(..excess);
+        }
         if self.status.phase != self.old.phase || !self.status.conditions.iter().any(|c| c.type_ == PROMOTED)
         {
             set_promoted(&mut self.status, target_kind(self.canary), self.now);
@@ -144,6 +208,10 @@ impl<'a> Tick<'a> {
         if self.old.phase == Phase::Terminating {
             return Ok(()); // the finalizer owns a Canary being deleted
         }
+        // End-of-run effects an earlier controller decided but may not have carried out: again,
+        // first (at least once). They stay pending until the controller reports them done.
+        self.effects.extend(self.old.pending_effects.iter().filter_map(Effect::from_pending));
+        self.own_effects = self.effects.len();
         if self.canary.spec.suspend.unwrap_or(false) {
             let msg = "skipping canary run as object is suspended";
             if self.decision_is_new("Suspended", msg) {
@@ -189,6 +257,12 @@ impl<'a> Tick<'a> {
             self.effects.push(Effect::ScaleCanary { up: false });
         }
         self.reset_run(Phase::Initialized);
+        self.ended_run = true;
+        // The primary was copied from the target as it was then: a change since is a new revision,
+        // which the next tick starts a run for (recording the target's would lose it).
+        if !primary.revision.is_empty() {
+            self.status.last_applied_spec = primary.revision.clone();
+        }
         self.status.last_promoted_spec = self.status.last_applied_spec.clone();
         let kind = target_kind(self.canary).to_string();
         self.event(false, format!("Initialization done! {}.{}", self.name, self.namespace));
@@ -267,10 +341,27 @@ impl<'a> Tick<'a> {
     // ---------------------------------------------------------------- idle phases
 
     fn idle(&mut self) -> Flow {
-        if !self.revision_changed() {
-            return Ok(());
+        if self.revision_changed() {
+            return self.start_run();
         }
-        self.start_run()
+        // Between runs, what the status says is made true again: a scale-down or a promotion that
+        // was decided but never carried out (the controller stopped, or the API failed) is redone.
+        let target = &self.obs.target;
+        if target.scaled_up && intended_routes(&self.old, &self.p).canary == 0 {
+            // (After a failed promotion the canary keeps all traffic, and keeps running.)
+            self.effects.push(Effect::ScaleCanary { up: false });
+        }
+        if self.old.phase == Phase::Succeeded
+            && target.revision == self.old.last_promoted_spec
+            && self.obs.primary.as_ref().is_some_and(|p| p.revision != self.old.last_promoted_spec)
+        {
+            self.effects.push(Effect::Promote);
+            return self.decide(
+                "RepeatPromotion",
+                format!("{} does not run the promoted template yet: copying it again", self.primary_name()),
+            );
+        }
+        Ok(())
     }
 
     fn revision_changed(&self) -> bool {
@@ -343,8 +434,12 @@ impl<'a> Tick<'a> {
         }
         if phase == Phase::Promoting
             && self.obs.primary.as_ref().is_some_and(|p| p.revision != self.old.last_applied_spec)
-            && self.obs.target.revision == self.old.last_applied_spec
         {
+            if self.obs.target.revision != self.old.last_applied_spec {
+                // The promotion was decided but never copied, and the target no longer holds the
+                // analysed template: what it holds now is analysed from the start.
+                return self.restart();
+            }
             // The promotion was decided but the primary does not run the promoted template yet.
             self.effects.push(Effect::Promote);
             return self.wait(
@@ -367,17 +462,26 @@ impl<'a> Tick<'a> {
         {
             return self.restart();
         }
-        if let Readiness::Failed(msg) = &self.obs.target.readiness {
+        // A revision deployed while the analysed one is being promoted must not receive the
+        // canary's traffic: the promotion finishes at once (the primary runs the analysed
+        // template), and the new revision gets a run of its own afterwards.
+        let superseded =
+            matches!(phase, Phase::Promoting | Phase::Finalising) && self.revision_changed_since_start();
+        if let Readiness::Failed(msg) = &self.obs.target.readiness
+            && !superseded
+        {
             let msg = msg.clone();
             return self.rollback(Rollback::Deadline(msg));
         }
-        if !self.due() {
+        if !superseded && !self.due() {
             return self.not_due();
         }
         if !self.p.skip_analysis {
             self.require_primary_ready()?;
         }
-        if let Readiness::Waiting(msg) = &self.obs.target.readiness {
+        if let Readiness::Waiting(msg) = &self.obs.target.readiness
+            && !superseded
+        {
             let msg = msg.clone();
             return self.wait("WaitCanaryReady", msg);
         }
@@ -388,7 +492,7 @@ impl<'a> Tick<'a> {
             return self.promote_skipping_analysis();
         }
         match phase {
-            Phase::Promoting => return self.promotion_step(),
+            Phase::Promoting => return self.promotion_step(superseded),
             Phase::Finalising => return self.finalise(),
             _ => {}
         }
@@ -653,16 +757,25 @@ impl<'a> Tick<'a> {
         self.decide("Promote", msg)
     }
 
-    /// Promoting: the primary runs the new template; move traffic back to it.
-    fn promotion_step(&mut self) -> Flow {
+    /// Promoting: the primary runs the new template; move traffic back to it (all at once when a
+    /// newer revision `superseded` the promoted one and is reaching the canary's pods).
+    fn promotion_step(&mut self, superseded: bool) -> Flow {
         if self.p.provider == "kubernetes" {
             self.status.phase = Phase::Finalising;
             self.status.canary_weight = 0;
             return self.decide("Finalise", "primary promoted".into());
         }
-        let primary = self.p.next_primary_weight(self.routes.primary);
+        let primary = if superseded { 100 } else { self.p.next_primary_weight(self.routes.primary) };
         self.set_routes(Routes::canary(100 - primary));
-        if self.p.step_weight_promotion == 0 {
+        if superseded {
+            self.event(
+                false,
+                format!(
+                    "New revision detected! Routing all traffic to primary before analysing it for {}",
+                    self.target()
+                ),
+            );
+        } else if self.p.step_weight_promotion == 0 {
             self.event(false, "Routing all traffic to primary".into());
         } else {
             self.event(false, format!("Advance {}.{} primary weight {primary}", self.name, self.namespace));
@@ -742,6 +855,20 @@ impl<'a> Tick<'a> {
         self.decide("RolledBack", format!("rolled back {}: {reason}", self.target()))
     }
 
+    /// The target is gone during a run: all traffic to the primary, the run ends as failed.
+    fn lose_target(&mut self, message: &str) -> Flow {
+        let (n, ns) = (self.name.clone(), self.namespace.clone());
+        self.set_routes(Routes::PRIMARY);
+        self.event(
+            true,
+            format!("Rolling back {n}.{ns}: {message}; all traffic is back on {}", self.primary_name()),
+        );
+        self.alert(Severity::Error, format!("Rolled back: {message}"), false);
+        self.finish_run(Phase::Failed, RunResult::Failed);
+        self.requeue = None;
+        self.decide("TargetLost", format!("rolled back {}: {message}", self.target()))
+    }
+
     fn failed_promotion(&mut self, msg: String) -> Flow {
         self.event(true, format!("Promotion of {} failed, primary not ready: {msg}", self.target()));
         self.alert(Severity::Error, format!("Promotion failed, primary not ready: {msg}"), false);
@@ -772,7 +899,14 @@ impl<'a> Tick<'a> {
         // Keep this run's check records so that `kubectl describe` explains the outcome.
         let checks = std::mem::take(&mut self.status.checks);
         self.reset_run(phase);
+        self.ended_run = true;
         self.status.checks = checks;
+        if self.old.phase.is_running() {
+            // The run ends for the revision it analysed. A newer one deployed meanwhile (during the
+            // promotion, say) is then a change, and gets a run of its own.
+            self.status.last_applied_spec = self.old.last_applied_spec.clone();
+            self.status.tracked_configs = self.old.tracked_configs.clone();
+        }
         if !failed {
             self.status.last_promoted_spec = self.status.last_applied_spec.clone();
         }
@@ -803,16 +937,17 @@ impl<'a> Tick<'a> {
         }
     }
 
+    /// When the next step may run: one interval after the last step (now if there was none).
+    fn next_step(&self) -> Timestamp {
+        self.old.last_step_time.map_or(self.now, |t| after(t, self.p.interval))
+    }
+
     fn due(&self) -> bool {
-        match self.old.last_step_time {
-            None => true,
-            Some(t) => self.now >= t + signed(self.p.interval),
-        }
+        self.now >= self.next_step()
     }
 
     fn not_due(&mut self) -> Flow {
-        let next = self.old.last_step_time.map(|t| t + signed(self.p.interval)).unwrap_or(self.now);
-        let wait = self.now.duration_until(next).max(SignedDuration::ZERO);
+        let wait = self.now.duration_until(self.next_step()).max(SignedDuration::ZERO);
         self.requeue = Some(Duration::try_from(wait).unwrap_or_default().max(Duration::from_millis(10)));
         Err(Interrupt::Stop)
     }
@@ -918,14 +1053,20 @@ impl<'a> Tick<'a> {
         &self.canary.spec.target_ref.name
     }
 
+    /// `<target>-primary.<namespace>`.
+    fn primary_name(&self) -> String {
+        format!("{}-primary.{}", self.target_name(), self.namespace)
+    }
+
     /// `<target>.<namespace>` as in Flagger's messages.
     fn target(&self) -> String {
         format!("{}.{}", self.target_name(), self.namespace)
     }
 }
 
-fn signed(d: Duration) -> SignedDuration {
-    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+/// `t + d`, saturating at the largest timestamp (a `lastStepTime` near year 9999 must not panic).
+pub fn after(t: Timestamp, d: Duration) -> Timestamp {
+    SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok()).unwrap_or(Timestamp::MAX)
 }
 
 /// Ten lowercase letters derived from a seed.

@@ -21,11 +21,14 @@ mod tests;
 
 use std::{collections::BTreeMap, time::Duration};
 
-pub use machine::{decide, intended_routes, stalled};
-pub use params::{HookType, Params, Settings, Strategy, format_duration, parse_duration};
+pub use machine::{
+    INVALID_SPEC, TARGET_NOT_FOUND, after, decide, intended_routes, invalid_spec_message, stalled,
+    target_lost,
+};
+pub use params::{HookType, Params, Settings, SpecError, Strategy};
 pub use verdict::{MetricResult, REQUEST_DURATION, REQUEST_SUCCESS_RATE, Verdict, bounds, is_builtin, judge};
 
-use crate::api::{CanaryStatus, Phase};
+use crate::api::{CanaryStatus, PendingEffect, PendingEffectType, Phase};
 
 /// `status.decision.reason` values that code outside the decision compares against.
 pub mod reason {
@@ -95,8 +98,10 @@ impl Routes {
     /// All traffic to the primary.
     pub const PRIMARY: Routes = Routes { primary: 100, canary: 0, mirrored: false };
 
-    /// `canary` percent to the canary, the rest to the primary.
+    /// `canary` percent to the canary (clamped to 0–100: a status written by hand or by another
+    /// version may hold anything), the rest to the primary.
     pub fn canary(canary: i32) -> Routes {
+        let canary = canary.clamp(0, 100);
         Routes { primary: 100 - canary, canary, mirrored: false }
     }
 }
@@ -172,4 +177,124 @@ pub enum RunResult {
     Completed,
     Skipped,
     Failed,
+}
+
+impl Severity {
+    /// The name used in AlertProviders and `status.pendingEffects`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warn => "warn",
+            Severity::Error => "error",
+        }
+    }
+
+    /// The severity named by [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<Severity> {
+        [Severity::Info, Severity::Warn, Severity::Error].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl RunResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Completed => "Completed",
+            RunResult::Skipped => "Skipped",
+            RunResult::Failed => "Failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<RunResult> {
+        [RunResult::Completed, RunResult::Skipped, RunResult::Failed].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl Effect {
+    /// The effect as kept in `status.pendingEffects`, for the effects that nothing else would redo
+    /// after a crash: routes, scaling and promotion converge from the status by themselves.
+    pub fn to_pending(&self) -> Option<PendingEffect> {
+        let blank = |type_| PendingEffect {
+            type_,
+            phase: None,
+            message: None,
+            warning: None,
+            severity: None,
+            details: None,
+            strategy: None,
+            result: None,
+        };
+        Some(match self {
+            Effect::PostRolloutHooks { phase } => {
+                PendingEffect { phase: Some(*phase), ..blank(PendingEffectType::PostRolloutHooks) }
+            }
+            Effect::RunFinished { strategy, result } => PendingEffect {
+                strategy: Some(strategy.as_str().into()),
+                result: Some(result.as_str().into()),
+                ..blank(PendingEffectType::RunFinished)
+            },
+            Effect::Event { warning, message } => PendingEffect {
+                warning: Some(*warning),
+                message: Some(message.clone()),
+                ..blank(PendingEffectType::Event)
+            },
+            Effect::Alert { severity, message, details } => PendingEffect {
+                severity: Some(severity.as_str().into()),
+                message: Some(message.clone()),
+                details: Some(*details),
+                ..blank(PendingEffectType::Alert)
+            },
+            Effect::SetRoutes(_) | Effect::ScaleCanary { .. } | Effect::Promote => return None,
+        })
+    }
+
+    /// The effect a pending entry stands for; `None` for an entry that does not parse (written by
+    /// another version), which is dropped.
+    pub fn from_pending(p: &PendingEffect) -> Option<Effect> {
+        Some(match p.type_ {
+            PendingEffectType::PostRolloutHooks => Effect::PostRolloutHooks { phase: p.phase? },
+            PendingEffectType::RunFinished => Effect::RunFinished {
+                strategy: Strategy::parse(p.strategy.as_deref()?)?,
+                result: RunResult::parse(p.result.as_deref()?)?,
+            },
+            PendingEffectType::Event => {
+                Effect::Event { warning: p.warning.unwrap_or(false), message: p.message.clone()? }
+            }
+            PendingEffectType::Alert => Effect::Alert {
+                severity: Severity::parse(p.severity.as_deref()?)?,
+                message: p.message.clone()?,
+                details: p.details.unwrap_or(false),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod pending_tests {
+    use super::*;
+
+    #[test]
+    fn end_of_run_effects_round_trip_through_the_status() {
+        let effects = [
+            Effect::PostRolloutHooks { phase: Phase::Succeeded },
+            Effect::RunFinished { strategy: Strategy::BlueGreen, result: RunResult::Skipped },
+            Effect::Event { warning: true, message: "Canary failed! Scaling down podinfo.test".into() },
+            Effect::Alert { severity: Severity::Warn, message: "m".into(), details: true },
+        ];
+        for e in effects {
+            let p = e.to_pending().expect("an end-of-run effect is kept");
+            let json = serde_json::to_value(&p).unwrap();
+            let back: PendingEffect = serde_json::from_value(json).unwrap();
+            assert_eq!(Effect::from_pending(&back), Some(e));
+        }
+        for converging in
+            [Effect::Promote, Effect::ScaleCanary { up: false }, Effect::SetRoutes(Routes::PRIMARY)]
+        {
+            assert_eq!(converging.to_pending(), None);
+        }
+        let mut unknown = Effect::Alert { severity: Severity::Info, message: "m".into(), details: false }
+            .to_pending()
+            .unwrap();
+        unknown.severity = Some("critical".into());
+        assert_eq!(Effect::from_pending(&unknown), None, "an entry of another version is dropped");
+    }
 }

@@ -39,6 +39,11 @@ impl Strategy {
             Strategy::BlueGreen => "blue-green",
         }
     }
+
+    /// The strategy named by [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<Strategy> {
+        [Strategy::Canary, Strategy::AbTesting, Strategy::BlueGreen].into_iter().find(|v| v.as_str() == s)
+    }
 }
 
 /// Webhook types (`analysis.webhooks[].type`).
@@ -93,90 +98,123 @@ pub struct Params {
     pub provider: String,
 }
 
-/// Parses a Go-style duration (`1m30s`, `500ms`, `2h`). `None` when it is not one.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
+/// A value of a Canary spec that Veer cannot act on: unparsable, or above its bound. The CRD schema
+/// rejects these, so only objects stored under Flagger's CRD or before an upgrade can have them; the
+/// Canary then stalls with a condition naming the field, until it is fixed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("spec.{field} {problem}")]
+pub struct SpecError {
+    /// The field, e.g. `analysis.webhooks[2].timeout`.
+    pub field: String,
+    /// What is wrong and what is accepted.
+    pub problem: String,
+}
+
+impl SpecError {
+    fn new(field: impl Into<String>, problem: impl Into<String>) -> SpecError {
+        SpecError { field: field.into(), problem: problem.into() }
     }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        if num_end == 0 {
-            return None;
+}
+
+/// Parses an optional duration field of the spec, checking it against its bound.
+fn bounded_duration(field: &str, value: Option<&str>, max: Duration) -> Result<Option<Duration>, SpecError> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else { return Ok(None) };
+    let d = crate::duration::parse(value.trim()).map_err(|e| SpecError::new(field, e.to_string()))?;
+    if d > max {
+        return Err(SpecError::new(
+            field,
+            format!("is {}, above the limit of {}", crate::duration::format(d), crate::duration::format(max)),
+        ));
+    }
+    Ok(Some(d))
+}
+
+/// Checks a count or a length against its bound.
+fn bounded<T: PartialOrd + std::fmt::Display>(
+    field: &str,
+    value: T,
+    max: T,
+    what: &str,
+) -> Result<(), SpecError> {
+    if value > max {
+        return Err(SpecError::new(field, format!("has {value} {what}, above the limit of {max}")));
+    }
+    Ok(())
+}
+
+/// Checks what the decision does not read itself but the controller acts on: webhook timeouts and
+/// retries, metric windows and queries, and the sizes of the lists.
+fn check_bounds(spec: &CanarySpec, a: &CanaryAnalysis) -> Result<(), SpecError> {
+    use crate::api::limits::*;
+    if let Some(url) = &spec.metrics_server {
+        bounded("metricsServer", url.len(), MAX_URL_LENGTH, "characters")?;
+    }
+    let webhooks = a.webhooks.as_deref().unwrap_or_default();
+    bounded("analysis.webhooks", webhooks.len(), MAX_WEBHOOKS, "entries")?;
+    for (i, hook) in webhooks.iter().enumerate() {
+        bounded_duration(
+            &format!("analysis.webhooks[{i}].timeout"),
+            hook.timeout.as_deref(),
+            MAX_WEBHOOK_TIMEOUT,
+        )?;
+        bounded(
+            &format!("analysis.webhooks[{i}].retries"),
+            hook.retries.unwrap_or(0),
+            MAX_WEBHOOK_RETRIES,
+            "retries",
+        )?;
+        bounded(&format!("analysis.webhooks[{i}].url"), hook.url.len(), MAX_URL_LENGTH, "characters")?;
+    }
+    let metrics = a.metrics.as_deref().unwrap_or_default();
+    bounded("analysis.metrics", metrics.len(), MAX_METRICS, "entries")?;
+    for (i, m) in metrics.iter().enumerate() {
+        bounded_duration(
+            &format!("analysis.metrics[{i}].interval"),
+            m.interval.as_deref(),
+            MAX_METRIC_INTERVAL,
+        )?;
+        if let Some(q) = &m.query {
+            bounded(&format!("analysis.metrics[{i}].query"), q.len(), MAX_QUERY_LENGTH, "characters")?;
         }
-        let value: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += value * scale;
-        rest = &rest[unit_end..];
+        if let Some(vars) = &m.template_variables {
+            bounded(
+                &format!("analysis.metrics[{i}].templateVariables"),
+                vars.len(),
+                MAX_TEMPLATE_VARIABLES,
+                "entries",
+            )?;
+        }
     }
-    Some(Duration::from_secs_f64(total))
-}
-
-/// Formats a duration as Go's `time.Duration.String()` does for the values Veer prints
-/// (`612ms`, `1.5s`, `1m0s`), so Event texts match Flagger's.
-pub fn format_duration(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        return "0s".into();
-    }
-    if nanos < 1_000_000_000 {
-        let (unit, div) = if nanos < 1_000 {
-            ("ns", 1u128)
-        } else if nanos < 1_000_000 {
-            ("µs", 1_000)
-        } else {
-            ("ms", 1_000_000)
-        };
-        return format!("{}{unit}", trim_fraction(nanos, div));
-    }
-    let total_secs = nanos / 1_000_000_000;
-    let frac = nanos % 1_000_000_000;
-    let (h, m, s) = (total_secs / 3600, (total_secs / 60) % 60, total_secs % 60);
-    let secs = trim_fraction(s * 1_000_000_000 + frac, 1_000_000_000);
-    match (h, m) {
-        (0, 0) => format!("{secs}s"),
-        (0, m) => format!("{m}m{secs}s"),
-        (h, m) => format!("{h}h{m}m{secs}s"),
-    }
-}
-
-fn trim_fraction(value: u128, div: u128) -> String {
-    let whole = value / div;
-    let frac = value % div;
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let width = div.ilog10() as usize;
-    let digits = format!("{frac:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
+    bounded("analysis.alerts", a.alerts.as_deref().unwrap_or_default().len(), MAX_ALERTS, "entries")?;
+    bounded("analysis.match", a.match_.as_deref().unwrap_or_default().len(), MAX_MATCHES, "entries")?;
+    bounded("analysis.iterations", a.iterations.unwrap_or(0), MAX_ITERATIONS, "iterations")?;
+    bounded("analysis.threshold", a.threshold.unwrap_or(0), MAX_THRESHOLD, "failed checks")?;
+    bounded(
+        "progressDeadlineSeconds",
+        spec.progress_deadline_seconds.unwrap_or(0),
+        MAX_PROGRESS_DEADLINE_SECONDS,
+        "seconds",
+    )?;
+    Ok(())
 }
 
 impl Params {
-    /// Applies Flagger's defaults to a spec. `provider` is the resolved provider (spec or flag).
-    pub fn new(spec: &CanarySpec, settings: &Settings) -> Params {
+    /// Applies Flagger's defaults to a spec, or says which value is out of bounds (see
+    /// [`crate::api::limits`]). The provider is the spec's, or the controller's default.
+    pub fn new(spec: &CanarySpec, settings: &Settings) -> Result<Params, SpecError> {
         let default = CanaryAnalysis::default();
         let a = spec.analysis.as_ref().unwrap_or(&default);
+        check_bounds(spec, a)?;
         let provider =
             spec.provider.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| settings.mesh_provider.clone());
-        let interval = a
-            .interval
-            .as_deref()
-            .and_then(parse_duration)
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(60))
-            .max(settings.min_interval);
+        let interval = bounded_duration(
+            "analysis.interval",
+            a.interval.as_deref(),
+            crate::api::limits::MAX_ANALYSIS_INTERVAL,
+        )?
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(60))
+        .max(settings.min_interval);
         let step_weight = a.step_weight.unwrap_or(0).clamp(0, 100);
         let step_weights: Vec<i32> = a.step_weights.clone().unwrap_or_default();
         let max_weight = if step_weight == 0 && !step_weights.is_empty() {
@@ -199,7 +237,7 @@ impl Params {
             (true, false) => Strategy::BlueGreen,
             (false, _) => Strategy::Canary,
         };
-        Params {
+        Ok(Params {
             interval,
             threshold: a.threshold.unwrap_or(0).max(1),
             max_weight,
@@ -215,7 +253,7 @@ impl Params {
                 spec.progress_deadline_seconds.unwrap_or(600).max(0) as u64
             ),
             provider,
-        }
+        })
     }
 
     /// Whether the router of this canary mirrors traffic.
@@ -258,31 +296,96 @@ impl Params {
 mod tests {
     use super::*;
 
-    #[test]
-    fn durations_parse_like_go() {
-        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5h"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("10"), None);
-        assert_eq!(parse_duration("m"), None);
-        assert_eq!(parse_duration(""), None);
-        assert_eq!(parse_duration("5x"), None);
-    }
-
-    #[test]
-    fn durations_format_like_go() {
-        assert_eq!(format_duration(Duration::from_millis(612)), "612ms");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(format_duration(Duration::from_secs(60)), "1m0s");
-        assert_eq!(format_duration(Duration::from_secs(3601)), "1h0m1s");
-        assert_eq!(format_duration(Duration::from_micros(1500)), "1.5ms");
-        assert_eq!(format_duration(Duration::ZERO), "0s");
-    }
-
     fn params(analysis: CanaryAnalysis) -> Params {
+        try_params(analysis).unwrap()
+    }
+
+    fn try_params(analysis: CanaryAnalysis) -> Result<Params, SpecError> {
         let spec = CanarySpec { analysis: Some(analysis), ..Default::default() };
         Params::new(&spec, &Settings::default())
+    }
+
+    #[test]
+    fn values_above_their_bounds_name_the_field() {
+        use crate::api::{CanaryMetric, CanaryWebhook};
+        let hook = |timeout: &str, retries| CanaryWebhook {
+            name: "h".into(),
+            url: "http://h/".into(),
+            timeout: Some(timeout.into()),
+            retries: Some(retries),
+            ..Default::default()
+        };
+        let cases: Vec<(CanaryAnalysis, &str)> = vec![
+            (
+                CanaryAnalysis { interval: Some("25h".into()), ..Default::default() },
+                "spec.analysis.interval is 25h0m0s, above the limit of 24h0m0s",
+            ),
+            (
+                CanaryAnalysis { interval: Some("99999999999999999999h".into()), ..Default::default() },
+                "spec.analysis.interval \"99999999999999999999h\" is not a duration: too large",
+            ),
+            (
+                CanaryAnalysis { interval: Some("often".into()), ..Default::default() },
+                "spec.analysis.interval \"often\" is not a duration",
+            ),
+            (
+                CanaryAnalysis { webhooks: Some(vec![hook("5s", 0), hook("2h", 0)]), ..Default::default() },
+                "spec.analysis.webhooks[1].timeout is 2h0m0s, above the limit of 1h0m0s",
+            ),
+            (
+                CanaryAnalysis { webhooks: Some(vec![hook("5s", 11)]), ..Default::default() },
+                "spec.analysis.webhooks[0].retries has 11 retries, above the limit of 10",
+            ),
+            (
+                CanaryAnalysis { webhooks: Some(vec![hook("5s", 0); 65]), ..Default::default() },
+                "spec.analysis.webhooks has 65 entries, above the limit of 64",
+            ),
+            (
+                CanaryAnalysis {
+                    metrics: Some(vec![CanaryMetric {
+                        name: "m".into(),
+                        interval: Some("1000h".into()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                },
+                "spec.analysis.metrics[0].interval is 1000h0m0s, above the limit of 720h0m0s",
+            ),
+            (
+                CanaryAnalysis {
+                    metrics: Some(vec![CanaryMetric {
+                        name: "m".into(),
+                        query: Some("x".repeat(70_000)),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                },
+                "spec.analysis.metrics[0].query has 70000 characters, above the limit of 65536",
+            ),
+            (
+                CanaryAnalysis { iterations: Some(i32::MAX), ..Default::default() },
+                "spec.analysis.iterations has 2147483647 iterations, above the limit of 10000",
+            ),
+        ];
+        for (analysis, want) in cases {
+            let e = try_params(analysis).expect_err(want);
+            assert!(e.to_string().starts_with(want), "{e} does not start with {want}");
+        }
+        let spec = CanarySpec { progress_deadline_seconds: Some(i32::MAX), ..Default::default() };
+        let e = Params::new(&spec, &Settings::default()).unwrap_err();
+        assert_eq!(e.field, "progressDeadlineSeconds");
+    }
+
+    #[test]
+    fn values_at_their_bounds_are_accepted() {
+        let p = params(CanaryAnalysis {
+            interval: Some("24h".into()),
+            step_weight: Some(10),
+            ..Default::default()
+        });
+        assert_eq!(p.interval, Duration::from_secs(24 * 3600));
+        let p = params(CanaryAnalysis { interval: Some("0s".into()), ..Default::default() });
+        assert_eq!(p.interval, Duration::from_secs(60), "zero means the default");
     }
 
     #[test]
@@ -331,7 +434,7 @@ mod tests {
             analysis: Some(CanaryAnalysis { step_weight: Some(10), ..Default::default() }),
             ..Default::default()
         };
-        let k = Params::new(&spec, &Settings::default());
+        let k = Params::new(&spec, &Settings::default()).unwrap();
         assert_eq!((k.strategy, k.iterations), (Strategy::BlueGreen, 10));
     }
 }

@@ -31,6 +31,9 @@ pub(super) struct World {
     /// Probes of the last tick.
     pub probes: Vec<Probe>,
     pub last: Option<Outcome>,
+    /// The next tick stops (as a killed controller would) after writing its status and carrying out
+    /// this many of its effects.
+    pub crash_after: Option<usize>,
 }
 
 pub(super) fn analysis() -> CanaryAnalysis {
@@ -89,6 +92,7 @@ impl World {
             log: Vec::new(),
             probes: Vec::new(),
             last: None,
+            crash_after: None,
         }
     }
 
@@ -154,7 +158,8 @@ impl World {
         };
         // Status first, then effects, as the controller does.
         self.canary.status = Some(outcome.status.clone());
-        for e in &outcome.effects {
+        let crash_after = self.crash_after.take();
+        for e in outcome.effects.iter().take(crash_after.unwrap_or(usize::MAX)) {
             match e {
                 Effect::SetRoutes(r) => {
                     self.routes = *r;
@@ -187,6 +192,10 @@ impl World {
                     self.log.push(format!("finished {} {result:?}", strategy.as_str()))
                 }
             }
+        }
+        if crash_after.is_none() {
+            // All done: the controller empties the pending effects with a second status write.
+            self.canary.status.as_mut().expect("a status").pending_effects.clear();
         }
         self.last = Some(outcome.clone());
         outcome
@@ -1039,4 +1048,287 @@ fn last_transition_time_moves_only_when_the_status_changes() {
     w.deploy("2");
     w.tick();
     assert_ne!(w.status().last_transition_time, t0);
+}
+
+// ------------------------------------------------------------------- no release is lost
+
+/// A world at the tick that copied revision 2 to the primary (phase Promoting, canary at 50%).
+fn promoting(a: CanaryAnalysis) -> World {
+    let mut w = World::initialized(a);
+    w.deploy("2");
+    w.tick();
+    for _ in 0..6 {
+        w.step();
+    }
+    assert_eq!(w.phase(), Phase::Promoting);
+    assert_eq!(w.primary.as_ref().unwrap().revision, revision("2"));
+    w.take_log();
+    w
+}
+
+#[test]
+fn a_revision_deployed_during_the_promotion_is_analysed_after_it() {
+    let mut a = analysis();
+    a.step_weight_promotion = Some(10);
+    let mut w = promoting(a);
+    w.deploy("3");
+    // At once, not one interval later: revision 3 must not keep the canary's traffic.
+    w.advance(Duration::from_secs(1));
+    w.tick();
+    assert_eq!(w.routes, Routes::PRIMARY, "all traffic back on the primary, which runs revision 2");
+    assert_eq!(w.phase(), Phase::Finalising);
+    assert!(w.has(
+        "Normal New revision detected! Routing all traffic to primary before analysing it for podinfo.test"
+    ));
+    w.advance(Duration::from_secs(1));
+    w.tick();
+    assert_eq!(w.phase(), Phase::Succeeded);
+    let s = w.status();
+    assert_eq!(s.last_promoted_spec, revision("2"), "what was analysed is what was promoted");
+    assert_eq!(s.last_applied_spec, revision("2"));
+    assert_eq!(w.primary.as_ref().unwrap().revision, revision("2"));
+    // The next tick sees revision 3 as new and analyses it from the start.
+    w.tick();
+    assert_eq!(w.phase(), Phase::Progressing);
+    assert_eq!(w.status().last_applied_spec, revision("3"));
+    assert!(w.target.scaled_up);
+    for _ in 0..20 {
+        if w.phase() == Phase::Succeeded {
+            break;
+        }
+        w.step();
+    }
+    assert_eq!(w.phase(), Phase::Succeeded);
+    assert_eq!(w.primary.as_ref().unwrap().revision, revision("3"));
+}
+
+#[test]
+fn a_revision_deployed_while_finalising_is_analysed_after_it() {
+    let mut w = promoting(analysis());
+    w.step();
+    assert_eq!(w.phase(), Phase::Finalising);
+    w.deploy("3");
+    w.advance(Duration::from_secs(1));
+    w.tick();
+    assert_eq!(w.phase(), Phase::Succeeded);
+    assert_eq!(w.status().last_promoted_spec, revision("2"));
+    w.tick();
+    assert_eq!(w.phase(), Phase::Progressing);
+    assert_eq!(w.status().last_applied_spec, revision("3"));
+}
+
+#[test]
+fn a_revision_deployed_before_an_interrupted_copy_restarts_the_analysis() {
+    let mut w = promoting(analysis());
+    // The copy never reached the primary, and the target now holds revision 3: revision 2 can no
+    // longer be copied, so revision 3 is analysed from the start (the primary keeps revision 1).
+    w.primary.as_mut().unwrap().revision = revision("1");
+    w.deploy("3");
+    w.advance(Duration::from_secs(1));
+    w.tick();
+    assert!(!w.has("promote"), "an unanalysed template is never copied");
+    assert_eq!(w.routes, Routes::PRIMARY);
+    let s = w.status();
+    assert_eq!((s.phase, s.canary_weight), (Phase::Progressing, 0));
+    assert_eq!(s.last_applied_spec, revision("3"));
+    assert_eq!(s.last_promoted_spec, revision("1"));
+}
+
+#[test]
+fn a_revision_deployed_while_waiting_for_promotion_approval_restarts_the_analysis() {
+    let mut a = analysis();
+    a.webhooks = Some(vec![hook("approve", "confirm-promotion")]);
+    let mut w = World::initialized(a);
+    w.hook_answers.insert("approve".into(), HookResult::Failed("closed".into()));
+    w.deploy("2");
+    w.tick();
+    for _ in 0..6 {
+        w.step();
+    }
+    assert_eq!(w.phase(), Phase::WaitingPromotion);
+    w.deploy("3");
+    w.advance(Duration::from_secs(1));
+    w.tick();
+    assert!(!w.has("promote"));
+    let s = w.status();
+    assert_eq!((s.phase, s.canary_weight), (Phase::Progressing, 0));
+    assert_eq!(s.last_applied_spec, revision("3"));
+    assert_eq!(w.routes, Routes::PRIMARY);
+}
+
+#[test]
+fn a_revision_deployed_during_initialization_gets_a_run() {
+    let mut w = World::new(analysis());
+    w.primary =
+        Some(Primary { revision: w.target.revision.clone(), readiness: Readiness::Waiting("0 of 1".into()) });
+    w.tick();
+    w.deploy("2"); // the primary was created from revision 1
+    w.primary.as_mut().unwrap().readiness = Readiness::Ready;
+    w.tick();
+    assert_eq!(w.phase(), Phase::Initialized);
+    assert_eq!(w.status().last_promoted_spec, revision("1"), "what the primary runs");
+    w.tick();
+    assert_eq!(w.phase(), Phase::Progressing);
+    assert_eq!(w.status().last_applied_spec, revision("2"));
+}
+
+#[test]
+fn a_rollback_for_a_failed_primary_keeps_the_newer_revision_for_a_run() {
+    let mut w = World::initialized(analysis());
+    w.deploy("2");
+    w.tick();
+    w.step();
+    w.deploy("3");
+    w.primary.as_mut().unwrap().readiness = Readiness::Failed("primary progress deadline exceeded".into());
+    w.advance(Duration::from_secs(1));
+    w.tick();
+    assert_eq!(w.phase(), Phase::Failed);
+    assert_eq!(w.status().last_applied_spec, revision("2"), "the failed run is revision 2's");
+    w.primary.as_mut().unwrap().readiness = Readiness::Ready;
+    w.tick();
+    assert_eq!(w.phase(), Phase::Progressing, "revision 3 was never analysed");
+    assert_eq!(w.status().last_applied_spec, revision("3"));
+}
+
+/// Kills the controller after the status write of the run's last tick and after each of its
+/// effects in turn: the next controller carries out the rest, and the run's end effects happen at
+/// least once.
+#[test]
+fn end_of_run_effects_survive_a_crash_at_every_boundary() {
+    for (name, fail) in [("promotion", false), ("rollback", true)] {
+        let effects = {
+            let mut w = end_of_run(fail);
+            w.step().effects.len()
+        };
+        assert!(effects >= 4, "{name}: {effects} effects");
+        for k in 0..=effects {
+            let mut w = end_of_run(fail);
+            w.crash_after = Some(k);
+            let out = w.step();
+            let ended = if fail { Phase::Failed } else { Phase::Succeeded };
+            assert_eq!(w.phase(), ended);
+            assert!(!w.status().pending_effects.is_empty(), "{name}/{k}: kept until done");
+            assert_eq!(out.effects.len(), effects);
+            // The next controller resumes.
+            w.advance(Duration::from_secs(1));
+            w.tick();
+            assert!(w.status().pending_effects.is_empty(), "{name}/{k}: done");
+            assert!(!w.target.scaled_up, "{name}/{k}: the canary is scaled down");
+            assert_eq!(w.routes, Routes::PRIMARY, "{name}/{k}");
+            let phase = ended.as_str();
+            assert!(w.has(&format!("post-rollout {phase}")), "{name}/{k}: {:?}", w.log);
+            let counted = w.log.iter().filter(|l| l.starts_with("finished canary")).count();
+            assert!(counted >= 1, "{name}/{k}: the run is counted");
+            // Effects never carried out twice past the crash boundary but the first time.
+            let posts = w.log.iter().filter(|l| l.starts_with("post-rollout")).count();
+            assert_eq!(posts, if k > effects_before_post(fail) { 2 } else { 1 }, "{name}/{k}: {:?}", w.log);
+            // And later ticks do nothing more.
+            w.take_log();
+            w.tick();
+            assert!(w.take_log().is_empty(), "{name}/{k}");
+        }
+    }
+}
+
+/// A world one step before its run ends: Finalising (promotion) or one failed check from the
+/// threshold (rollback).
+fn end_of_run(fail: bool) -> World {
+    let mut a = analysis();
+    a.webhooks = Some(vec![hook("post", "post-rollout")]);
+    if fail {
+        let mut w = World::initialized(a);
+        w.deploy("2");
+        w.tick();
+        w.step();
+        w.metric_values.insert(REQUEST_SUCCESS_RATE.into(), MetricResult::Value(1.0));
+        w.step();
+        assert_eq!(w.status().failed_checks, 1);
+        w.take_log();
+        w
+    } else {
+        let mut w = promoting(a);
+        w.step();
+        assert_eq!(w.phase(), Phase::Finalising);
+        w.take_log();
+        w
+    }
+}
+
+/// How many effects of the run's last tick come before its post-rollout hooks.
+fn effects_before_post(fail: bool) -> usize {
+    let mut w = end_of_run(fail);
+    let out = w.step();
+    out.effects.iter().position(|e| matches!(e, Effect::PostRolloutHooks { .. })).unwrap()
+}
+
+#[test]
+fn a_scale_down_that_never_happened_is_redone_between_runs() {
+    let mut w = World::initialized(analysis());
+    w.target.scaled_up = true; // the scale-down of the initialization failed
+    w.tick();
+    assert_eq!(w.take_log(), vec!["scale down"]);
+    w.tick();
+    assert!(w.take_log().is_empty());
+}
+
+#[test]
+fn a_canary_that_kept_the_traffic_after_a_failed_promotion_keeps_running() {
+    let mut w = promoting(analysis());
+    w.primary.as_mut().unwrap().readiness = Readiness::Failed("primary progress deadline exceeded".into());
+    w.step();
+    assert_eq!(w.phase(), Phase::Failed);
+    assert_eq!(w.routes, Routes::canary(100));
+    w.take_log();
+    w.tick();
+    assert!(w.take_log().is_empty(), "no scale-down of the only healthy copy");
+    assert!(w.target.scaled_up);
+}
+
+#[test]
+fn a_promotion_without_analysis_that_never_reached_the_primary_is_redone() {
+    let mut w = World::initialized(analysis());
+    w.canary.spec.skip_analysis = Some(true);
+    w.deploy("2");
+    w.tick();
+    w.step();
+    assert_eq!(w.phase(), Phase::Succeeded);
+    // The copy was lost: the primary still runs revision 1.
+    w.primary.as_mut().unwrap().revision = revision("1");
+    w.take_log();
+    w.tick();
+    assert_eq!(w.take_log(), vec!["promote"]);
+    assert_eq!(w.status().decision.as_ref().unwrap().reason, "RepeatPromotion");
+    assert_eq!(w.phase(), Phase::Succeeded);
+    w.tick();
+    assert!(w.take_log().is_empty());
+}
+
+// ------------------------------------------------------------------- hostile values
+
+#[test]
+fn a_spec_out_of_bounds_stalls_the_canary_with_the_field_named() {
+    let mut w = World::initialized(analysis());
+    w.canary.spec.analysis.as_mut().unwrap().interval = Some("99999999999999999999h".into());
+    let out = w.tick();
+    let c = out.status.conditions.iter().find(|c| c.type_ == "Stalled").expect("a Stalled condition");
+    assert_eq!(c.reason, INVALID_SPEC);
+    let message = c.message.as_deref().unwrap();
+    assert!(message.contains("spec.analysis.interval") && message.contains("too large"), "{message}");
+    assert!(matches!(&out.effects[..], [Effect::Event { warning: true, .. }]));
+    // Fixed: the next tick proceeds and clears it.
+    w.canary.spec.analysis.as_mut().unwrap().interval = Some("30s".into());
+    w.tick();
+    assert!(w.status().conditions.iter().all(|c| c.type_ != "Stalled"));
+}
+
+#[test]
+fn a_last_step_time_at_the_end_of_time_does_not_panic() {
+    let mut w = World::initialized(analysis());
+    w.deploy("2");
+    w.tick();
+    w.canary.status.as_mut().unwrap().last_step_time = Some(Timestamp::MAX);
+    w.now = Timestamp::MAX;
+    let out = w.tick();
+    assert_eq!(w.phase(), Phase::Progressing);
+    assert!(out.requeue.is_some());
 }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::params::format_duration;
 use crate::api::CanaryMetric;
+use crate::duration::format as format_duration;
 
 /// Name of the built-in success-rate check (percent, 0–100).
 pub const REQUEST_SUCCESS_RATE: &str = "request-success-rate";

@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CanaryStatus, CorsPolicy, HeaderOperations, HttpMatchRequest, HttpRetry, HttpRewrite, StringMatch, schema,
+    CanaryStatus, CorsPolicy, HeaderOperations, HttpMatchRequest, HttpRetry, HttpRewrite, StringMatch,
+    limits, schema,
 };
 
 /// CanarySpec defines the desired state of a Canary.
@@ -47,6 +48,7 @@ pub struct CanarySpec {
 
     /// Prometheus URL for the built-in metrics and inline queries. Empty means `--metrics-server`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::MAX_URL_LENGTH))]
     pub metrics_server: Option<String>,
 
     /// The workload to roll out: a Deployment, a DaemonSet, or a Service.
@@ -77,9 +79,9 @@ pub struct CanarySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<CanaryAnalysis>,
 
-    /// Seconds a rollout may make no progress before it is rolled back. Default 600.
+    /// Seconds a rollout may make no progress before it is rolled back. Default 600; at most a week.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = limits::MAX_PROGRESS_DEADLINE_SECONDS))]
     pub progress_deadline_seconds: Option<i32>,
 
     /// Promote without analysis.
@@ -376,17 +378,17 @@ pub struct GatewayBackendRef {
 ))]
 pub struct CanaryAnalysis {
     /// Minimum time between analysis steps (`30s`, `1m`, ...). Default 60s; raised to the controller's
-    /// minimum (10s by default).
+    /// minimum (10s by default). At most 24h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"))]
+    #[schemars(schema_with = "schema::analysis_interval")]
     pub interval: Option<String>,
     /// Number of checks for A/B testing and Blue/Green.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = limits::MAX_ITERATIONS))]
     pub iterations: Option<i32>,
     /// Failed checks before a rollback (cumulative). Values below 1 mean 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = limits::MAX_THRESHOLD))]
     pub threshold: Option<i32>,
     /// Maximum traffic weight for the canary; default 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -421,15 +423,19 @@ pub struct CanaryAnalysis {
     pub canary_ready_threshold: Option<i32>,
     /// A/B testing match conditions.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "match")]
+    #[schemars(length(max = limits::MAX_MATCHES))]
     pub match_: Option<Vec<AbMatch>>,
     /// Metric checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::MAX_METRICS))]
     pub metrics: Option<Vec<CanaryMetric>>,
     /// Webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::MAX_WEBHOOKS))]
     pub webhooks: Option<Vec<CanaryWebhook>>,
     /// Alerts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::MAX_ALERTS))]
     pub alerts: Option<Vec<CanaryAlert>>,
     /// Sticky routing of users who reached the canary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -477,9 +483,9 @@ pub struct HeaderMatch {
 pub struct CanaryMetric {
     /// Name; `request-success-rate` and `request-duration` are built in.
     pub name: String,
-    /// Query window; default `1m`.
+    /// Query window; default `1m`; at most 720h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"))]
+    #[schemars(schema_with = "schema::metric_interval")]
     pub interval: Option<String>,
     /// Deprecated single threshold; use thresholdRange.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -489,12 +495,14 @@ pub struct CanaryMetric {
     pub threshold_range: Option<ThresholdRange>,
     /// Deprecated inline PromQL, run against the metrics server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::MAX_QUERY_LENGTH))]
     pub query: Option<String>,
     /// MetricTemplate to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_ref: Option<CrossNamespaceRef>,
     /// Variables for the template (`{{ variables.<key> }}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = limits::MAX_TEMPLATE_VARIABLES))]
     pub template_variables: Option<BTreeMap<String, String>>,
 }
 
@@ -540,14 +548,15 @@ pub struct CanaryWebhook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mute_alert: Option<bool>,
     /// URL to POST to.
+    #[schemars(length(max = limits::MAX_URL_LENGTH))]
     pub url: String,
-    /// Per-attempt timeout; default 10s.
+    /// Per-attempt timeout; default 10s; at most 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"))]
+    #[schemars(schema_with = "schema::webhook_timeout")]
     pub timeout: Option<String>,
-    /// Retries on connection errors, 429 and 5xx.
+    /// Retries on connection errors, 429 and 5xx; at most 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = limits::MAX_WEBHOOK_RETRIES))]
     pub retries: Option<i32>,
     /// Skip TLS certificate verification.
     #[serde(default, rename = "disableTLS", skip_serializing_if = "Option::is_none")]

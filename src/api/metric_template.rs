@@ -23,6 +23,7 @@ pub struct MetricTemplateSpec {
     pub provider: MetricProvider,
     /// The query, a Go text/template (`{{ namespace }}`, `{{ target }}`, `{{ interval }}`,
     /// `{{ variables.<key> }}`, ...).
+    #[schemars(length(max = super::limits::MAX_QUERY_LENGTH))]
     pub query: String,
 }
 
@@ -39,6 +40,7 @@ pub struct MetricProvider {
     pub type_: String,
     /// API address of the backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::limits::MAX_URL_LENGTH))]
     pub address: Option<String>,
     /// Headers added to every request.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,7 @@
 mod alert_provider;
 mod canary;
 mod istio;
+pub mod limits;
 mod metric_template;
 mod payload;
 pub mod schema;

@@ -6,7 +6,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use schemars::{Schema, SchemaGenerator, json_schema};
 
-use super::{AlertProvider, Canary, MetricTemplate};
+use super::{AlertProvider, Canary, MetricTemplate, limits};
 
 /// Schema of a field copied verbatim into another API's object (e.g. Istio's trafficPolicy), whose
 /// own CRD validates it.
@@ -15,6 +15,36 @@ pub fn preserved_object(_: &mut SchemaGenerator) -> Schema {
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true
     })
+}
+
+/// A Go duration string (`30s`, `1m30s`, `1.5h`) of at most `max`: the pattern Flagger's CRD has, a
+/// length bound, and a CEL rule for the value.
+fn duration(max: std::time::Duration, field: &str) -> Schema {
+    let max = crate::duration::format(max);
+    json_schema!({
+        "type": "string",
+        "pattern": r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$",
+        "maxLength": limits::MAX_DURATION_LENGTH,
+        "x-kubernetes-validations": [{
+            "rule": format!("duration(self) <= duration('{max}')"),
+            "message": format!("{field} must be a duration of at most {max}, e.g. 30s, 1m or 1h30m"),
+        }],
+    })
+}
+
+/// `analysis.interval`: at most [`limits::MAX_ANALYSIS_INTERVAL`].
+pub fn analysis_interval(_: &mut SchemaGenerator) -> Schema {
+    duration(limits::MAX_ANALYSIS_INTERVAL, "analysis.interval")
+}
+
+/// `analysis.metrics[].interval`: at most [`limits::MAX_METRIC_INTERVAL`].
+pub fn metric_interval(_: &mut SchemaGenerator) -> Schema {
+    duration(limits::MAX_METRIC_INTERVAL, "analysis.metrics[].interval")
+}
+
+/// `analysis.webhooks[].timeout`: at most [`limits::MAX_WEBHOOK_TIMEOUT`].
+pub fn webhook_timeout(_: &mut SchemaGenerator) -> Schema {
+    duration(limits::MAX_WEBHOOK_TIMEOUT, "analysis.webhooks[].timeout")
 }
 
 /// Flagger's CRD requires `spec.analysis`; the Rust field stays optional so that decoding never

@@ -59,6 +59,11 @@ impl Phase {
         }
     }
 
+    /// Phases between runs: the Canary waits for a new revision.
+    pub fn is_idle(self) -> bool {
+        matches!(self, Phase::Initialized | Phase::Succeeded | Phase::Failed)
+    }
+
     /// Phases in which a canary run is under way.
     pub fn is_running(self) -> bool {
         matches!(
@@ -134,6 +139,56 @@ pub struct CanaryStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub checks: Vec<CheckRecord>,
+    /// Veer: effects of the tick that ended the last run (post-rollout webhooks, the run counters,
+    /// its Events and alert) that are not yet known to be carried out. A controller that stops
+    /// after writing the status carries them out when it (or another replica) resumes, so they
+    /// happen at least once; the list is emptied once they are done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub pending_effects: Vec<PendingEffect>,
+}
+
+/// Veer: an end-of-run effect waiting to be carried out (see `status.pendingEffects`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingEffect {
+    /// What to do.
+    #[serde(rename = "type")]
+    pub type_: PendingEffectType,
+    /// `PostRolloutHooks`: the phase sent to the webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// `Event`, `Alert`: the text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `Event`: a Warning Event rather than a Normal one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<bool>,
+    /// `Alert`: the severity (`info`, `warn`, `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// `Alert`: with the Canary's details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<bool>,
+    /// `RunFinished`: the strategy label (`canary`, `ab-testing`, `blue-green`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// `RunFinished`: `Completed`, `Skipped` or `Failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+}
+
+/// The kinds of [`PendingEffect`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum PendingEffectType {
+    /// Call the post-rollout webhooks.
+    PostRolloutHooks,
+    /// Count the run (`flagger_canary_successes_total` / `_failures_total`).
+    RunFinished,
+    /// Record a Kubernetes Event.
+    Event,
+    /// Send an alert.
+    Alert,
 }
 
 /// A status condition.

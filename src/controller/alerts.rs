@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 
 use super::{
     context::{Context, cached},
-    observe::Resolved,
+    observe::Routing,
 };
 use crate::{
     analysis::Severity,
@@ -30,7 +30,7 @@ impl ProviderLookup for Caches<'_> {
 
 /// Sends an alert without waiting for it. Returns the problems found resolving its receivers
 /// (missing provider, Secret or address), for a Warning Event.
-pub fn send(r: &Resolved, ctx: &Context, severity: Severity, message: &str, details: bool) -> Vec<String> {
+pub fn send(r: &Routing, ctx: &Context, severity: Severity, message: &str, details: bool) -> Vec<String> {
     let alert = Alert { canary: &r.canary, severity, message, details, params: &r.params };
     ctx.notifier.alert(&alert, &Caches(ctx)).into_iter().map(|e| e.to_string()).collect()
 }

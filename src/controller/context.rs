@@ -12,7 +12,6 @@ use k8s_openapi::api::{
     networking::v1::Ingress,
 };
 use kube::{Client, Resource, api::DynamicObject, runtime::reflector::Store};
-use tokio::sync::watch;
 
 use crate::{
     analysis::Settings,
@@ -79,9 +78,12 @@ pub fn cached_dynamic(
 
 /// The Canaries whose cached copy is older than a status this controller wrote: reconciling one of
 /// them from the cache would decide again what was decided already (repeating a step's webhooks and
-/// Events). Keyed by uid, with the resourceVersion that is stale and when the write happened.
+/// Events). Keyed by uid: the resourceVersions that are stale (a reconcile may write twice: its
+/// decision, then the end of its pending effects) and when the last write happened.
 #[derive(Default)]
-pub struct WrittenStatuses(std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>);
+pub struct WrittenStatuses(
+    std::sync::Mutex<std::collections::HashMap<String, (Vec<String>, std::time::Instant)>>,
+);
 
 impl WrittenStatuses {
     /// How long a stale cache is waited for; a watch event normally arrives within milliseconds.
@@ -90,23 +92,82 @@ impl WrittenStatuses {
     /// Records that the status of `canary` (as cached, at `stale_version`) was overwritten.
     pub fn remember(&self, canary: &Canary, stale_version: String) {
         let uid = canary.metadata.uid.clone().unwrap_or_default();
-        self.0.lock().expect("written statuses lock").insert(uid, (stale_version, std::time::Instant::now()));
+        let mut map = self.0.lock().expect("written statuses lock");
+        let entry = map.entry(uid).or_insert_with(|| (Vec::new(), std::time::Instant::now()));
+        if entry.0.len() >= 8 {
+            entry.0.remove(0);
+        }
+        entry.0.push(stale_version);
+        entry.1 = std::time::Instant::now();
     }
 
-    /// Whether `canary` is the cached copy from before this controller's last status write.
+    /// Whether `canary` is a cached copy from before this controller's last status write.
     pub fn is_stale(&self, canary: &Canary) -> bool {
         let uid = canary.metadata.uid.clone().unwrap_or_default();
         let mut map = self.0.lock().expect("written statuses lock");
+        let version = canary.metadata.resource_version.clone().unwrap_or_default();
         match map.get(&uid) {
-            Some((version, at)) if canary.metadata.resource_version.as_ref() == Some(version) => {
-                at.elapsed() < Self::PATIENCE
-            }
+            Some((versions, at)) if versions.contains(&version) => at.elapsed() < Self::PATIENCE,
             Some(_) => {
                 map.remove(&uid);
                 false
             }
             None => false,
         }
+    }
+}
+
+/// Per-Canary state of failed reconciles: how many failed in a row, and the backoff before the
+/// next try (exponential from 1 s to 5 min, with jitter, so that a thousand Canaries failing on a
+/// struggling API server do not retry in lockstep). Forgotten at the first success.
+#[derive(Default)]
+pub struct Retries(std::sync::Mutex<std::collections::HashMap<String, Retry>>);
+
+struct Retry {
+    failures: u32,
+    backoff: kube::runtime::watcher::ExponentialBackoff,
+}
+
+impl Retries {
+    const FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(300);
+
+    fn key(canary: &Canary) -> String {
+        canary.metadata.uid.clone().unwrap_or_else(|| {
+            format!(
+                "{}/{}",
+                canary.metadata.namespace.as_deref().unwrap_or(""),
+                canary.metadata.name.as_deref().unwrap_or("")
+            )
+        })
+    }
+
+    /// Records a failed reconcile; returns how many failed in a row.
+    pub fn failed(&self, canary: &Canary) -> u32 {
+        let mut map = self.0.lock().expect("retries lock");
+        let retry = map.entry(Self::key(canary)).or_insert_with(|| Retry {
+            failures: 0,
+            backoff: backon::ExponentialBuilder::default()
+                .with_min_delay(Self::FIRST)
+                .with_max_delay(Self::MAX)
+                .with_factor(2.0)
+                .with_jitter()
+                .without_max_times()
+                .into(),
+        });
+        retry.failures = retry.failures.saturating_add(1);
+        retry.failures
+    }
+
+    /// How long to wait before retrying a failed reconcile.
+    pub fn delay(&self, canary: &Canary) -> std::time::Duration {
+        let mut map = self.0.lock().expect("retries lock");
+        map.get_mut(&Self::key(canary)).and_then(|r| r.backoff.next()).unwrap_or(Self::FIRST).min(Self::MAX)
+    }
+
+    /// Forgets the failures of a Canary that reconciled.
+    pub fn succeeded(&self, canary: &Canary) {
+        self.0.lock().expect("retries lock").remove(&Self::key(canary));
     }
 }
 
@@ -125,15 +186,27 @@ pub struct Context {
     pub metrics: Metrics,
     /// Status writes the cache has not seen yet.
     pub written: WrittenStatuses,
-    /// Whether this replica leads; a replica that does not lead never writes.
-    pub leader: watch::Receiver<bool>,
+    /// Failed reconciles per Canary, for backoff and for reporting on the Canary.
+    pub retries: Retries,
+    /// Whether this replica leads, and until when: a replica that does not lead never writes.
+    pub leadership: Arc<super::leader::Leadership>,
     /// Whether every cache holds its first complete list: the flag `/readyz` answers from.
     pub synced: Arc<AtomicBool>,
 }
 
 impl Context {
     pub fn is_leader(&self) -> bool {
-        *self.leader.borrow()
+        self.leadership.is_leader()
+    }
+
+    /// Runs a write while this replica leads: refused when it does not, and cancelled when its
+    /// leadership runs out before the API server answers (see `leader`).
+    pub async fn fenced<T>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, super::Error>>,
+    ) -> Result<T, super::Error> {
+        let left = self.leadership.remaining().ok_or(super::Error::NotLeader)?;
+        tokio::time::timeout(left, write).await.map_err(|_| super::Error::NotLeader)?
     }
 
     pub fn is_synced(&self) -> bool {
@@ -161,5 +234,15 @@ mod tests {
         assert!(written.is_stale(&canary("7")), "the copy we overwrote");
         assert!(!written.is_stale(&canary("8")), "the watch delivered our write");
         assert!(!written.is_stale(&canary("7")), "forgotten once caught up");
+    }
+
+    #[test]
+    fn every_version_before_the_last_of_two_writes_is_stale() {
+        let written = WrittenStatuses::default();
+        written.remember(&canary("7"), "7".into()); // the decision: 7 -> 8
+        written.remember(&canary("8"), "8".into()); // the pending effects done: 8 -> 9
+        assert!(written.is_stale(&canary("7")));
+        assert!(written.is_stale(&canary("8")));
+        assert!(!written.is_stale(&canary("9")));
     }
 }

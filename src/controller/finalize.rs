@@ -57,13 +57,16 @@ async fn set_finalizer(canary: &Canary, ctx: &Context, present: bool) -> Result<
     // The resourceVersion makes the patch fail instead of overwriting a concurrent change.
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}});
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &canary.namespace().unwrap_or_default());
-    api.patch(
-        &canary.name_any(),
-        &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|source| Error::Finalizer { name: canary.name_any(), source })?;
+    ctx.fenced(async {
+        api.patch(
+            &canary.name_any(),
+            &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|source| Error::Finalizer { name: canary.name_any(), source })
+    })
+    .await?;
     Ok(())
 }
 
@@ -80,11 +83,12 @@ pub async fn finalize(canary: &std::sync::Arc<Canary>, ctx: &Context) -> Result<
         phase: Phase::Terminating.to_string(),
         ..Default::default()
     };
+    let mut current = canary.as_ref().clone();
     if status.phase != Phase::Terminating {
         status.phase = Phase::Terminating;
         status.last_transition_time =
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()));
-        ctx.write_status(canary, &status).await?;
+        ctx.write_status(&mut current, &status).await?;
         ctx.event(canary, false, &format!("Terminating canary {display}"), &payload).await;
     }
     let started = status.last_transition_time.as_ref().map(|t| t.0).unwrap_or_else(Timestamp::now);
@@ -107,7 +111,8 @@ pub async fn finalize(canary: &std::sync::Arc<Canary>, ctx: &Context) -> Result<
         revert_apex_service(&r, ctx).await?;
         revert_virtual_service(&r, ctx).await?;
     }
-    set_finalizer(canary, ctx, false).await?;
+    // With the resourceVersion of the status just written, if any.
+    set_finalizer(&current, ctx, false).await?;
     ctx.event(canary, false, &format!("Terminated canary {display}"), &payload).await;
     Ok(Action::await_change())
 }

@@ -5,6 +5,7 @@ mod alerts;
 mod context;
 mod events;
 mod finalize;
+mod leader;
 mod observe;
 mod reconcile;
 mod watches;
@@ -13,6 +14,7 @@ mod writes;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::{
     Client,
     runtime::controller::{self, Action},
@@ -43,6 +45,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The object changed since it was read (a resourceVersion precondition failed): not a fault.
+    #[error("{kind} {name} changed since it was read")]
+    Conflict { kind: String, name: String },
     #[error("cannot serialize an object: {0}")]
     Serialize(#[source] serde_json::Error),
     #[error("cannot update the finalizer of {name}: {source}")]
@@ -51,18 +56,119 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Something the user must fix, found while carrying out a decision (e.g. a VirtualService
+    /// whose routes cannot be rewritten).
+    #[error("{message}")]
+    Invalid { reason: &'static str, message: String },
+    /// A panic inside the reconcile, caught.
+    #[error("internal error: {0}")]
+    Panic(String),
+    /// This replica does not lead (any more): it must not write.
+    #[error("not the leader")]
+    NotLeader,
 }
+
+/// Longest API server message quoted on a Canary.
+const MAX_QUOTED: usize = 512;
 
 impl Error {
     /// A stable label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Write { .. } => "write",
+            Error::Conflict { .. } => "conflict",
             Error::Serialize(_) => "serialize",
             Error::Finalizer { .. } => "finalizer",
+            Error::Invalid { .. } => "invalid",
+            Error::Panic(_) => "panic",
+            Error::NotLeader => "not-leader",
+        }
+    }
+
+    fn api_error(&self) -> Option<&kube::Error> {
+        match self {
+            Error::Write { source, .. } | Error::Finalizer { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Whether the API server refused the request for good (4xx other than 409 and 429): an RBAC
+    /// rule, a quota, an admission policy or an invalid object. Retrying alone will not help.
+    fn is_rejection(&self) -> bool {
+        matches!(self.api_error(), Some(kube::Error::Api(s)) if (400..500).contains(&s.code) && s.code != 409 && s.code != 429)
+    }
+
+    /// The reason of the `Stalled` condition that shows this failure on the Canary.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Invalid { reason, .. } => reason,
+            Error::Panic(_) | Error::Serialize(_) => "InternalError",
+            _ if self.is_rejection() => "WriteRejected",
+            _ => "ApiUnavailable",
+        }
+    }
+
+    /// After how many failures in a row this kind of failure is shown on the Canary: at once when
+    /// retrying alone cannot fix it, after three tries for what is usually transient (a restarting
+    /// or overloaded API server).
+    pub fn is_reported_after(&self, failures: u32) -> bool {
+        match self {
+            Error::Conflict { .. } | Error::NotLeader => false,
+            Error::Write { .. } | Error::Finalizer { .. } if !self.is_rejection() => failures >= 3,
+            _ => true,
+        }
+    }
+
+    /// What the Canary says about the failure: what failed, the API server's answer, what to do.
+    pub fn advice(&self, canary: &str) -> String {
+        let quoted = |s: &str| match s.char_indices().nth(MAX_QUOTED) {
+            Some((i, _)) => format!("{}…", &s[..i]),
+            None => s.to_string(),
+        };
+        match self {
+            Error::Panic(message) => format!(
+                "Canary {canary}: internal error while reconciling: {}. The other Canaries are not \
+                 affected and this one is retried with backoff; please report this as a bug, with the \
+                 controller's log",
+                quoted(message)
+            ),
+            Error::Invalid { message, .. } => quoted(message),
+            Error::Write { source, .. } | Error::Finalizer { source, .. } if self.is_rejection() => {
+                let what = match self {
+                    Error::Write { kind, name, .. } => format!("{kind} {name}"),
+                    _ => "the finalizer of the Canary".to_string(),
+                };
+                let (code, reason, message) = match source {
+                    kube::Error::Api(s) => (s.code, s.reason.clone(), s.message.clone()),
+                    other => (0, String::new(), other.to_string()),
+                };
+                let fix = match code {
+                    403 => {
+                        "grant it to the controller's ServiceAccount (see the Helm chart's RBAC), \
+                            or raise the quota or relax the admission policy that denied it"
+                    }
+                    404 => "create what is missing (the namespace, or the object Veer patches)",
+                    _ => {
+                        "fix the Canary, or the object it generates from, so that the object is valid \
+                          (or relax the admission policy that denied it)"
+                    }
+                };
+                format!(
+                    "Canary {canary}: the API server rejected the write of {what} (HTTP {code} {reason}): {}; \
+                     {fix}. Veer retries with backoff",
+                    quoted(&message)
+                )
+            }
+            other => format!(
+                "Canary {canary}: {}; the API server is unavailable or overloaded, Veer retries with backoff",
+                quoted(&other.to_string())
+            ),
         }
     }
 }
+
+/// The name of the leader election Lease (in `--leader-election-namespace`).
+pub const LEASE_NAME: &str = "veer-leader-election";
 
 /// Why the controller could not start.
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +182,6 @@ pub enum StartError {
          and the API server would drop them): apply Veer's CRDs first, e.g. `veer crds | kubectl apply --server-side -f -`"
     )]
     ForeignCrd,
-    #[error("leader election failed: {0}")]
-    Lease(String),
     #[error("{0}")]
     Http(#[from] crate::webhook::ClientError),
     #[error("cannot build the metrics client: {0}")]
@@ -113,14 +217,20 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
     let admin = Admin::new(registry);
     let shutdown = shutdown_signal();
 
-    let (leader, lease_task) = if args.enable_leader_election {
-        let (rx, task) = elect(&client, &args).await?;
-        (rx, Some(task))
+    let leadership = if args.enable_leader_election {
+        leader::Leadership::elected()
     } else {
-        let (tx, rx) = watch::channel(true);
-        std::mem::forget(tx); // always the leader
-        (rx, None)
+        leader::Leadership::always()
     };
+    let lease_task = args.enable_leader_election.then(|| {
+        let api: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &args.lease_namespace());
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("veer-{}", std::process::id()));
+        tracing::info!(identity = %identity, namespace = %args.lease_namespace(), "leader election on");
+        let stop = shutdown.clone();
+        tokio::spawn(leader::run(api, LEASE_NAME.into(), identity, leadership.clone(), async move {
+            stop.wait().await
+        }))
+    });
 
     let (controller, stores) = watches::build(&client, &args.namespace).await;
     let config = Config {
@@ -153,8 +263,9 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
         notifier: crate::notify::Notifier::new(crate::notify::GlobalAlerts::from(&args))
             .map_err(|e| StartError::Notifier(e.to_string()))?,
         metrics,
-        leader: leader.clone(),
+        leadership: leadership.clone(),
         written: Default::default(),
+        retries: Default::default(),
         synced: admin.ready_flag(),
     });
 
@@ -177,7 +288,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
     }
 
     // A replica that becomes the leader reconciles every Canary at once.
-    let became_leader = futures::stream::unfold(leader.clone(), |mut rx| async move {
+    let became_leader = futures::stream::unfold(leadership.subscribe(), |mut rx| async move {
         loop {
             rx.changed().await.ok()?;
             if *rx.borrow() {
@@ -199,16 +310,12 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
             }
         });
     tracing::info!(namespace = %args.namespace, provider = %args.mesh_provider, "veer controller started");
-    match lease_task {
-        Some(task) => {
-            tokio::select! {
-                _ = run => {}
-                r = task => return Err(StartError::Lease(format!("the lease task ended: {r:?}"))),
-            }
-        }
-        None => run.await,
-    }
+    run.await;
     shutdown.trigger();
+    if let Some(task) = lease_task {
+        // The lease task releases the Lease on shutdown, so that another replica takes over at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     match admin_task.await {
         Ok(Err(source)) => Err(StartError::Admin { addr, source }),
         _ => Ok(()),
@@ -251,12 +358,13 @@ fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Action
         canary.metadata.name.as_deref().unwrap_or(""),
         canary.metadata.namespace.as_deref().unwrap_or("")
     );
-    tracing::warn!(canary = %name, error = %error, "reconcile failed; retrying");
+    let delay = ctx.retries.delay(&canary);
+    tracing::warn!(canary = %name, error = %error, retry_in = ?delay, "reconcile failed; retrying");
     ctx.metrics
         .reconcile_errors
         .get_or_create(&crate::telemetry::ErrorLabels { kind: error.kind().into() })
         .inc();
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(delay)
 }
 
 async fn wait_synced(stores: &Stores) -> bool {
@@ -296,39 +404,6 @@ where
             return result.is_ok();
         }
     }
-}
-
-async fn elect(
-    client: &Client,
-    args: &ControllerArgs,
-) -> Result<
-    (
-        watch::Receiver<bool>,
-        tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
-    ),
-    StartError,
-> {
-    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("veer-{}", std::process::id()));
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "veer-leader-election")
-        .with_namespace(args.lease_namespace())
-        .with_field_manager(lease_field_manager(&identity))
-        .with_identity(identity)
-        .with_duration(15)
-        .with_grace(5)
-        .build()
-        .await
-        .map_err(|e| StartError::Lease(e.to_string()))?;
-    Ok(manager.watch().await)
-}
-
-/// The field manager of one replica's Lease writes. It must differ between replicas: the lease
-/// manager takes a free Lease with a server-side apply of `holderIdentity` (without force), and only a
-/// different field manager makes a second replica's apply conflict. With one shared manager, two
-/// replicas starting together (or taking over an expired Lease together) both became leaders until
-/// the next renewal.
-fn lease_field_manager(identity: &str) -> String {
-    // The API server limits field manager names to 128 characters.
-    format!("{}-lease-{identity}", crate::meta::FIELD_MANAGER).chars().take(128).collect()
 }
 
 /// Fires once on SIGTERM or SIGINT; cheap to clone.
@@ -377,13 +452,6 @@ mod tests {
         let status = schema.properties.as_mut().unwrap().get_mut("status").unwrap();
         status.properties.as_mut().unwrap().remove("lastStepTime");
         assert!(!is_veer_crd(&flaggers));
-    }
-
-    #[test]
-    fn each_replica_writes_the_lease_as_its_own_field_manager() {
-        assert_eq!(lease_field_manager("veer-6d9f-abcde"), "veer-lease-veer-6d9f-abcde");
-        assert_ne!(lease_field_manager("veer-1"), lease_field_manager("veer-2"));
-        assert_eq!(lease_field_manager(&"x".repeat(300)).len(), 128);
     }
 
     /// kube-runtime's Controller waits on the Canary store too (before its first reconcile). Its

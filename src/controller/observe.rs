@@ -26,6 +26,7 @@ use crate::{
         HookResult, MetricResult, Observations, Params, Primary, Probe, Routes, Target, intended_routes,
     },
     api::{Canary, CanaryStatus, MetricTemplate, WebhookPayload},
+    meta::{self, NameRule},
     metrics::MetricQuery,
     router::{self, Provider, ServiceNames},
     workload::{self, ConfigId, Role, Selector, TemplateMapping, TrackedConfigs, Workload, WorkloadSettings},
@@ -51,21 +52,36 @@ impl TargetObject {
     }
 }
 
-/// Everything about a Canary that the caches know, resolved once per reconcile.
-pub struct Resolved {
+/// What routing a Canary needs, resolved from its spec alone: this is enough to move its traffic,
+/// even when its target is gone.
+pub struct Routing {
     pub canary: Arc<Canary>,
     pub namespace: String,
     pub provider: Provider,
     pub params: Params,
     pub names: ServiceNames,
+    /// NGINX: the user's Ingress.
+    pub user_ingress: Option<Arc<Ingress>>,
+}
+
+/// Everything about a Canary that the caches know, resolved once per reconcile: its routing (see
+/// [`Routing`], reached through `Deref`) and its workloads.
+pub struct Resolved {
+    pub routing: Routing,
     pub target: TargetObject,
     pub primary: Option<TargetObject>,
     pub selector: Selector,
     pub tracked: TrackedConfigs,
     pub tracked_ids: BTreeSet<ConfigId>,
     pub workload_settings: WorkloadSettings,
-    /// NGINX: the user's Ingress.
-    pub user_ingress: Option<Arc<Ingress>>,
+}
+
+impl std::ops::Deref for Resolved {
+    type Target = Routing;
+
+    fn deref(&self) -> &Routing {
+        &self.routing
+    }
 }
 
 /// A problem that stops a Canary until the user fixes something: a `Stalled` condition.
@@ -81,13 +97,16 @@ impl Stall {
     }
 }
 
-impl Resolved {
-    /// Resolves a Canary from the caches, or says what is missing.
-    pub fn new(canary: Arc<Canary>, ctx: &Context) -> Result<Resolved, Stall> {
+impl Routing {
+    /// Resolves the routing of a Canary from its spec and the caches, or says what is wrong.
+    pub fn new(canary: Arc<Canary>, ctx: &Context) -> Result<Routing, Stall> {
         let namespace = canary.namespace().unwrap_or_default();
         let display = format!("{}.{namespace}", canary.name_any());
         let provider = Provider::of(&canary, &ctx.config.settings.mesh_provider);
         provider.check(&canary).map_err(|e| Stall::new("UnsupportedProvider", e.to_string()))?;
+        let params = Params::new(&canary.spec, &ctx.config.settings).map_err(|e| {
+            Stall::new(crate::analysis::INVALID_SPEC, crate::analysis::invalid_spec_message(&canary, &e))
+        })?;
         if canary.spec.service.is_none() {
             return Err(Stall::new(
                 "ServiceMissing",
@@ -96,55 +115,6 @@ impl Resolved {
                 ),
             ));
         }
-        let t = &canary.spec.target_ref;
-        let target = match t.kind.as_str() {
-            "DaemonSet" => cached(&ctx.stores.daemonsets, &namespace, &t.name).map(TargetObject::DaemonSet),
-            "Deployment" | "" => {
-                cached(&ctx.stores.deployments, &namespace, &t.name).map(TargetObject::Deployment)
-            }
-            other => {
-                return Err(Stall::new(
-                    "UnsupportedTarget",
-                    format!(
-                        "Canary {display}: spec.targetRef.kind {other} is not supported by Veer yet; use a Deployment or a DaemonSet"
-                    ),
-                ));
-            }
-        };
-        let Some(target) = target else {
-            return Err(Stall::new(
-                "TargetNotFound",
-                format!(
-                    "{} {}.{namespace} not found: create it, or fix spec.targetRef of Canary {display}",
-                    if t.kind.is_empty() { "Deployment" } else { &t.kind },
-                    t.name
-                ),
-            ));
-        };
-        let workload_settings = WorkloadSettings {
-            selector_labels: ctx.config.selector_labels.clone(),
-            include_label_prefixes: ctx.config.label_prefixes.clone(),
-            config_tracking: ctx.config.config_tracking,
-        };
-        let selector = workload::selector(target.view(), &workload_settings.selector_labels)
-            .map_err(|e| Stall::new("SelectorLabelMissing", e.to_string()))?;
-        let tracked = workload::track_configs(
-            target.view(),
-            workload_settings.config_tracking,
-            |name| cached(&ctx.stores.configmaps, &namespace, name),
-            |name| cached(&ctx.stores.secrets, &namespace, name),
-        )
-        .map_err(|e| Stall::new("ConfigNotFound", e.to_string()))?;
-        workload::hpa_ref(&canary).map_err(|e| Stall::new("UnsupportedAutoscaler", e.to_string()))?;
-        let primary_name = workload::primary_name(&t.name);
-        let primary = match &target {
-            TargetObject::Deployment(_) => {
-                cached(&ctx.stores.deployments, &namespace, &primary_name).map(TargetObject::Deployment)
-            }
-            TargetObject::DaemonSet(_) => {
-                cached(&ctx.stores.daemonsets, &namespace, &primary_name).map(TargetObject::DaemonSet)
-            }
-        };
         let user_ingress = match provider {
             Provider::Nginx => {
                 let Some(r) = &canary.spec.ingress_ref else {
@@ -174,28 +144,118 @@ impl Resolved {
             }
             _ => None,
         };
+        let names = router::service_names(&canary);
+        for (what, name) in
+            [("Service", &names.apex), ("Service", &names.primary), ("Service", &names.canary)]
+        {
+            if let Some(problem) = meta::name_problem(NameRule::Service, what, name) {
+                return Err(Stall::new(
+                    "NameTooLong",
+                    format!(
+                        "Canary {display}: {problem}; shorten spec.service.name (or spec.targetRef.name)"
+                    ),
+                ));
+            }
+        }
+        Ok(Routing { names, canary, namespace, provider, params, user_ingress })
+    }
+}
+
+impl Resolved {
+    /// Resolves a Canary from the caches, or says what is missing.
+    pub fn new(canary: Arc<Canary>, ctx: &Context) -> Result<Resolved, Stall> {
+        let routing = Routing::new(canary.clone(), ctx)?;
+        let namespace = routing.namespace.clone();
+        let display = routing.display();
+        let t = &canary.spec.target_ref;
+        let target = match t.kind.as_str() {
+            "DaemonSet" => cached(&ctx.stores.daemonsets, &namespace, &t.name).map(TargetObject::DaemonSet),
+            "Deployment" | "" => {
+                cached(&ctx.stores.deployments, &namespace, &t.name).map(TargetObject::Deployment)
+            }
+            other => {
+                return Err(Stall::new(
+                    "UnsupportedTarget",
+                    format!(
+                        "Canary {display}: spec.targetRef.kind {other} is not supported by Veer yet; use a Deployment or a DaemonSet"
+                    ),
+                ));
+            }
+        };
+        let Some(target) = target else {
+            return Err(Stall::new(
+                crate::analysis::TARGET_NOT_FOUND,
+                format!(
+                    "{} {}.{namespace} not found: create it, or fix spec.targetRef of Canary {display}",
+                    if t.kind.is_empty() { "Deployment" } else { &t.kind },
+                    t.name
+                ),
+            ));
+        };
+        let workload_settings = WorkloadSettings {
+            selector_labels: ctx.config.selector_labels.clone(),
+            include_label_prefixes: ctx.config.label_prefixes.clone(),
+            config_tracking: ctx.config.config_tracking,
+        };
+        let selector = workload::selector(target.view(), &workload_settings.selector_labels)
+            .map_err(|e| Stall::new("SelectorLabelMissing", e.to_string()))?;
+        let tracked = workload::track_configs(
+            target.view(),
+            workload_settings.config_tracking,
+            |name| cached(&ctx.stores.configmaps, &namespace, name),
+            |name| cached(&ctx.stores.secrets, &namespace, name),
+        )
+        .map_err(|e| Stall::new("ConfigNotFound", e.to_string()))?;
+        let hpa =
+            workload::hpa_ref(&canary).map_err(|e| Stall::new("UnsupportedAutoscaler", e.to_string()))?;
+        let primary_name = workload::primary_name(&t.name);
+        let mut generated = vec![
+            (NameRule::Object, "primary workload", primary_name.clone(), "spec.targetRef.name"),
+            (
+                NameRule::LabelValue,
+                "primary selector label value",
+                selector.primary_value(),
+                "the target's selector label",
+            ),
+        ];
+        generated.extend(hpa.map(|h| {
+            (
+                NameRule::Object,
+                "primary autoscaler",
+                workload::primary_name(&h.name),
+                "spec.autoscalerRef.name",
+            )
+        }));
+        for id in tracked.ids() {
+            generated.push((
+                NameRule::Object,
+                "config copy",
+                workload::primary_name(&id.name),
+                "the config's name",
+            ));
+        }
+        for (rule, what, name, fix) in generated {
+            if let Some(problem) = meta::name_problem(rule, what, &name) {
+                return Err(Stall::new("NameTooLong", format!("Canary {display}: {problem}; shorten {fix}")));
+            }
+        }
+        let primary = match &target {
+            TargetObject::Deployment(_) => {
+                cached(&ctx.stores.deployments, &namespace, &primary_name).map(TargetObject::Deployment)
+            }
+            TargetObject::DaemonSet(_) => {
+                cached(&ctx.stores.daemonsets, &namespace, &primary_name).map(TargetObject::DaemonSet)
+            }
+        };
         Ok(Resolved {
-            params: Params::new(&canary.spec, &ctx.config.settings),
-            names: router::service_names(&canary),
-            canary,
-            namespace,
-            provider,
+            routing,
             target,
             primary,
             selector,
             tracked_ids: tracked.ids(),
             tracked,
             workload_settings,
-            user_ingress,
         })
-    }
-
-    pub fn display(&self) -> String {
-        format!("{}.{}", self.canary.name_any(), self.namespace)
-    }
-
-    pub fn status(&self) -> CanaryStatus {
-        self.canary.status.clone().unwrap_or_default()
     }
 
     pub fn mapping(&self) -> TemplateMapping<'_> {
@@ -205,6 +265,42 @@ impl Resolved {
             selector_label_keys: &self.workload_settings.selector_labels,
             tracked: &self.tracked_ids,
         }
+    }
+
+    /// The observations the decision starts from.
+    pub fn observations(&self, ctx: &Context, now: Timestamp) -> Observations {
+        let canary = &self.canary;
+        let readiness = |w: Workload<'_>, role: Role| match w {
+            Workload::Deployment(d) => workload::deployment_readiness(canary, role, d, now),
+            Workload::DaemonSet(d) => workload::daemon_set_readiness(canary, role, d, now),
+        };
+        let target = Target {
+            revision: workload::target_revision(self.target.view()),
+            configs: self.tracked.checksums(),
+            readiness: readiness(self.target.view(), Role::Canary),
+            scaled_up: workload::is_scaled_up(self.target.view()),
+        };
+        let primary = self.primary.as_ref().map(|p| Primary {
+            revision: workload::primary_revision(p.view(), &self.mapping()),
+            readiness: readiness(p.view(), Role::Primary),
+        });
+        Observations {
+            target,
+            primary,
+            routes: self.routes(ctx),
+            hooks: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+        }
+    }
+}
+
+impl Routing {
+    pub fn display(&self) -> String {
+        format!("{}.{}", self.canary.name_any(), self.namespace)
+    }
+
+    pub fn status(&self) -> CanaryStatus {
+        self.canary.status.clone().unwrap_or_default()
     }
 
     /// The live VirtualService, if any.
@@ -243,32 +339,6 @@ impl Resolved {
             }
             // Nothing to read: the routes are what the status stands for.
             _ => Ok(intended_routes(&self.status(), &self.params)),
-        }
-    }
-
-    /// The observations the decision starts from.
-    pub fn observations(&self, ctx: &Context, now: Timestamp) -> Observations {
-        let canary = &self.canary;
-        let readiness = |w: Workload<'_>, role: Role| match w {
-            Workload::Deployment(d) => workload::deployment_readiness(canary, role, d, now),
-            Workload::DaemonSet(d) => workload::daemon_set_readiness(canary, role, d, now),
-        };
-        let target = Target {
-            revision: workload::target_revision(self.target.view()),
-            configs: self.tracked.checksums(),
-            readiness: readiness(self.target.view(), Role::Canary),
-            scaled_up: workload::is_scaled_up(self.target.view()),
-        };
-        let primary = self.primary.as_ref().map(|p| Primary {
-            revision: workload::primary_revision(p.view(), &self.mapping()),
-            readiness: readiness(p.view(), Role::Primary),
-        });
-        Observations {
-            target,
-            primary,
-            routes: self.routes(ctx),
-            hooks: BTreeMap::new(),
-            metrics: BTreeMap::new(),
         }
     }
 

@@ -1,7 +1,9 @@
 //! One reconcile of one Canary: resolve it from the caches, keep its generated objects in place,
 //! observe, decide (the pure core), write the status once, then carry out the effects.
 
-use std::{sync::Arc, time::Instant};
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Instant};
+
+use futures::FutureExt;
 
 use k8s_openapi::{
     api::{
@@ -18,12 +20,13 @@ use super::{
     Error,
     context::{Context, cached},
     finalize,
-    observe::{Resolved, Stall, TargetObject},
+    observe::{Resolved, Routing, Stall, TargetObject},
     watches::istio_resource,
 };
 use crate::{
     analysis::{self, Effect, Readiness, Routes, RunResult, Step, decide},
     api::{Canary, CanaryStatus, Phase},
+    failpoint,
     router::{self, Provider},
     telemetry::{CanaryLabels, NamespaceLabels, RunLabels, WorkloadLabels},
     workload::{self, PrimaryContext, Role, Workload},
@@ -45,8 +48,70 @@ fn stall(reason: &'static str, e: impl ToString) -> Problem {
     Problem::Stall(Stall { reason, message: e.to_string() })
 }
 
-/// The reconcile function given to kube-runtime's Controller.
+/// The reconcile function given to kube-runtime's Controller: one tick of one Canary, contained.
+///
+/// A panic inside the tick (a bug, or an input no bound foresaw) must not end the process, which
+/// would freeze every Canary of the cluster at its current traffic split and crash again on
+/// restart: it is caught here, reported on that Canary (a `Stalled` condition with reason
+/// `InternalError` and a Warning Event), counted (`veer_reconcile_errors_total{kind="panic"}`), and
+/// retried with backoff while the other Canaries go on. Infrastructure errors are reported on the
+/// Canary too (see [`report`]).
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The Canary as this reconcile last wrote it (its status and resourceVersion).
+    let mut latest = (*canary).clone();
+    let result = match AssertUnwindSafe(tick(canary.clone(), &ctx, &mut latest)).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => Err(Error::Panic(panic_message(panic.as_ref()))),
+    };
+    match result {
+        Ok(action) => {
+            ctx.retries.succeeded(&canary);
+            Ok(action)
+        }
+        Err(Error::NotLeader) => {
+            tracing::info!(canary = %canary.name_any(), "no longer the leader: stopped before writing");
+            Ok(Action::await_change())
+        }
+        Err(Error::Conflict { .. }) => {
+            // Another writer (a user, or a replica that took over) changed the Canary since it was
+            // read: decide again from the version the watch delivers.
+            Ok(Action::requeue(std::time::Duration::from_secs(1)))
+        }
+        Err(e) => {
+            let failures = ctx.retries.failed(&canary);
+            if e.is_reported_after(failures) {
+                report(&latest, &ctx, &e).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Shows a failed reconcile on the Canary: a `Stalled` condition whose reason says which kind of
+/// failure it is and whose message names the object, the API server's answer and the fix, and a
+/// Warning Event when that is new. The next tick that gets through clears it.
+async fn report(latest: &Canary, ctx: &Context, e: &Error) {
+    let name = format!("{}.{}", latest.name_any(), latest.namespace().unwrap_or_default());
+    let outcome = analysis::stalled(latest, e.reason(), &e.advice(&name), Timestamp::now());
+    let mut current = latest.clone();
+    if let Err(write) = ctx.write_status(&mut current, &outcome.status).await {
+        tracing::warn!(canary = %name, error = %write, "cannot report the failure on the Canary");
+    }
+    send_events(&current, ctx, &outcome).await;
+}
+
+/// One tick: resolve, keep the generated objects in place, observe, decide (the pure core), write
+/// the status once, then carry out the effects. `latest` follows the status writes.
+async fn tick(canary: Arc<Canary>, ctx: &Context, latest: &mut Canary) -> Result<Action, Error> {
     if !ctx.is_leader() {
         // Becoming the leader reconciles every Canary (reconcile_all_on); until then, never write.
         return Ok(Action::await_change());
@@ -62,32 +127,33 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
         // 5-minute safety requeue, or writes of Services that exist. Wait for every cache instead.
         return Ok(Action::requeue(std::time::Duration::from_millis(250)));
     }
+    failpoint::hit(&format!("reconcile/{}", canary.name_any()));
     if canary.metadata.deletion_timestamp.is_some() {
-        return finalize::finalize(&canary, &ctx).await;
+        return finalize::finalize(&canary, ctx).await;
     }
-    finalize::sync_finalizer(&canary, &ctx).await?;
+    finalize::sync_finalizer(&canary, ctx).await?;
     let now = Timestamp::now();
-    let resolved = match Resolved::new(canary.clone(), &ctx) {
+    let resolved = match Resolved::new(canary.clone(), ctx) {
         Ok(r) => r,
-        Err(s) => return stalled(&canary, &ctx, s, now).await,
+        Err(s) => return stalled(&canary, ctx, latest, s, now).await,
     };
     // A suspended Canary is left exactly as it is: nothing generated is touched either.
     if !canary.spec.suspend.unwrap_or(false) {
-        match ensure_objects(&resolved, &ctx).await {
+        match ensure_objects(&resolved, ctx).await {
             Ok(()) => {}
-            Err(Problem::Stall(s)) => return stalled(&canary, &ctx, s, now).await,
+            Err(Problem::Stall(s)) => return stalled(&canary, ctx, latest, s, now).await,
             Err(Problem::Error(e)) => return Err(e),
         }
     }
 
     let started = Instant::now();
-    let mut obs = resolved.observations(&ctx, now);
+    let mut obs = resolved.observations(ctx, now);
     let mut probed = false;
     let outcome = loop {
         match decide(&canary, &obs, &ctx.config.settings, now) {
             Step::Observe(probes) => {
                 probed = true;
-                resolved.probe(&ctx, probes, &mut obs).await;
+                resolved.probe(ctx, probes, &mut obs).await;
             }
             Step::Done(outcome) => break outcome,
         }
@@ -99,26 +165,78 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action,
     }
     // Every interval-spaced step counts, also those of analyses without webhooks or metrics.
     if is_step(&canary, &outcome.status) {
-        record_step_lag(&canary, &ctx, now, &resolved.params);
+        record_step_lag(&canary, ctx, now, &resolved.params);
     }
-
-    // The status first: it is the memory that lets a restarted controller finish what was decided.
-    ctx.write_status(&canary, &outcome.status).await?;
-    let mut routes = obs.routes.clone().ok();
-    for effect in &outcome.effects {
-        apply_effect(&resolved, &ctx, &outcome.status, effect, &mut routes).await?;
-    }
-    update_gauges(&resolved, &ctx, &outcome.status, routes);
+    let routes =
+        carry_out(&resolved, Some(&resolved), ctx, latest, &outcome, obs.routes.clone().ok()).await?;
+    update_gauges(&resolved, ctx, &outcome.status, routes);
     Ok(match outcome.requeue {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     })
 }
 
-/// Marks a Canary stalled (condition, Event once) and waits for a change.
-async fn stalled(canary: &Canary, ctx: &Context, s: Stall, now: Timestamp) -> Result<Action, Error> {
+/// Writes the status (first: it is the memory that lets a restarted controller finish what was
+/// decided), carries out the effects in order, and, when the tick ended a run, empties
+/// `status.pendingEffects` once they are all done. Returns the routes in place afterwards.
+///
+/// Without `workloads` (the target is gone) effects on the workloads are skipped.
+async fn carry_out(
+    routing: &Routing,
+    workloads: Option<&Resolved>,
+    ctx: &Context,
+    latest: &mut Canary,
+    outcome: &analysis::Outcome,
+    mut routes: Option<Routes>,
+) -> Result<Option<Routes>, Error> {
+    ctx.write_status(latest, &outcome.status).await?;
+    let run_end = !outcome.status.pending_effects.is_empty();
+    if run_end {
+        failpoint::hit("run-end/0");
+    }
+    for (i, effect) in outcome.effects.iter().enumerate() {
+        apply_effect(routing, workloads, ctx, &outcome.status, effect, &mut routes).await?;
+        if run_end {
+            failpoint::hit(&format!("run-end/{}", i + 1));
+        }
+    }
+    if run_end {
+        failpoint::hit("run-end/done");
+        let done = CanaryStatus { pending_effects: Vec::new(), ..outcome.status.clone() };
+        ctx.write_status(latest, &done).await?;
+    }
+    Ok(routes)
+}
+
+/// Marks a Canary stalled (condition, Event once) and waits for a change. A Canary whose target
+/// disappeared during a run gets its traffic back on the primary first (never left on an empty
+/// canary Service), and the run ends as failed.
+async fn stalled(
+    canary: &Canary,
+    ctx: &Context,
+    latest: &mut Canary,
+    s: Stall,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let running = canary.status.as_ref().is_some_and(|st| st.phase.is_running());
+    if s.reason == analysis::TARGET_NOT_FOUND
+        && running
+        && let Ok(routing) = Routing::new(Arc::new(canary.clone()), ctx)
+    {
+        let outcome = analysis::target_lost(canary, &s.message, &ctx.config.settings, now);
+        let routes = routing.routes(ctx).ok();
+        carry_out(&routing, None, ctx, latest, &outcome, routes).await?;
+        return Ok(Action::requeue(std::time::Duration::from_secs(300)));
+    }
     let outcome = analysis::stalled(canary, s.reason, &s.message, now);
-    ctx.write_status(canary, &outcome.status).await?;
+    ctx.write_status(latest, &outcome.status).await?;
+    send_events(latest, ctx, &outcome).await;
+    // The watches wake the Canary when the missing object appears; the requeue is a safety net.
+    Ok(Action::requeue(std::time::Duration::from_secs(300)))
+}
+
+/// Sends the Events of an outcome that has no other effects (a stall).
+async fn send_events(canary: &Canary, ctx: &Context, outcome: &analysis::Outcome) {
     for e in &outcome.effects {
         if let Effect::Event { warning, message } = e {
             let payload = crate::api::WebhookPayload {
@@ -130,8 +248,6 @@ async fn stalled(canary: &Canary, ctx: &Context, s: Stall, now: Timestamp) -> Re
             ctx.event(canary, *warning, message, &payload).await;
         }
     }
-    // The watches wake the Canary when the missing object appears; the requeue is a safety net.
-    Ok(Action::requeue(std::time::Duration::from_secs(300)))
 }
 
 /// Keeps the generated objects in place: the primary (created once; updated only by promotions),
@@ -186,7 +302,7 @@ async fn ensure_objects(r: &Resolved, ctx: &Context) -> Result<(), Problem> {
 
 /// Writes the routing object for `routes`.
 async fn write_routes(
-    r: &Resolved,
+    r: &Routing,
     ctx: &Context,
     routes: Routes,
     status: &CanaryStatus,
@@ -318,7 +434,63 @@ async fn ensure_primary_hpa(r: &Resolved, ctx: &Context, update: bool) -> Result
 }
 
 async fn apply_effect(
-    r: &Resolved,
+    routing: &Routing,
+    workloads: Option<&Resolved>,
+    ctx: &Context,
+    status: &CanaryStatus,
+    effect: &Effect,
+    routes: &mut Option<Routes>,
+) -> Result<(), Error> {
+    if !ctx.is_leader() {
+        // Deposed while carrying out a decision: its successor decides again from the status.
+        return Err(Error::NotLeader);
+    }
+    match (effect, workloads) {
+        (Effect::ScaleCanary { up }, Some(r)) => scale_canary(r, ctx, *up).await,
+        (Effect::Promote, Some(r)) => promote(r, ctx, status).await,
+        (Effect::ScaleCanary { .. } | Effect::Promote, None) => {
+            tracing::debug!(canary = %routing.display(), ?effect, "skipped: the target is gone");
+            Ok(())
+        }
+        _ => apply_routing_effect(routing, ctx, status, effect, routes).await,
+    }
+}
+
+/// Scales the target (the canary) up from zero, or down to zero.
+async fn scale_canary(r: &Resolved, ctx: &Context, up: bool) -> Result<(), Error> {
+    let patch = if up {
+        let primary = match &r.primary {
+            Some(TargetObject::Deployment(p)) => Some(p.as_ref()),
+            _ => None,
+        };
+        workload::scale_up_patch(r.target.view(), primary, autoscaler_min(r, ctx))
+    } else {
+        workload::scale_to_zero_patch(r.target.view())
+    };
+    let name = &r.canary.spec.target_ref.name;
+    match &r.target {
+        TargetObject::Deployment(_) => ctx.merge_patch::<Deployment>(&r.namespace, name, &patch).await,
+        TargetObject::DaemonSet(_) => ctx.merge_patch::<DaemonSet>(&r.namespace, name, &patch).await,
+    }
+}
+
+/// Copies the target's template (and tracked configs, and autoscaler) to the primary.
+async fn promote(r: &Resolved, ctx: &Context, status: &CanaryStatus) -> Result<(), Error> {
+    let id =
+        flagger_id(&r.canary, &format!("promote/{}/{:?}", status.last_applied_spec, status.last_step_time));
+    for result in [write_primary(r, ctx, &id).await, ensure_primary_hpa(r, ctx, true).await] {
+        match result {
+            Ok(()) => {}
+            Err(Problem::Error(e)) => return Err(e),
+            Err(Problem::Stall(s)) => tracing::warn!(canary = %r.display(), "promotion: {}", s.message),
+        }
+    }
+    Ok(())
+}
+
+/// Carries out an effect that needs only the Canary's routing (not its workloads).
+async fn apply_routing_effect(
+    r: &Routing,
     ctx: &Context,
     status: &CanaryStatus,
     effect: &Effect,
@@ -331,45 +503,10 @@ async fn apply_effect(
                 Ok(()) => {}
                 Err(Problem::Error(e)) => return Err(e),
                 Err(Problem::Stall(s)) => {
-                    tracing::warn!(canary = %r.display(), "cannot set routes: {}", s.message)
+                    return Err(Error::Invalid { reason: s.reason, message: s.message });
                 }
             }
             *routes = Some(*to);
-        }
-        Effect::ScaleCanary { up } => {
-            let patch = if *up {
-                let primary = match &r.primary {
-                    Some(TargetObject::Deployment(p)) => Some(p.as_ref()),
-                    _ => None,
-                };
-                workload::scale_up_patch(r.target.view(), primary, autoscaler_min(r, ctx))
-            } else {
-                workload::scale_to_zero_patch(r.target.view())
-            };
-            let name = &canary.spec.target_ref.name;
-            match &r.target {
-                TargetObject::Deployment(_) => {
-                    ctx.merge_patch::<Deployment>(&r.namespace, name, &patch).await?
-                }
-                TargetObject::DaemonSet(_) => {
-                    ctx.merge_patch::<DaemonSet>(&r.namespace, name, &patch).await?
-                }
-            }
-        }
-        Effect::Promote => {
-            let id = flagger_id(
-                canary,
-                &format!("promote/{}/{:?}", status.last_applied_spec, status.last_step_time),
-            );
-            for result in [write_primary(r, ctx, &id).await, ensure_primary_hpa(r, ctx, true).await] {
-                match result {
-                    Ok(()) => {}
-                    Err(Problem::Error(e)) => return Err(e),
-                    Err(Problem::Stall(s)) => {
-                        tracing::warn!(canary = %r.display(), "promotion: {}", s.message)
-                    }
-                }
-            }
         }
         Effect::PostRolloutHooks { phase } => post_rollout(r, ctx, *phase).await,
         Effect::Event { warning, message } => {
@@ -397,12 +534,13 @@ async fn apply_effect(
                 if *result == RunResult::Failed { &ctx.metrics.failures } else { &ctx.metrics.successes };
             counter.get_or_create(&labels).inc();
         }
+        Effect::ScaleCanary { .. } | Effect::Promote => {} // see apply_effect
     }
     Ok(())
 }
 
 /// Calls the post-rollout hooks; their failures only produce Events.
-async fn post_rollout(r: &Resolved, ctx: &Context, phase: Phase) {
+async fn post_rollout(r: &Routing, ctx: &Context, phase: Phase) {
     let hooks = r.canary.spec.analysis.as_ref().and_then(|a| a.webhooks.clone()).unwrap_or_default();
     for hook in hooks.iter().filter(|h| analysis::HookType::of(h) == Some(analysis::HookType::PostRollout)) {
         let payload = r.payload(phase.as_str(), hook.metadata.clone());
@@ -443,7 +581,7 @@ fn is_step(canary: &Canary, new: &CanaryStatus) -> bool {
 
 fn record_step_lag(canary: &Canary, ctx: &Context, now: Timestamp, params: &analysis::Params) {
     let Some(last) = canary.status.as_ref().and_then(|s| s.last_step_time) else { return };
-    let due = last + k8s_openapi::jiff::SignedDuration::try_from(params.interval).unwrap_or_default();
+    let due = analysis::after(last, params.interval);
     let lag = due.duration_until(now).as_secs_f64();
     if lag >= 0.0 {
         ctx.metrics.step_lag.observe(lag);

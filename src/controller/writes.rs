@@ -67,6 +67,10 @@ where
 
 /// Server-side applies the Canary's whole status on the status subresource, unless it is unchanged;
 /// returns the resourceVersion it produced when it wrote.
+///
+/// The write is fenced: it carries the resourceVersion the decision was made on, so that a status
+/// changed since (by another replica, or by anyone) is never overwritten from an older view; the
+/// API server answers 409 and the Canary is decided again from the newer version.
 pub async fn write_status(
     client: &Client,
     canary: &Canary,
@@ -76,20 +80,24 @@ pub async fn write_status(
         return Ok(None);
     }
     let ns = canary.namespace().unwrap_or_default();
+    let name = format!("{}.{ns}", canary.name_any());
     let api: Api<Canary> = Api::namespaced(client.clone(), &ns);
-    let patch = serde_json::json!({
+    let mut patch = serde_json::json!({
         "apiVersion": "flagger.app/v1beta1",
         "kind": "Canary",
         "status": status,
     });
-    let written =
-        api.patch_status(&canary.name_any(), &params(), &Patch::Apply(&patch)).await.map_err(|e| {
-            Error::Write {
-                kind: "Canary status".into(),
-                name: format!("{}.{ns}", canary.name_any()),
-                source: e,
+    if let Some(version) = canary.resource_version() {
+        patch["metadata"] = serde_json::json!({"resourceVersion": version});
+    }
+    let written = api.patch_status(&canary.name_any(), &params(), &Patch::Apply(&patch)).await.map_err(
+        |e| match e {
+            kube::Error::Api(s) if s.code == 409 => {
+                Error::Conflict { kind: "Canary".into(), name: name.clone() }
             }
-        })?;
+            source => Error::Write { kind: "Canary status".into(), name: name.clone(), source },
+        },
+    )?;
     Ok(Some(written.resource_version().unwrap_or_default()))
 }
 
@@ -103,7 +111,7 @@ impl Context {
             + Clone
             + Debug,
     {
-        let written = apply_object(&self.client, desired, cached).await?;
+        let written = self.fenced(apply_object(&self.client, desired, cached)).await?;
         if written {
             self.count_write(&K::kind(&()));
         }
@@ -126,11 +134,14 @@ impl Context {
         let name = desired["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, ar);
         self.count_write(&ar.kind);
-        api.patch(&name, &params(), &Patch::Apply(desired)).await.map_err(|e| Error::Write {
-            kind: ar.kind.clone(),
-            name: format!("{name}.{ns}"),
-            source: e,
-        })?;
+        self.fenced(async {
+            api.patch(&name, &params(), &Patch::Apply(desired)).await.map_err(|e| Error::Write {
+                kind: ar.kind.clone(),
+                name: format!("{name}.{ns}"),
+                source: e,
+            })
+        })
+        .await?;
         Ok(true)
     }
 
@@ -143,24 +154,34 @@ impl Context {
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         let kind = K::kind(&()).to_string();
         self.count_write(&kind);
-        api.patch(
-            name,
-            &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
-            &Patch::Merge(patch),
-        )
-        .await
-        .map_err(|e| Error::Write { kind, name: format!("{name}.{ns}"), source: e })?;
+        self.fenced(async {
+            api.patch(
+                name,
+                &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
+                &Patch::Merge(patch),
+            )
+            .await
+            .map_err(|e| Error::Write {
+                kind: kind.clone(),
+                name: format!("{name}.{ns}"),
+                source: e,
+            })
+        })
+        .await?;
         Ok(())
     }
 
-    /// Writes the Canary status (one patch per tick) when it changed.
-    pub async fn write_status(&self, canary: &Canary, status: &CanaryStatus) -> Result<(), Error> {
-        if let Some(new_version) = write_status(&self.client, canary, status).await? {
+    /// Writes the Canary status (one patch per tick) when it changed; `canary` then holds the
+    /// status and resourceVersion written, for the next write of the same reconcile.
+    pub async fn write_status(&self, canary: &mut Canary, status: &CanaryStatus) -> Result<(), Error> {
+        if let Some(new_version) = self.fenced(write_status(&self.client, canary, status)).await? {
             self.count_write("Canary/status");
             let old_version = canary.resource_version().unwrap_or_default();
             if new_version != old_version {
                 self.written.remember(canary, old_version);
             }
+            canary.status = Some(status.clone());
+            canary.metadata.resource_version = Some(new_version);
         }
         Ok(())
     }
@@ -174,9 +195,18 @@ impl Context {
         } else {
             tracing::info!(canary = %name, "{message}");
         }
+        if !self.is_leader() {
+            tracing::debug!(canary = %name, "not the leader: no Event");
+            return;
+        }
         self.count_write("Event");
-        if let Err(e) = self.recorder.record(canary, warning, message).await {
-            tracing::warn!(canary = %name, error = %e, "cannot record event");
+        let record =
+            async { self.recorder.record(canary, warning, message).await.map_err(|e| e.to_string()) };
+        let left = self.leadership.remaining().unwrap_or_default();
+        match tokio::time::timeout(left, record).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(canary = %name, error = %e, "cannot record event"),
+            Err(_) => tracing::warn!(canary = %name, "no Event: the leadership ran out"),
         }
         for url in self.event_webhooks(canary) {
             let client = self.webhooks.clone();
@@ -304,6 +334,33 @@ mod tests {
         assert_eq!(sent["status"]["canaryWeight"], 20);
         assert_eq!(sent["status"]["phase"], "Progressing");
         assert_eq!(sent["kind"], "Canary");
+    }
+
+    #[tokio::test]
+    async fn status_writes_are_fenced_by_the_resource_version_they_decided_on() {
+        let (client, mut handle) = mock();
+        let mut canary = Canary::new("podinfo", CanarySpec::default());
+        canary.metadata.namespace = Some("test".into());
+        canary.metadata.resource_version = Some("41".into());
+        let status = CanaryStatus { phase: Phase::Progressing, ..Default::default() };
+        let server = tokio::spawn(async move {
+            let (req, send) = handle.next_request().await.expect("a request");
+            let body: Value =
+                serde_json::from_slice(&req.into_body().collect_bytes().await.unwrap()).unwrap();
+            let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409,
+                "reason": "Conflict", "message": "the object has been modified"});
+            send.send_response(
+                Response::builder()
+                    .status(409)
+                    .body(Body::from(serde_json::to_vec(&conflict).unwrap()))
+                    .unwrap(),
+            );
+            body
+        });
+        let e = write_status(&client, &canary, &status).await.unwrap_err();
+        assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
+        let sent = server.await.unwrap();
+        assert_eq!(sent["metadata"]["resourceVersion"], "41");
     }
 
     #[test]

@@ -16,7 +16,6 @@ use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 use super::auth::{BadServiceAccount, DEFAULT_AUDIENCE, ServiceAccountUser, TokenReviewPolicy};
-use super::duration::parse_go_duration;
 use super::gates::{ConfigMapGateStore, FileGateStore, GateStore, GateStoreError};
 use super::shell::{ShellPolicy, ShellPolicyError};
 
@@ -128,7 +127,7 @@ pub struct Args {
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
-    match parse_go_duration(s) {
+    match crate::duration::parse(s) {
         Ok(d) if d.is_zero() => Err("the timeout must be longer than 0".into()),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
@@ -136,7 +135,7 @@ fn parse_duration_arg(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_read_timeout(s: &str) -> Result<Duration, String> {
-    match parse_go_duration(s) {
+    match crate::duration::parse(s) {
         Ok(d) if d.is_zero() => Err("the read timeout must be longer than 0".into()),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),

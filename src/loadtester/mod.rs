@@ -9,7 +9,6 @@
 
 pub mod auth;
 mod config;
-pub mod duration;
 pub mod gates;
 pub mod hey;
 mod metrics;

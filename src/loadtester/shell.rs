@@ -13,7 +13,7 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use crate::loadtester::duration::format_duration;
+use crate::duration;
 
 /// A bad `--allow-shell` / `--allow-command` combination, found at startup.
 #[derive(Debug, Error)]
@@ -193,7 +193,7 @@ pub async fn run_command(
             group.kill();
             let _ = child.kill().await;
             group.disarm();
-            Err(ExecError::TimedOut { program: program.to_owned(), after: format_duration(timeout) })
+            Err(ExecError::TimedOut { program: program.to_owned(), after: duration::format(timeout) })
         }
     }
 }

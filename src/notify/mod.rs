@@ -89,10 +89,8 @@ impl Message {
 /// Empty means `info`, as Flagger's docs say (Flagger itself never alerts then, §9.3 #5).
 pub fn entry_severity(value: Option<&str>) -> Option<Severity> {
     match value.unwrap_or("") {
-        "" | "info" => Some(Severity::Info),
-        "warn" => Some(Severity::Warn),
-        "error" => Some(Severity::Error),
-        _ => None,
+        "" => Some(Severity::Info),
+        s => Severity::parse(s),
     }
 }
 

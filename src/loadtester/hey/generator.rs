@@ -14,7 +14,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout
 
 use super::histogram::LatencyHistogram;
 use super::parse::{HeySpec, Stop};
-use crate::loadtester::duration::format_duration;
+use crate::duration;
 
 /// Sent as (or appended to) the User-Agent, as hey appends its own.
 pub const USER_AGENT_TOKEN: &str =
@@ -95,7 +95,7 @@ impl RunReport {
         let mut s = format!(
             "{} requests in {} ({:.1}/s), {} errors ({} non-2xx, {} transport), p50 {} p90 {} p99 {} max {}, status [{}]",
             self.requests,
-            format_duration(self.elapsed),
+            duration::format(self.elapsed),
             self.rate(),
             self.errors(),
             self.http_errors,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, Url};
 use thiserror::Error;
 
-use crate::loadtester::duration::{format_duration, parse_go_duration};
+use crate::duration;
 
 /// hey's defaults (`hey -h`).
 const DEFAULT_REQUESTS: u64 = 200;
@@ -99,8 +99,8 @@ impl HeySpec {
             && d > max_duration
         {
             return Err(HeyError::TooLong {
-                asked: format_duration(d),
-                limit: format_duration(max_duration),
+                asked: duration::format(d),
+                limit: duration::format(max_duration),
             });
         }
         Ok(())
@@ -207,7 +207,7 @@ pub fn parse_hey_args(args: &[String]) -> Result<HeySpec, HeyError> {
                 rate = (q > 0.0).then_some(q);
             }
             "z" => {
-                let d = parse_go_duration(&value).map_err(|e| invalid(&e.to_string()))?;
+                let d = duration::parse(&value).map_err(|e| invalid(&e.to_string()))?;
                 // hey treats -z 0 as "not set".
                 duration = (!d.is_zero()).then_some(d);
             }
@@ -498,7 +498,7 @@ mod tests {
         let e = s.check_limits(10, Duration::from_secs(3600)).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "hey -z 2h is longer than the per-command timeout (1h); shorten -z or raise --timeout"
+            "hey -z 2h0m0s is longer than the per-command timeout (1h0m0s); shorten -z or raise --timeout"
         );
         assert!(s.check_limits(10, Duration::from_secs(7200)).is_ok());
     }

@@ -45,7 +45,7 @@ fn canary(alerts: Option<Vec<CanaryAlert>>) -> Canary {
 }
 
 fn params(c: &Canary) -> Params {
-    Params::new(&c.spec, &Settings::default())
+    Params::new(&c.spec, &Settings::default()).unwrap()
 }
 
 fn alert<'a>(c: &'a Canary, p: &'a Params, severity: Severity, details: bool) -> Alert<'a> {

@@ -135,7 +135,7 @@ fn the_kubernetes_provider_reports_the_routes_of_the_status() {
     };
     let mut c = canary(json!({"port": 80}), json!({"interval": "1m", "threshold": 5, "iterations": 3}));
     c.spec.provider = Some("kubernetes".into());
-    let p = Params::new(&c.spec, &Settings::default());
+    let p = Params::new(&c.spec, &Settings::default()).unwrap();
     let status = |phase, iterations| CanaryStatus { phase, iterations, ..Default::default() };
     assert_eq!(kubernetes::routes(&status(Phase::Progressing, 1), &p), Routes::PRIMARY, "testing the canary");
     assert_eq!(
