@@ -1,7 +1,7 @@
 //! Command-line flags of `veer controller`. Names follow Flagger's flags where they mean the same
 //! (see docs/flags.md); every flag can also be set from an environment variable.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
 
@@ -120,6 +120,19 @@ pub struct ControllerArgs {
     /// under 4 s (docs/benchmarks.md).
     #[arg(long, env = "VEER_CONCURRENCY", default_value_t = 64)]
     pub concurrency: u16,
+
+    /// File holding a bearer token for the hosts of --webhook-token-hosts, typically a projected
+    /// ServiceAccount token with audience veer-loadtester. Read at start (unreadable: Veer does not
+    /// start) and again when the copy is a minute old, as kubelet rotates it.
+    #[arg(long, env = "VEER_WEBHOOK_TOKEN_FILE")]
+    pub webhook_token_file: Option<PathBuf>,
+
+    /// Webhook hosts (`host` or `host:port`, comma-separated) that get the token of
+    /// --webhook-token-file as `Authorization: Bearer`. A URL's host must equal an entry (and its
+    /// port the entry's port, if given); every other webhook gets no token, since Canary authors
+    /// choose webhook URLs.
+    #[arg(long, env = "VEER_WEBHOOK_TOKEN_HOSTS", value_delimiter = ',')]
+    pub webhook_token_hosts: Vec<String>,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -179,6 +192,25 @@ mod tests {
         assert_eq!(a.label_prefixes(), ["app.kubernetes.io", "team"]);
         assert_eq!(a.lease_namespace(), "apps");
         assert!(Cli::try_parse_from(["veer", "--min-analysis-interval", "soon"]).is_err());
+        assert_eq!(a.webhook_token_file, None);
+        assert!(a.webhook_token_hosts.is_empty());
+    }
+
+    #[test]
+    fn webhook_token_hosts_are_a_comma_list() {
+        let a = Cli::parse_from([
+            "veer",
+            "--webhook-token-file",
+            "/var/run/secrets/veer/loadtester/token",
+            "--webhook-token-hosts",
+            "flagger-loadtester.test,flagger-loadtester.prod:80",
+        ])
+        .args;
+        assert_eq!(
+            a.webhook_token_file.as_deref(),
+            Some(std::path::Path::new("/var/run/secrets/veer/loadtester/token"))
+        );
+        assert_eq!(a.webhook_token_hosts, ["flagger-loadtester.test", "flagger-loadtester.prod:80"]);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The webhook client: Flagger's payload POSTed as JSON, success only for HTTP 200–202, a timeout
-//! per attempt and retries with exponential backoff on connection errors, 429 and 5xx.
+//! per attempt and retries with exponential backoff on connection errors, 429 and 5xx. With
+//! [`WebhookAuth`], a bearer token goes to the allowed hosts only ([`auth`]).
 
-use std::{collections::BTreeMap, time::Duration};
+mod auth;
+
+use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
 use reqwest::{StatusCode, header::RETRY_AFTER};
 
@@ -9,6 +12,9 @@ use crate::{
     analysis::HookResult,
     api::{CanaryWebhook, WebhookPayload},
 };
+
+use auth::Bearer;
+pub use auth::{AuthError, HostEntry, REFRESH as TOKEN_REFRESH, WebhookAuth};
 
 /// Default per-attempt timeout of a webhook.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,12 +30,18 @@ pub struct WebhookClient {
     unverified: reqwest::Client,
     /// First backoff between attempts (1 s; shorter in tests).
     first_backoff: Duration,
+    /// The bearer token and the hosts it may go to; `None`: no headers, as in Flagger.
+    auth: Option<Arc<WebhookAuth>>,
 }
 
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the webhook HTTP client: {0}")]
-pub struct ClientError(#[from] reqwest::Error);
+pub enum ClientError {
+    #[error("cannot build the webhook HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
 
 impl WebhookClient {
     pub fn new() -> Result<Self, ClientError> {
@@ -37,7 +49,20 @@ impl WebhookClient {
             verified: crate::http::client_builder().build()?,
             unverified: crate::http::client_builder().danger_accept_invalid_certs(true).build()?,
             first_backoff: Duration::from_secs(1),
+            auth: None,
         })
+    }
+
+    /// The same client sending a bearer token to some hosts.
+    pub fn with_auth(mut self, auth: Option<WebhookAuth>) -> Self {
+        self.auth = auth.map(Arc::new);
+        self
+    }
+
+    /// The same client with the token of `--webhook-token-file` for the `--webhook-token-hosts`
+    /// (nothing changes when neither is set); reads the file now.
+    pub async fn with_token_file(self, file: Option<&Path>, hosts: &[String]) -> Result<Self, ClientError> {
+        Ok(self.with_auth(WebhookAuth::from_flags(file, hosts).await?))
     }
 
     /// The same client with another first backoff (tests).
@@ -79,6 +104,14 @@ impl WebhookClient {
         self.post(&self.verified, url, &payload, DEFAULT_TIMEOUT, 0).await
     }
 
+    /// The bearer token for `url`, if it may have one.
+    async fn token_for(&self, url: &str) -> Option<Arc<str>> {
+        match &self.auth {
+            Some(auth) => auth.token_for(url).await,
+            None => None,
+        }
+    }
+
     async fn post(
         &self,
         client: &reqwest::Client,
@@ -87,11 +120,12 @@ impl WebhookClient {
         timeout: Duration,
         retries: u32,
     ) -> Result<(), String> {
+        let token = self.token_for(url).await;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let (retriable, error, retry_after) =
-                match client.post(url).json(payload).timeout(timeout).send().await {
+                match client.post(url).bearer(token.as_deref()).json(payload).timeout(timeout).send().await {
                     Ok(resp) => {
                         let status = resp.status();
                         if (200..=202).contains(&status.as_u16()) {

@@ -16,6 +16,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
@@ -148,11 +149,27 @@ fn charts_pass_helm_lint_strict() {
             "--set",
             "allowShell=true,allowCommands[0]=helm test podinfo,token.value=t,gateStore.type=file",
         ],
+        vec![
+            "lint",
+            "--strict",
+            veer.to_str().unwrap(),
+            "--set",
+            "loadtesterAuth.enabled=true,loadtesterAuth.hosts[0]=flagger-loadtester.test,loadtesterAuth.hosts[1]=lt.test:80",
+        ],
+        vec![
+            "lint",
+            "--strict",
+            loadtester.to_str().unwrap(),
+            "--set",
+            "tokenReview.allowedServiceAccounts[0]=system:serviceaccount:veer-system:veer,unauthenticatedMetrics=true,limits.readTimeout=5s",
+            "--set",
+            "networkPolicy.enabled=true,networkPolicy.from[0].namespaceSelector.matchLabels.team=ci",
+        ],
     ] {
         let out = helm.ok(&args);
         assert!(out.contains("0 chart(s) failed"), "{out}");
     }
-    println!("5 × helm lint --strict: {:?}", t.elapsed());
+    println!("7 × helm lint --strict: {:?}", t.elapsed());
 }
 
 #[test]
@@ -422,6 +439,18 @@ fn the_schema_rejects_bad_values_with_the_key_in_the_message() {
         ("veer", &["--set", "replicas=2"], "additional properties 'replicas' not allowed"),
         ("veer", &["--set", "slack.webhook=x"], "at '/slack': additional properties 'webhook' not allowed"),
         (
+            "veer",
+            &["--set", "loadtesterAuth.enabled=yes"],
+            "at '/loadtesterAuth/enabled': got string, want boolean",
+        ),
+        ("veer", &["--set", "loadtesterAuth.hosts[0]=http://lt.test/"], "at '/loadtesterAuth/hosts/0'"),
+        (
+            "veer",
+            &["--set", "loadtesterAuth.expirationSeconds=60"],
+            "at '/loadtesterAuth/expirationSeconds': minimum",
+        ),
+        ("veer", &["--set", "loadtesterAuth.audience="], "at '/loadtesterAuth/audience'"),
+        (
             "veer-loadtester",
             &["--set", "gateStore.type=memory"],
             "at '/gateStore/type': value must be one of 'configmap', 'file'",
@@ -431,6 +460,23 @@ fn the_schema_rejects_bad_values_with_the_key_in_the_message() {
         ("veer-loadtester", &["--set", "allowShell=1"], "at '/allowShell': got number, want boolean"),
         ("veer-loadtester", &["--set", "limits.maxWorkers=0"], "at '/limits/maxWorkers': minimum"),
         ("veer-loadtester", &["--set", "containerPort=0"], "at '/containerPort': minimum"),
+        (
+            "veer-loadtester",
+            &["--set", "tokenReview.allowedServiceAccounts[0]=veer"],
+            "at '/tokenReview/allowedServiceAccounts/0'",
+        ),
+        ("veer-loadtester", &["--set", "unauthenticatedMetrics=yes"], "at '/unauthenticatedMetrics'"),
+        (
+            "veer-loadtester",
+            &["--set", "networkPolicy.controller.namespace=Veer_System"],
+            "at '/networkPolicy/controller/namespace'",
+        ),
+        (
+            "veer-loadtester",
+            &["--set", "networkPolicy.enable=true"],
+            "additional properties 'enable' not allowed",
+        ),
+        ("veer-loadtester", &["--set", "limits.readTimeout=soon"], "at '/limits/readTimeout'"),
     ];
     for (chart, args, expected) in cases {
         let err = helm.template_fails(chart, args);
@@ -473,6 +519,21 @@ fn the_templates_refuse_contradictions_with_a_clear_message() {
             "veer-loadtester",
             &["--set", "gateStore.type=file,replicaCount=2"],
             "a gate file belongs to one process",
+        ),
+        (
+            "veer",
+            &["--set", "loadtesterAuth.enabled=true"],
+            "loadtesterAuth.enabled is true but loadtesterAuth.hosts is empty",
+        ),
+        (
+            "veer",
+            &["--set", "loadtesterAuth.hosts[0]=flagger-loadtester.test"],
+            "loadtesterAuth.hosts is set but loadtesterAuth.enabled is false",
+        ),
+        (
+            "veer-loadtester",
+            &["--set", "unauthenticatedMetrics=true"],
+            "unauthenticatedMetrics is true but no token or tokenReview.allowedServiceAccounts is set",
         ),
     ];
     for (chart, args, expected) in cases {
@@ -573,6 +634,121 @@ fn loadtester_options_reach_its_flags() {
     // File store: no ConfigMap access; the extra rules went cluster-wide.
     assert!(r.find("Role").is_none());
     assert_eq!(grants(&r.one("ClusterRole")["rules"]), expand(&[("", &["pods"], &["list"])]));
+}
+
+#[test]
+#[ignore = "needs the local control plane (make test)"]
+fn loadtester_auth_gives_the_controller_a_projected_token_for_the_listed_hosts() {
+    let helm = Helm::new();
+    // Off by default: no volume, no flags.
+    let r = helm.template("veer", "veer", "veer-system", &[]);
+    assert!(r.one("Deployment")["spec"]["template"]["spec"].get("volumes").is_none());
+    assert_eq!(controller_args(&r).webhook_token_file, None);
+
+    let r = helm.template(
+        "veer",
+        "veer",
+        "veer-system",
+        &[
+            "--set",
+            "loadtesterAuth.enabled=true,loadtesterAuth.hosts[0]=flagger-loadtester.test,loadtesterAuth.hosts[1]=flagger-loadtester.prod.svc.cluster.local:80",
+            "--set",
+            "loadtesterAuth.expirationSeconds=1800,additionalVolumes[0].name=extra,additionalVolumes[0].emptyDir.medium=Memory",
+            "--set",
+            "additionalVolumeMounts[0].name=extra,additionalVolumeMounts[0].mountPath=/extra",
+        ],
+    );
+    let a = controller_args(&r);
+    let file = a.webhook_token_file.clone().expect("--webhook-token-file");
+    assert_eq!(
+        a.webhook_token_hosts,
+        ["flagger-loadtester.test", "flagger-loadtester.prod.svc.cluster.local:80"]
+    );
+    for host in &a.webhook_token_hosts {
+        host.parse::<veer::webhook::HostEntry>().unwrap_or_else(|e| panic!("{host}: {e}"));
+    }
+    let pod = &r.one("Deployment")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0],
+        json!({"name": "loadtester-token", "projected": {"sources": [{"serviceAccountToken":
+            {"audience": "veer-loadtester", "expirationSeconds": 1800, "path": "token"}}]}})
+    );
+    assert_eq!(pod["volumes"][1]["name"], "extra", "additionalVolumes are kept");
+    let mounts = &container(&r)["volumeMounts"];
+    assert_eq!(
+        mounts[0],
+        json!({"name": "loadtester-token", "mountPath": "/var/run/secrets/veer/loadtester", "readOnly": true})
+    );
+    assert_eq!(mounts[1]["name"], "extra");
+    assert_eq!(file, std::path::Path::new(mounts[0]["mountPath"].as_str().unwrap()).join("token"));
+}
+
+#[test]
+#[ignore = "needs the local control plane (make test)"]
+fn loadtester_token_review_and_network_policy() {
+    let helm = Helm::new();
+    let r = helm.template(
+        "flagger-loadtester",
+        "veer-loadtester",
+        "test",
+        &[
+            "--set",
+            "tokenReview.allowedServiceAccounts[0]=system:serviceaccount:veer-system:veer,tokenReview.allowedServiceAccounts[1]=system:serviceaccount:ci:runner",
+            "--set",
+            "tokenReview.audience=lt,unauthenticatedMetrics=true,limits.readTimeout=5s,networkPolicy.enabled=true",
+            "--set",
+            "networkPolicy.controller.namespace=ops,networkPolicy.from[0].namespaceSelector.matchLabels.team=ci",
+        ],
+    );
+    let a = loadtester_args(&r);
+    assert_eq!(a.read_timeout, Duration::from_secs(5));
+    let config = a.config().expect("the chart's args make a valid configuration");
+    let review = config.token_review.expect("TokenReview is on");
+    assert_eq!(review.audience, "lt");
+    let allowed: Vec<&str> = review.allowed.iter().map(|u| u.as_str()).collect();
+    assert_eq!(allowed, ["system:serviceaccount:ci:runner", "system:serviceaccount:veer-system:veer"]);
+    assert!(config.unauthenticated_metrics);
+
+    // Exactly "create tokenreviews", cluster-wide, for the load tester's ServiceAccount.
+    let role = r.one("ClusterRole");
+    assert_eq!(role["metadata"]["name"], "flagger-loadtester-test-tokenreview");
+    assert_eq!(grants(&role["rules"]), expand(&[("authentication.k8s.io", &["tokenreviews"], &["create"])]));
+    let binding = r.one("ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "flagger-loadtester", "namespace": "test"}])
+    );
+
+    let policy = r.one("NetworkPolicy");
+    let pod_labels = &r.one("Deployment")["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in policy["spec"]["podSelector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&pod_labels[k], v, "the policy selects the load tester's pods");
+    }
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([{
+            "from": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "veer", "app.kubernetes.io/component": "controller"}}
+                },
+                {"namespaceSelector": {"matchLabels": {"team": "ci"}}}
+            ],
+            "ports": [{"port": 8080, "protocol": "TCP"}]
+        }])
+    );
+    // The policy's controller labels are those the veer chart gives its pods.
+    let veer = helm.template("veer", "veer", "ops", &[]);
+    let controller_pods = &veer.one("Deployment")["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&controller_pods[k], v, "{k}");
+    }
+
+    // Off by default.
+    let r = helm.template("flagger-loadtester", "veer-loadtester", "test", &[]);
+    assert!(r.find("NetworkPolicy").is_none() && r.find("ClusterRole").is_none());
 }
 
 // --- on the local control plane ------------------------------------------------------------------
@@ -758,10 +934,18 @@ async fn loadtester_gate_store_works_with_exactly_the_charts_role() {
             "--wait",
             "--timeout",
             "120s",
+            "--set",
+            "tokenReview.allowedServiceAccounts[0]=system:serviceaccount:veer-system:veer,networkPolicy.enabled=true",
         ]);
         println!("helm install --wait of the load tester: {:?}", t.elapsed());
         let (_, replicas, ready) = deployment_args(&client, ns, "flagger-loadtester").await.unwrap();
         assert_eq!((replicas, ready), (1, 1));
+        // The API server took the NetworkPolicy, and the account may create TokenReviews, nothing more.
+        let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+        assert!(policies.get_opt("flagger-loadtester").await.unwrap().is_some());
+        let sa = (ns, "flagger-loadtester");
+        assert!(can(&client, sa, "create", "authentication.k8s.io", "tokenreviews", "", "").await);
+        assert!(!can(&client, sa, "create", "authorization.k8s.io", "subjectaccessreviews", "", "").await);
 
         // The load tester's own ConfigMap gate store, authenticated as the chart's ServiceAccount.
         let as_sa = client_as(&client, ns, "flagger-loadtester").await;
@@ -782,6 +966,9 @@ async fn loadtester_gate_store_works_with_exactly_the_charts_role() {
         assert!(matches!(elsewhere, Err(kube::Error::Api(ref s)) if s.code == 403), "{elsewhere:?}");
 
         helm.ok(&["uninstall", "flagger-loadtester", "-n", ns, "--wait", "--timeout", "120s"]);
+        let cluster_roles: Api<ClusterRole> = Api::all(client.clone());
+        let tokenreview = format!("flagger-loadtester-{ns}-tokenreview");
+        assert!(cluster_roles.get_opt(&tokenreview).await.unwrap().is_none(), "the ClusterRole goes with the release");
     })
     .await;
 }

@@ -3,12 +3,14 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
-use veer::loadtester::{Args, normalize_go_flags, router, serve};
+use veer::loadtester::auth::KubeTokenReviewer;
+use veer::loadtester::{Args, ConfigError, normalize_go_flags, router, router_with_reviewer, serve};
 
 fn main() -> ExitCode {
     let args = Args::parse_from(normalize_go_flags(std::env::args_os()));
@@ -61,8 +63,21 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         info!("shell tasks disabled: only the built-in hey runs");
     }
-    if config.token.is_none() {
-        warn!("no --token-file: anyone who can reach this service can open gates and start load runs");
+    let reviewer = match &config.token_review {
+        None => None,
+        Some(policy) => {
+            let client =
+                kube::Client::try_default().await.map_err(|e| ConfigError::TokenReviewClient(Box::new(e)))?;
+            let allowed: Vec<&str> = policy.allowed.iter().map(|a| a.as_str()).collect();
+            info!(audience = %policy.audience, ?allowed, "ServiceAccount tokens are checked with TokenReviews");
+            Some(Arc::new(KubeTokenReviewer::new(client)))
+        }
+    };
+    if config.token.is_none() && reviewer.is_none() {
+        warn!(
+            "no --token-file and no --allowed-service-account: anyone who can reach this service can open \
+             gates and start load runs"
+        );
     }
     if let Some(ns) = &config.namespaces {
         info!(pattern = ns.pattern(), "payload namespaces limited by --namespace-regexp");
@@ -73,7 +88,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         format!("cannot listen on {}:{}: {e}; choose another --port or --address", addr.0, addr.1)
     })?;
     info!(address = %listener.local_addr()?, "veer-loadtester listening");
-    serve(listener, router(config, gates), shutdown_signal()).await?;
+    let app = match reviewer {
+        Some(reviewer) => router_with_reviewer(config, gates, reviewer),
+        None => router(config, gates),
+    };
+    serve(listener, app, shutdown_signal()).await?;
     info!("veer-loadtester stopped");
     Ok(())
 }

@@ -251,7 +251,9 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
         config,
         stores: stores.clone(),
         recorder: events::EventRecorder::new(client.clone(), "veer"),
-        webhooks: WebhookClient::new()?,
+        webhooks: WebhookClient::new()?
+            .with_token_file(args.webhook_token_file.as_deref(), &args.webhook_token_hosts)
+            .await?,
         queries: crate::metrics::Metrics::new(crate::metrics::MetricsConfig {
             default_server: args.metrics_server.clone(),
             mesh_provider: args.mesh_provider.clone(),

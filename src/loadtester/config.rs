@@ -1,6 +1,7 @@
 //! Command-line flags (each also settable from a `VEER_LOADTESTER_*` environment variable) and
 //! the validated runtime configuration built from them.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
+use super::auth::{BadServiceAccount, DEFAULT_AUDIENCE, ServiceAccountUser, TokenReviewPolicy};
 use super::gates::{ConfigMapGateStore, FileGateStore, GateStore, GateStoreError};
 use super::shell::{ShellPolicy, ShellPolicyError};
 
@@ -23,6 +25,10 @@ pub const SERVICE_ACCOUNT_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io
 pub const DEFAULT_GATE_CONFIGMAP: &str = "veer-loadtester-gates";
 /// File used when the gate store is chosen by default outside a cluster.
 pub const DEFAULT_GATE_FILE: &str = "veer-loadtester-gates.json";
+/// Default of `--read-timeout`: a webhook payload is a few hundred bytes and arrives in
+/// milliseconds; ten seconds leaves room for a slow network while a client that trickles bytes
+/// to hold a connection open is cut off quickly.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// veer-loadtester: a Flagger-loadtester-compatible webhook service that is not a remote shell.
 ///
@@ -63,11 +69,36 @@ pub struct Args {
     #[arg(long, env = "VEER_LOADTESTER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// A ServiceAccount allowed to call with its own token (`system:serviceaccount:<ns>:<name>`),
+    /// e.g. Veer's controller; repeatable or comma-separated. Turns on TokenReview: a bearer token
+    /// that is not the --token-file token is checked by the API server.
+    #[arg(
+        long = "allowed-service-account",
+        env = "VEER_LOADTESTER_ALLOWED_SERVICE_ACCOUNTS",
+        value_delimiter = ','
+    )]
+    pub allowed_service_accounts: Vec<String>,
+
+    /// The audience ServiceAccount tokens must be issued for (the controller's projected token).
+    #[arg(long, env = "VEER_LOADTESTER_TOKEN_REVIEW_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
+    pub token_review_audience: String,
+
+    /// Serve /metrics without a token even when authentication is on, for Prometheus scraping
+    /// by pod annotations (the metrics name Canaries and their load runs, nothing secret).
+    #[arg(long, env = "VEER_LOADTESTER_UNAUTHENTICATED_METRICS", action = ArgAction::SetTrue)]
+    pub unauthenticated_metrics: bool,
+
     /// Where gate state is kept: `file:<path>` or `configmap:<namespace>/<name>`. Default: a
     /// ConfigMap `veer-loadtester-gates` in the pod's namespace in a cluster, else the file
     /// `veer-loadtester-gates.json` in the working directory.
     #[arg(long, env = "VEER_LOADTESTER_GATE_STORE")]
     pub gate_store: Option<GateStoreSpec>,
+
+    /// Longest time a client may take to send a request's headers, and again its body; then the
+    /// connection is closed (headers) or answered 408 (body), so slow clients cannot hold
+    /// connections open. A Go duration.
+    #[arg(long, env = "VEER_LOADTESTER_READ_TIMEOUT", default_value = "10s", value_parser = parse_read_timeout)]
+    pub read_timeout: Duration,
 
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "VEER_LOADTESTER_MAX_BODY_BYTES", default_value_t = 1 << 20)]
@@ -98,6 +129,14 @@ pub struct Args {
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     match crate::duration::parse(s) {
         Ok(d) if d.is_zero() => Err("the timeout must be longer than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_read_timeout(s: &str) -> Result<Duration, String> {
+    match crate::duration::parse(s) {
+        Ok(d) if d.is_zero() => Err("the read timeout must be longer than 0".into()),
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
@@ -197,6 +236,16 @@ pub enum ConfigError {
     TokenFile { path: String, source: std::io::Error },
     #[error("--token-file {path} is empty; put the token in it (surrounding whitespace is ignored)")]
     EmptyToken { path: String },
+    #[error(transparent)]
+    ServiceAccount(#[from] BadServiceAccount),
+    #[error(
+        "--token-review-audience is empty; use the audience of the callers' tokens (default veer-loadtester)"
+    )]
+    EmptyAudience,
+    #[error(
+        "cannot reach the Kubernetes API for TokenReviews (--allowed-service-account): {0}; run in a cluster or set KUBECONFIG"
+    )]
+    TokenReviewClient(Box<kube::Error>),
     #[error("--namespace-regexp {pattern:?} is not a valid regular expression: {source}")]
     NamespaceRegexp { pattern: String, source: regex::Error },
     #[error(transparent)]
@@ -273,8 +322,15 @@ pub struct Config {
     pub namespaces: Option<NamespaceFilter>,
     /// What shell commands may run.
     pub shell: ShellPolicy,
-    /// Required bearer token; `None` disables authentication.
+    /// Bearer token accepted on every endpoint but /healthz; `None` with no `token_review`
+    /// disables authentication.
     pub token: Option<Token>,
+    /// ServiceAccount tokens accepted besides `token`, checked with TokenReviews.
+    pub token_review: Option<TokenReviewPolicy>,
+    /// /metrics needs no token.
+    pub unauthenticated_metrics: bool,
+    /// Longest wait for a request's headers (see [`super::serve_with`]) and for its body.
+    pub read_timeout: Duration,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// Most workers per load run.
@@ -293,6 +349,9 @@ impl Default for Config {
             namespaces: None,
             shell: ShellPolicy::disabled(),
             token: None,
+            token_review: None,
+            unauthenticated_metrics: false,
+            read_timeout: DEFAULT_READ_TIMEOUT,
             max_body_bytes: 1 << 20,
             max_workers: 200,
             max_tasks: 32,
@@ -316,6 +375,21 @@ impl Args {
                 Some(Token::new(text))
             }
         };
+        let allowed = self
+            .allowed_service_accounts
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.parse::<ServiceAccountUser>())
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        let token_review = if allowed.is_empty() {
+            None
+        } else {
+            let audience = self.token_review_audience.trim();
+            if audience.is_empty() {
+                return Err(ConfigError::EmptyAudience);
+            }
+            Some(TokenReviewPolicy { audience: audience.to_owned(), allowed })
+        };
         let namespaces = match self.namespace_regexp.as_deref() {
             None | Some("") => None,
             Some(p) => Some(NamespaceFilter::new(p)?),
@@ -335,6 +409,9 @@ impl Args {
             namespaces,
             shell: ShellPolicy::new(self.allow_shell, &patterns)?,
             token,
+            token_review,
+            unauthenticated_metrics: self.unauthenticated_metrics,
+            read_timeout: self.read_timeout,
             max_body_bytes: self.max_body_bytes,
             max_workers: self.max_workers,
             max_tasks: self.max_tasks,
@@ -367,6 +444,58 @@ mod tests {
         let c = a.config().unwrap();
         assert!(!c.shell.shell_allowed());
         assert!(c.token.is_none() && c.namespaces.is_none());
+        assert!(c.token_review.is_none() && !c.unauthenticated_metrics);
+        assert_eq!(c.read_timeout, DEFAULT_READ_TIMEOUT);
+        assert!(parse(&["--read-timeout", "0s"]).is_err());
+        assert_eq!(parse(&["--read-timeout", "2s"]).unwrap().read_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn allowed_service_accounts_turn_on_token_review() {
+        let c = parse(&[
+            "--allowed-service-account",
+            "system:serviceaccount:veer-system:veer,system:serviceaccount:ci:runner",
+            "--allowed-service-account=system:serviceaccount:ops:veer",
+            "--unauthenticated-metrics",
+        ])
+        .unwrap()
+        .config()
+        .unwrap();
+        let review = c.token_review.unwrap();
+        assert_eq!(review.audience, "veer-loadtester");
+        let allowed: Vec<&str> = review.allowed.iter().map(|a| a.as_str()).collect();
+        assert_eq!(
+            allowed,
+            [
+                "system:serviceaccount:ci:runner",
+                "system:serviceaccount:ops:veer",
+                "system:serviceaccount:veer-system:veer"
+            ]
+        );
+        assert!(c.unauthenticated_metrics);
+        let c = parse(&[
+            "--allowed-service-account",
+            "system:serviceaccount:a:b",
+            "--token-review-audience",
+            "lt",
+        ])
+        .unwrap()
+        .config()
+        .unwrap();
+        assert_eq!(c.token_review.unwrap().audience, "lt");
+
+        let e = parse(&["--allowed-service-account", "veer"]).unwrap().config().unwrap_err().to_string();
+        assert!(e.contains("system:serviceaccount:<namespace>:<name>"), "{e}");
+        let e = parse(&[
+            "--allowed-service-account",
+            "system:serviceaccount:a:b",
+            "--token-review-audience",
+            " ",
+        ])
+        .unwrap()
+        .config()
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::EmptyAudience), "{e}");
     }
 
     #[test]

@@ -1,7 +1,13 @@
 //! The load tester's own Prometheus metrics (`/metrics`), prefixed `veer_loadtester_`.
+//!
+//! Label values come from callers' payloads, so they are bounded: task types outside the known
+//! ones count as `other`, and Canaries beyond [`MAX_CANARIES`] count as `_other` (not a valid
+//! Kubernetes name, so it cannot be a Canary's). Names themselves are checked as Kubernetes names
+//! before a task runs.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -36,8 +42,22 @@ struct QuantileLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TaskLabels {
-    task_type: String,
+    task_type: &'static str,
     result: &'static str,
+}
+
+/// Most Canaries with series of their own. A load tester serves the Canaries of a namespace or a
+/// team; each Canary has about 27 series (counters, a 17-bucket histogram, gauges), so 200 are
+/// ~5,400 series and a few MB. Runs of further Canaries are counted under `_other`.
+pub const MAX_CANARIES: usize = 200;
+/// The label value of Canaries beyond [`MAX_CANARIES`].
+pub const OTHER_CANARY: &str = "_other";
+
+/// The `task_type` label of a task type from a payload: the type itself when the load tester
+/// knows it, else `other`.
+fn task_type_label(task_type: &str) -> &'static str {
+    const KNOWN: &[&str] = &["cmd", "bash", "helm", "helmv3", "kubectl", "concord", "ngrinder"];
+    KNOWN.iter().find(|k| **k == task_type).copied().unwrap_or("other")
 }
 
 type HistogramCtor = fn() -> Histogram;
@@ -51,6 +71,10 @@ pub struct Metrics {
     last_run_rate: Family<CanaryLabels, Gauge<f64, AtomicU64>>,
     load_runs_active: Gauge,
     tasks: Family<TaskLabels, Counter>,
+    /// The Canaries that have series of their own.
+    canaries: Mutex<HashSet<(String, String)>>,
+    /// Whether the "too many Canaries" warning was logged.
+    warned: AtomicBool,
 }
 
 impl Default for Metrics {
@@ -109,7 +133,27 @@ impl Metrics {
             last_run_rate,
             load_runs_active,
             tasks,
+            canaries: Mutex::new(HashSet::new()),
+            warned: AtomicBool::new(false),
         }
+    }
+
+    /// The (name, namespace) labels for a Canary: its own while fewer than [`MAX_CANARIES`]
+    /// have series, else [`OTHER_CANARY`].
+    fn canary(&self, name: &str, namespace: &str) -> CanaryLabels {
+        let mut known = self.canaries.lock().expect("canary set lock poisoned");
+        let key = (name.to_owned(), namespace.to_owned());
+        if known.contains(&key) || known.len() < MAX_CANARIES {
+            known.insert(key);
+            return CanaryLabels { name: name.to_owned(), namespace: namespace.to_owned() };
+        }
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "load runs of more than {MAX_CANARIES} Canaries: further ones are counted under name and \
+                 namespace {OTHER_CANARY:?}"
+            );
+        }
+        CanaryLabels { name: OTHER_CANARY.to_owned(), namespace: OTHER_CANARY.to_owned() }
     }
 
     /// Renders the text exposition format.
@@ -121,16 +165,17 @@ impl Metrics {
 
     /// Counts one task request.
     pub fn task(&self, task_type: &str, result: &'static str) {
-        self.tasks.get_or_create(&TaskLabels { task_type: task_type.to_owned(), result }).inc();
+        self.tasks.get_or_create(&TaskLabels { task_type: task_type_label(task_type), result }).inc();
     }
 
     /// The observer for one Canary's hey run: live counters and latency histogram.
     pub fn run_observer(&self, name: &str, namespace: &str) -> Arc<dyn RequestObserver> {
+        let canary = self.canary(name, namespace);
         let outcome = |o| {
             self.load_requests
                 .get_or_create(&OutcomeLabels {
-                    name: name.to_owned(),
-                    namespace: namespace.to_owned(),
+                    name: canary.name.clone(),
+                    namespace: canary.namespace.clone(),
                     outcome: o,
                 })
                 .clone()
@@ -139,10 +184,7 @@ impl Metrics {
             success: outcome("success"),
             http_error: outcome("http_error"),
             transport_error: outcome("transport_error"),
-            latency: self
-                .load_latency
-                .get_or_create(&CanaryLabels { name: name.to_owned(), namespace: namespace.to_owned() })
-                .clone(),
+            latency: self.load_latency.get_or_create(&canary).clone(),
         })
     }
 
@@ -154,19 +196,18 @@ impl Metrics {
 
     /// Publishes a finished run's percentiles and rate.
     pub fn run_finished(&self, name: &str, namespace: &str, report: &RunReport) {
+        let canary = self.canary(name, namespace);
         for (q, label) in [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99")] {
             let value = report.latency.quantile(q).map_or(f64::NAN, |d| d.as_secs_f64());
             self.last_run_latency
                 .get_or_create(&QuantileLabels {
-                    name: name.to_owned(),
-                    namespace: namespace.to_owned(),
+                    name: canary.name.clone(),
+                    namespace: canary.namespace.clone(),
                     quantile: label,
                 })
                 .set(value);
         }
-        self.last_run_rate
-            .get_or_create(&CanaryLabels { name: name.to_owned(), namespace: namespace.to_owned() })
-            .set(report.rate());
+        self.last_run_rate.get_or_create(&canary).set(report.rate());
     }
 }
 
@@ -194,5 +235,44 @@ impl RequestObserver for RunObserver {
             Outcome::TransportError => self.transport_error.inc(),
         };
         self.latency.observe(latency.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(m: &Metrics, metric: &str) -> Vec<String> {
+        m.render().lines().filter(|l| l.starts_with(metric)).map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn unknown_task_types_are_folded_into_other() {
+        let m = Metrics::new();
+        let long = "y".repeat(10_000);
+        for t in ["bash", "kubectl", "x1", "x2", "<script>", long.as_str()] {
+            m.task(t, "invalid");
+        }
+        let tasks = series(&m, "veer_loadtester_tasks_total");
+        assert_eq!(tasks.len(), 3, "{tasks:#?}");
+        assert!(tasks.iter().any(|l| l.contains(r#"task_type="other",result="invalid"} 4"#)), "{tasks:#?}");
+        assert!(tasks.iter().any(|l| l.contains(r#"task_type="kubectl""#)));
+    }
+
+    #[test]
+    fn canaries_beyond_the_limit_share_one_series() {
+        let m = Metrics::new();
+        for i in 0..MAX_CANARIES + 30 {
+            m.run_observer(&format!("app-{i}"), "test").observe(Outcome::Success, Duration::from_millis(1));
+        }
+        // A Canary seen before the limit keeps its own series.
+        m.run_observer("app-0", "test").observe(Outcome::Success, Duration::from_millis(1));
+        let requests = series(&m, "veer_loadtester_load_requests_total");
+        let success: Vec<_> = requests.iter().filter(|l| l.contains(r#"outcome="success""#)).collect();
+        assert_eq!(success.len(), MAX_CANARIES + 1, "one per Canary plus _other");
+        assert!(
+            success.iter().any(|l| l.contains(r#"name="_other",namespace="_other""#) && l.ends_with(" 30"))
+        );
+        assert!(success.iter().any(|l| l.contains(r#"name="app-0",namespace="test""#) && l.ends_with(" 2")));
     }
 }

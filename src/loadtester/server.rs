@@ -10,9 +10,16 @@
 //! | `/gate/open`, `/gate/close`, `/rollback/open`, `/rollback/close` | 202 |
 //! | `/healthz` | 200 `OK`, never authenticated |
 //! | `/metrics` | Prometheus text format |
+//!
+//! With authentication on ([`super::auth`]), a request without an acceptable token gets 401, one
+//! with the token of a ServiceAccount that is not allowed 403, and 503 when the API server
+//! cannot verify a ServiceAccount token.
 
 use std::future::Future;
+use std::io;
+use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -21,12 +28,16 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
 
-use super::config::Config;
-use super::gates::{BadName, GateKind, GateStore, GateStoreError, gate_key};
+use super::auth::{Authenticator, Caller, Decision, TokenReviewer};
+use super::config::{Config, DEFAULT_READ_TIMEOUT};
+use super::gates::{BadName, GateKind, GateStore, GateStoreError, check_canary, gate_key};
 use super::metrics::Metrics;
 use super::tasks::{self, TaskError, TaskRunner};
 use crate::api::WebhookPayload;
@@ -34,14 +45,18 @@ use crate::api::WebhookPayload;
 /// A request the API answers with an error.
 #[derive(Debug, Error)]
 enum ApiError {
-    #[error(
-        "missing or wrong bearer token: send 'Authorization: Bearer <token>' with the token from the load tester's --token-file"
-    )]
-    Unauthorized,
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("{0}")]
+    AuthUnavailable(String),
     #[error("request body is larger than {0} bytes (--max-body-bytes); send only the webhook payload")]
     TooLarge(usize),
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {0:?} (--read-timeout)")]
+    BodyTimeout(Duration),
     #[error(
         "invalid payload: {0}; send the webhook JSON, e.g. {{\"name\":\"podinfo\",\"namespace\":\"test\",\"metadata\":{{...}}}}"
     )]
@@ -61,8 +76,11 @@ enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead(_) | Self::BadPayload(_) | Self::BadName(_) => StatusCode::BAD_REQUEST,
             Self::Namespace { .. } => StatusCode::FORBIDDEN,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,13 +107,34 @@ struct AppState {
     gates: Arc<dyn GateStore>,
     tasks: TaskRunner,
     metrics: Arc<Metrics>,
+    auth: Arc<Authenticator>,
 }
 
-/// Builds the API with its own metrics registry and task runner.
+/// Builds the API with its own metrics registry and task runner. ServiceAccount tokens
+/// (`config.token_review`) need [`router_with_reviewer`]; here they get 503.
 pub fn router(config: Config, gates: Arc<dyn GateStore>) -> Router {
+    build(config, gates, None)
+}
+
+/// [`router`], checking ServiceAccount tokens with `reviewer`.
+pub fn router_with_reviewer(
+    config: Config,
+    gates: Arc<dyn GateStore>,
+    reviewer: Arc<dyn TokenReviewer>,
+) -> Router {
+    build(config, gates, Some(reviewer))
+}
+
+fn build(config: Config, gates: Arc<dyn GateStore>, reviewer: Option<Arc<dyn TokenReviewer>>) -> Router {
     let metrics = Arc::new(Metrics::new());
     let tasks = TaskRunner::new(&config, metrics.clone());
-    let state = AppState { config: Arc::new(config), gates, tasks, metrics };
+    let auth = Arc::new(Authenticator::new(
+        config.token.clone(),
+        config.token_review.clone(),
+        reviewer,
+        config.unauthenticated_metrics,
+    ));
+    let state = AppState { config: Arc::new(config), gates, tasks, metrics, auth };
     Router::new()
         .route("/healthz", get(|| async { "OK" }))
         .route("/metrics", get(metrics_handler))
@@ -114,39 +153,104 @@ pub fn router(config: Config, gates: Arc<dyn GateStore>) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `router` on `listener` until `shutdown` completes, with the default read timeout.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+) -> io::Result<()> {
+    serve_with(listener, router, shutdown, DEFAULT_READ_TIMEOUT).await
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then waits for the requests in
+/// progress. HTTP/1.1, one request per connection: a connection that has not delivered its
+/// request headers within `read_timeout` is closed, so slow or idle clients cannot pile up
+/// connections; and with no keep-alive no idle connection is ever closed under a client that is
+/// about to reuse it.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    read_timeout: Duration,
+) -> io::Result<()> {
+    // Dropping `stop` tells every connection to finish; `finished` closes when all have.
+    let (stop, stopping) = watch::channel(());
+    let (finished, running) = watch::channel(());
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors, for example: wait instead of spinning.
+                    warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let mut stopping = stopping.clone();
+        let running = running.clone();
+        tokio::spawn(async move {
+            let _running = running;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(read_timeout).keep_alive(false);
+            let mut conn = pin!(http.serve_connection(TokioIo::new(stream), service));
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                _ = stopping.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    drop(stop);
+    drop(running);
+    finished.closed().await;
+    Ok(())
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
 }
 
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = &state.config.token else { return next.run(req).await };
-    // Kubelet probes carry no token.
-    if req.uri().path() == "/healthz" {
-        return next.run(req).await;
-    }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    match presented {
-        Some(p) if token.matches(p) => next.run(req).await,
-        _ => {
-            warn!(path = %req.uri().path(), "request without a valid bearer token refused");
-            ApiError::Unauthorized.into_response()
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let path = req.uri().path();
+    let error = match state.auth.check(path, header).await {
+        Decision::Allow(caller) => {
+            if let Caller::ServiceAccount(user) = &caller {
+                tracing::debug!(path, user, "ServiceAccount authenticated");
+            }
+            return next.run(req).await;
         }
-    }
+        Decision::Unauthorized(why) => ApiError::Unauthorized(why),
+        Decision::Forbidden(why) => ApiError::NotAllowed(why),
+        Decision::Unavailable(why) => ApiError::AuthUnavailable(why),
+    };
+    warn!(path, "request refused: {error}");
+    error.into_response()
 }
 
 async fn read_body(state: &AppState, body: Body) -> Result<Vec<u8>, ApiError> {
     let limit = state.config.max_body_bytes;
-    to_bytes(body, limit).await.map(|b| b.to_vec()).map_err(|e| {
+    let timeout = state.config.read_timeout;
+    let read = tokio::time::timeout(timeout, to_bytes(body, limit)).await.map_err(|_| {
+        warn!("request body not received within {timeout:?}");
+        ApiError::BodyTimeout(timeout)
+    })?;
+    read.map(|b| b.to_vec()).map_err(|e| {
         // axum reports an over-limit body as an error whose source chain says "length limit".
         let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
             .any(|e| e.to_string().contains("length limit"));
@@ -240,6 +344,11 @@ fn kind_name(kind: GateKind) -> &'static str {
 async fn run_task(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let p = payload(&state, body).await?;
     let task_type = tasks::task_type(&p);
+    // The name and namespace become metric labels and log fields: Kubernetes names only.
+    if let Err(e) = check_canary(&p.name, &p.namespace) {
+        state.metrics.task(&task_type, "invalid");
+        return Err(e.into());
+    }
     let plan = match tasks::plan(&p, &state.config) {
         Ok(plan) => plan,
         Err(e) => {

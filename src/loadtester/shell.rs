@@ -120,8 +120,35 @@ fn detail(output: &CommandOutput) -> String {
     if text.is_empty() { "no output".to_owned() } else { text.to_owned() }
 }
 
+/// Kills a command's process group when dropped while armed. The future of a blocking task is
+/// dropped when its caller hangs up (the controller's hook timeout is shorter than many
+/// commands); `kill_on_drop` alone would stop only the direct child and leave what it started
+/// running, outside `--max-tasks`.
+struct GroupGuard(Option<rustix::process::Pid>);
+
+impl GroupGuard {
+    fn kill(&self) {
+        if let Some(group) = self.0 {
+            // ESRCH (already gone) is fine; anything else leaves kill_on_drop as the fallback.
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    }
+
+    /// The command was waited for: its pid may be reused, so never signal that group again.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Runs `program args...` with no stdin, capturing up to `output_limit` bytes of each output
-/// stream, and kills its whole process group if it runs longer than `timeout`.
+/// stream, and kills its whole process group if it runs longer than `timeout` or if the
+/// returned future is dropped before the command ends.
 pub async fn run_command(
     program: &str,
     args: &[String],
@@ -138,7 +165,7 @@ pub async fn run_command(
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| ExecError::Spawn { program: program.to_owned(), source })?;
-    let pid = child.id();
+    let mut group = GroupGuard(child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32)));
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let finished = tokio::time::timeout(timeout, async {
@@ -153,6 +180,7 @@ pub async fn run_command(
     let io_err = |source| ExecError::Io { program: program.to_owned(), source };
     match finished {
         Ok(Ok(((stdout, t1), (stderr, t2), status))) => {
+            group.disarm();
             let output = CommandOutput { stdout, stderr, truncated: t1 || t2 };
             if status.success() {
                 Ok(output)
@@ -162,11 +190,9 @@ pub async fn run_command(
         }
         Ok(Err(e)) => Err(io_err(e)),
         Err(_elapsed) => {
-            if let Some(group) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-                // ESRCH (already gone) is fine; anything else leaves kill_on_drop as the fallback.
-                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-            }
+            group.kill();
             let _ = child.kill().await;
+            group.disarm();
             Err(ExecError::TimedOut { program: program.to_owned(), after: duration::format(timeout) })
         }
     }
@@ -275,5 +301,21 @@ mod tests {
         assert!(e.to_string().contains("--timeout"), "{e}");
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(!marker.exists(), "a process of the timed-out command's group was still running");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_future_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("survived");
+        // As a caller hanging up on a blocking task: the future is dropped mid-command.
+        let script = format!("(sleep 1; touch '{}') & sleep 30", marker.display());
+        let run = tokio::spawn(async move {
+            run_command("sh", &["-c".into(), script], Duration::from_secs(60), 1024).await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        run.abort();
+        assert!(run.await.unwrap_err().is_cancelled());
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!marker.exists(), "a process of the dropped command's group was still running");
     }
 }

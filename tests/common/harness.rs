@@ -41,12 +41,30 @@ pub struct Process {
 /// end-to-end tests run with it, so every scenario also proves the chart grants enough.
 pub fn chart_identity(namespace: &str) -> PathBuf {
     let release = format!("veer-{namespace}");
-    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/veer");
-    let rendered = Command::new(env("VEER_E2E_HELM"))
-        .args(["template", &release])
-        .arg(&chart)
-        .args(["--namespace", namespace, "--set", &format!("fullnameOverride={release}")])
-        .args(["--set", "leaderElection.enabled=true"])
+    let sets = [format!("fullnameOverride={release}"), "leaderElection.enabled=true".to_owned()];
+    chart_identity_of("veer", &release, namespace, &sets, &release)
+}
+
+/// Like [`chart_identity`], for the load tester's chart: release `flagger-loadtester` (so its
+/// ServiceAccount, and the gate ConfigMap its Role names, are `flagger-loadtester` and
+/// `flagger-loadtester-gates`) with the given `--set` values. Returns the kubeconfig and the
+/// ServiceAccount's user name.
+pub fn loadtester_chart_identity(namespace: &str, sets: &[String]) -> (PathBuf, String) {
+    let path =
+        chart_identity_of("veer-loadtester", "flagger-loadtester", namespace, sets, "flagger-loadtester");
+    (path, format!("system:serviceaccount:{namespace}:flagger-loadtester"))
+}
+
+/// Renders `chart`'s ServiceAccount and RBAC for `release` in `namespace` with `sets`, applies them
+/// as the admin, and writes a kubeconfig that impersonates ServiceAccount `account`.
+fn chart_identity_of(chart: &str, release: &str, namespace: &str, sets: &[String], account: &str) -> PathBuf {
+    let chart_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts").join(chart);
+    let mut template = Command::new(env("VEER_E2E_HELM"));
+    template.args(["template", release]).arg(&chart_dir).args(["--namespace", namespace]);
+    for set in sets {
+        template.args(["--set", set]);
+    }
+    let rendered = template
         .args(["--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml"])
         .env("HELM_CACHE_HOME", std::env::temp_dir().join("veer-e2e-helm/cache"))
         .env("HELM_CONFIG_HOME", std::env::temp_dir().join("veer-e2e-helm/config"))
@@ -69,9 +87,9 @@ pub fn chart_identity(namespace: &str) -> PathBuf {
     let admin = fs::read_to_string(env("KUBECONFIG")).expect("the admin kubeconfig");
     let mut config: Value = serde_saphyr::from_str(&admin).expect("a kubeconfig");
     for user in config["users"].as_array_mut().expect("users") {
-        user["user"]["as"] = json!(format!("system:serviceaccount:{namespace}:{release}"));
+        user["user"]["as"] = json!(format!("system:serviceaccount:{namespace}:{account}"));
     }
-    let path = std::env::temp_dir().join(format!("{release}.kubeconfig"));
+    let path = std::env::temp_dir().join(format!("{chart}-{namespace}.kubeconfig"));
     fs::write(&path, serde_json::to_string(&config).expect("JSON is YAML")).expect("kubeconfig written");
     path
 }
@@ -166,18 +184,25 @@ impl Process {
 
     /// Starts `veer-loadtester` on a free port with a file gate store.
     pub fn loadtester(name: &str, extra: &[&str]) -> Process {
+        Process::loadtester_with_env(name, extra, &[])
+    }
+
+    /// Starts `veer-loadtester` on a free port with `KUBECONFIG=kubeconfig` (for example from
+    /// [`loadtester_chart_identity`]), with a file gate store unless `extra` names one.
+    pub fn loadtester_as(name: &str, extra: &[&str], kubeconfig: &Path) -> Process {
+        Process::loadtester_with_env(name, extra, &[("KUBECONFIG", kubeconfig)])
+    }
+
+    fn loadtester_with_env(name: &str, extra: &[&str], env: &[(&str, &Path)]) -> Process {
         let port = free_port();
-        let store = std::env::temp_dir().join(format!("{name}-gates.json"));
-        let mut args: Vec<String> = vec![
-            "--address".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
-            "--gate-store".into(),
-            format!("file:{}", store.display()),
-        ];
+        let mut args: Vec<String> =
+            vec!["--address".into(), "127.0.0.1".into(), "--port".into(), port.to_string()];
+        if !extra.contains(&"--gate-store") {
+            let store = std::env::temp_dir().join(format!("{name}-gates.json"));
+            args.extend(["--gate-store".into(), format!("file:{}", store.display())]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
-        Process::spawn(env!("CARGO_BIN_EXE_veer-loadtester"), name, &args, port)
+        Process::spawn_with(env!("CARGO_BIN_EXE_veer-loadtester"), name, &args, port, env)
     }
 
     pub fn url(&self) -> String {

@@ -58,6 +58,11 @@ async fn bad_payloads_get_400_with_a_reason() {
     let (status, body) = post(&api.url("/gate/open"), r#"{"name":"Pod/Info","namespace":"test"}"#).await;
     assert_eq!(status, 400);
     assert!(body.contains("is not a Kubernetes name"), "{body}");
+    // Task names become metric labels: they are checked too.
+    let task = r#"{"name":"x","namespace":"Not A Namespace","metadata":{"cmd":"hey http://127.0.0.1:1/"}}"#;
+    let (status, body) = post(&api.url("/"), task).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("is not a Kubernetes namespace"), "{body}");
     let big = format!(r#"{{"name":"podinfo","namespace":"test","checksum":"{}"}}"#, "x".repeat(4096));
     let (status, body) = post(&api.url("/gate/open"), &big).await;
     assert_eq!(status, 413, "{body}");
@@ -321,5 +326,64 @@ async fn a_failing_gate_store_is_a_500_with_the_reason() {
     assert!(body.contains("could not use the gate store"), "{body}");
     // The failed open did not open the gate.
     assert_eq!(post(&api.url("/gate/check"), &payload("test", &[])).await.0, 403);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn slow_and_idle_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let read_timeout = Duration::from_millis(500);
+    let api = Api::start(Config { read_timeout, ..Config::default() }, memory()).await;
+    let addr = api.base.trim_start_matches("http://").to_owned();
+    // A connection that sends nothing, and one whose headers never end: both closed after the
+    // read timeout (without it they stayed open for as long as the client liked).
+    for first_bytes in ["", "POST /gate/check HTTP/1.1\r\nHost: lt\r\n"] {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(first_bytes.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer)).await;
+        assert!(closed.is_ok(), "still open after 5 s: {first_bytes:?}");
+        println!("{first_bytes:?}: closed after {:?}", started.elapsed());
+        assert!(started.elapsed() >= Duration::from_millis(400));
+    }
+    // Headers in time, then a body that stops arriving: 408 with the reason.
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"POST /gate/check HTTP/1.1\r\nHost: lt\r\nContent-Length: 100\r\n\r\n{\"name\":")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer within 5 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("--read-timeout"), "{answer}");
+
+    // One request per connection: nothing idles open between two webhook calls.
+    let response = crate::support::client().post(api.url("/gate/approve")).send().await.unwrap();
+    assert_eq!(response.headers()["connection"], "close");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_caller_hanging_up_stops_its_blocking_command_and_frees_the_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("survived");
+    // The command starts a background process that would leave a mark after 1 s.
+    let cmd = format!("(sleep 1; touch '{}') & sleep 30", marker.display());
+    let shell = ShellPolicy::new(true, &[regex::escape(&cmd), "echo ok".to_owned()]).unwrap();
+    let api = Api::start(Config { shell, max_tasks: 1, ..Config::default() }, memory()).await;
+    // A caller that gives up after 300 ms, as the controller does after a hook's timeout.
+    let hasty = veer::http::client_builder().no_proxy().timeout(Duration::from_millis(300)).build().unwrap();
+    let body = payload("test", &[("type", "bash"), ("cmd", &cmd)]);
+    let err = hasty.post(api.url("/")).body(body).send().await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // The slot of --max-tasks 1 is free again, and the command's background process is gone.
+    let quick = payload("test", &[("type", "bash"), ("cmd", "echo ok")]);
+    let freed = eventually(Duration::from_secs(5), async || post(&api.url("/"), &quick).await.0 == 200).await;
+    assert!(freed, "the abandoned command still holds its slot");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!marker.exists(), "a process started by the abandoned command was still running");
     api.stop().await;
 }

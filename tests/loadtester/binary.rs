@@ -162,6 +162,12 @@ fn bad_settings_stop_the_start_with_a_reason() {
     let err = start_fails(&[], &[&base[..], &["--allow-shell"]].concat());
     assert!(err.contains("--allow-shell needs at least one --allow-command"), "{err}");
 
+    let err = start_fails(&[], &[&base[..], &["--allowed-service-account", "veer"]].concat());
+    assert!(err.contains("system:serviceaccount:<namespace>:<name>"), "{err}");
+    let sa = ["--allowed-service-account", "system:serviceaccount:veer-system:veer"];
+    let err = start_fails(&[("KUBECONFIG", "/nonexistent/kubeconfig")], &[&base[..], &sa].concat());
+    assert!(err.contains("cannot reach the Kubernetes API for TokenReviews"), "{err}");
+
     std::fs::write(&gates, "{oops").unwrap();
     let err = start_fails(&[], &base);
     assert!(err.contains("fix it or move it away"), "{err}");

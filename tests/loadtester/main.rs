@@ -2,6 +2,7 @@
 //! the binary. Timings are printed (run with `--nocapture` to see them), never asserted tightly.
 
 mod api;
+mod auth;
 mod binary;
 mod generator;
 mod support;

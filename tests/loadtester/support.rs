@@ -11,8 +11,9 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::any;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use veer::loadtester::auth::TokenReviewer;
 use veer::loadtester::gates::GateStore;
-use veer::loadtester::{Config, router};
+use veer::loadtester::{Config, router, router_with_reviewer};
 
 /// One request as the target saw it.
 #[derive(Debug, Clone)]
@@ -100,15 +101,29 @@ pub struct Api {
 
 impl Api {
     pub async fn start(config: Config, gates: Arc<dyn GateStore>) -> Self {
+        let read_timeout = config.read_timeout;
+        Self::serve(router(config, gates), read_timeout).await
+    }
+
+    /// Like [`Api::start`], checking ServiceAccount tokens with `reviewer`.
+    pub async fn start_with_reviewer(
+        config: Config,
+        gates: Arc<dyn GateStore>,
+        reviewer: Arc<dyn TokenReviewer>,
+    ) -> Self {
+        let read_timeout = config.read_timeout;
+        Self::serve(router_with_reviewer(config, gates, reviewer), read_timeout).await
+    }
+
+    async fn serve(app: axum::Router, read_timeout: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, rx) = oneshot::channel::<()>();
         let done = tokio::spawn(async move {
-            veer::loadtester::serve(listener, router(config, gates), async {
+            let stopped = async {
                 let _ = rx.await;
-            })
-            .await
-            .unwrap();
+            };
+            veer::loadtester::serve_with(listener, app, stopped, read_timeout).await.unwrap();
         });
         Self { base, stop: Some(stop), done: Some(done) }
     }

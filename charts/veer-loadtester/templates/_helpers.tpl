@@ -60,6 +60,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and .Values.token.secretName .Values.token.value -}}
 {{- fail "token.secretName and token.value are both set: name an existing Secret, or give the value for the chart to store, not both." -}}
 {{- end -}}
+{{- if and .Values.unauthenticatedMetrics (not (include "veer-loadtester.tokenEnabled" .)) (not .Values.tokenReview.allowedServiceAccounts) -}}
+{{- fail "unauthenticatedMetrics is true but no token or tokenReview.allowedServiceAccounts is set: /metrics is open anyway. Remove unauthenticatedMetrics, or set a token." -}}
+{{- end -}}
 {{- if and (eq .Values.gateStore.type "file") (gt (.Values.replicaCount | int) 1) -}}
 {{- fail (printf "gateStore.type is file but replicaCount is %v: a gate file belongs to one process. Use gateStore.type=configmap for several replicas." .Values.replicaCount) -}}
 {{- end -}}

@@ -84,6 +84,12 @@ have. Each message names the value and what to do instead. Included by deploymen
 {{- if and .Values.msteams.proxy .Values.msteams.proxyUrl (ne .Values.msteams.proxy .Values.msteams.proxyUrl) -}}
 {{- fail "msteams.proxy and msteams.proxyUrl are both set and differ; set only one (they mean the same)." -}}
 {{- end -}}
+{{- if and .Values.loadtesterAuth.enabled (not .Values.loadtesterAuth.hosts) -}}
+{{- fail "loadtesterAuth.enabled is true but loadtesterAuth.hosts is empty: the token would be sent nowhere. List the load tester hosts used in the Canaries' webhook URLs, e.g. flagger-loadtester.test." -}}
+{{- end -}}
+{{- if and .Values.loadtesterAuth.hosts (not .Values.loadtesterAuth.enabled) -}}
+{{- fail "loadtesterAuth.hosts is set but loadtesterAuth.enabled is false: no token would be sent. Set loadtesterAuth.enabled=true, or remove loadtesterAuth.hosts." -}}
+{{- end -}}
 {{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) .Values.rbac.create -}}
 {{- fail "serviceAccount.create is false and serviceAccount.name is empty: the RBAC rules would be bound to the namespace's default account. Name the account to use in serviceAccount.name." -}}
 {{- end -}}

@@ -3,6 +3,11 @@
 //!
 //! Keys are Flagger's: gate `<name>.<namespace>`, rollback `rollback.<name>.<namespace>`. A key
 //! that was never opened is closed. Stores keep only the open keys.
+//!
+//! One exception keeps keys apart: the gate of a Canary whose name starts with `rollback.` is
+//! `_gate.<name>.<namespace>`, because `rollback.x.<namespace>` is Canary `x`'s rollback switch
+//! (with Flagger's keys, opening the gate of Canary `rollback.x` rolled `x` back). `_` never
+//! appears in Kubernetes names, and namespaces have no dots, so no two keys can meet.
 
 mod configmap;
 mod file;
@@ -57,30 +62,47 @@ pub trait GateStore: Send + Sync + 'static {
 
 /// A canary name or namespace that cannot be part of a gate key.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error(
-    "payload {field} {value:?} is not a Kubernetes name (lower-case letters, digits, '-' and '.', \
-     at most 253 characters); send the Canary's name and namespace"
-)]
+#[error("payload {field} {value:?} is not a Kubernetes {rule}; send the Canary's name and namespace")]
 pub struct BadName {
     field: &'static str,
     value: String,
+    rule: &'static str,
 }
 
-fn check_name(field: &'static str, value: &str) -> Result<(), BadName> {
+fn check(field: &'static str, value: &str, max: usize, dots: bool) -> Result<(), BadName> {
     let ok = !value.is_empty()
-        && value.len() <= 253
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && value.len() <= max
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.'))
         && value.as_bytes()[0].is_ascii_alphanumeric()
         && value.as_bytes()[value.len() - 1].is_ascii_alphanumeric();
-    if ok { Ok(()) } else { Err(BadName { field, value: value.to_owned() }) }
+    let rule = if dots {
+        "name (lower-case letters, digits, '-' and '.', at most 253 characters)"
+    } else {
+        "namespace (lower-case letters, digits and '-', at most 63 characters)"
+    };
+    if ok { Ok(()) } else { Err(BadName { field, value: value.to_owned(), rule }) }
 }
 
+/// Checks a payload's Canary name (a DNS subdomain) and namespace (a DNS label). Every
+/// endpoint that uses them as keys or metric labels checks them first.
+pub fn check_canary(name: &str, namespace: &str) -> Result<(), BadName> {
+    check("name", name, 253, true)?;
+    check("namespace", namespace, 63, false)
+}
+
+/// Prefix of the gate key of a Canary whose name would make its gate key another Canary's
+/// rollback key.
+const ROLLBACK_LOOKALIKE: &str = "_gate.";
+
 /// The store key for a Canary's gate or rollback switch. Names are validated so that every key
-/// is also a valid ConfigMap data key and cannot collide with another Canary's.
+/// is also a valid ConfigMap data key and cannot collide with another Canary's (see the module
+/// documentation for names starting with `rollback.`).
 pub fn gate_key(kind: GateKind, name: &str, namespace: &str) -> Result<String, BadName> {
-    check_name("name", name)?;
-    check_name("namespace", namespace)?;
+    check_canary(name, namespace)?;
     Ok(match kind {
+        GateKind::Gate if name.starts_with("rollback.") => format!("{ROLLBACK_LOOKALIKE}{name}.{namespace}"),
         GateKind::Gate => format!("{name}.{namespace}"),
         GateKind::Rollback => format!("rollback.{name}.{namespace}"),
     })
@@ -139,6 +161,31 @@ mod tests {
         }
         assert!(gate_key(GateKind::Gate, &"a".repeat(254), "t").is_err());
         assert!(gate_key(GateKind::Gate, "my-app.v2", "team-1").is_ok());
+        // Namespaces are DNS labels: no dots, at most 63 characters.
+        for ns in ["team.a", &"n".repeat(64)] {
+            let e = gate_key(GateKind::Gate, "podinfo", ns).unwrap_err();
+            assert!(e.to_string().contains("is not a Kubernetes namespace"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_canary_named_rollback_dot_something_has_a_gate_of_its_own() {
+        let lookalike = gate_key(GateKind::Gate, "rollback.podinfo", "test").unwrap();
+        assert_ne!(lookalike, gate_key(GateKind::Rollback, "podinfo", "test").unwrap());
+        assert_eq!(lookalike, "_gate.rollback.podinfo.test");
+        // Every other key stays as Flagger writes it, so stored gates keep their meaning.
+        assert_eq!(gate_key(GateKind::Gate, "rollbacks.podinfo", "test").unwrap(), "rollbacks.podinfo.test");
+        assert_eq!(
+            gate_key(GateKind::Rollback, "rollback.podinfo", "test").unwrap(),
+            "rollback.rollback.podinfo.test"
+        );
+    }
+
+    #[tokio::test]
+    async fn opening_a_lookalike_gate_does_not_roll_another_canary_back() {
+        let store = MemoryGateStore::default();
+        store.set(&gate_key(GateKind::Gate, "rollback.podinfo", "test").unwrap(), true).await.unwrap();
+        assert!(!store.is_open(&gate_key(GateKind::Rollback, "podinfo", "test").unwrap()).await.unwrap());
     }
 
     /// The behaviour every store must have; run against each implementation.
