@@ -190,10 +190,10 @@ impl Process {
     /// Starts `veer-loadtester` on a free port with `KUBECONFIG=kubeconfig` (for example from
     /// [`loadtester_chart_identity`]), with a file gate store unless `extra` names one.
     pub fn loadtester_as(name: &str, extra: &[&str], kubeconfig: &Path) -> Process {
-        Process::loadtester_with_env(name, extra, &[("KUBECONFIG", kubeconfig)])
+        Process::loadtester_with_env(name, extra, &[("KUBECONFIG", kubeconfig.as_os_str())])
     }
 
-    fn loadtester_with_env(name: &str, extra: &[&str], env: &[(&str, &Path)]) -> Process {
+    fn loadtester_with_env(name: &str, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Process {
         let port = free_port();
         let mut args: Vec<String> =
             vec!["--address".into(), "127.0.0.1".into(), "--port".into(), port.to_string()];
