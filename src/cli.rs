@@ -49,6 +49,13 @@ pub struct ControllerArgs {
           num_args = 0..=1, default_missing_value = "true")]
     pub enable_config_tracking: bool,
 
+    /// Refuse Canaries that reference a MetricTemplate, an AlertProvider or a Gloo upstream in
+    /// another namespace (for clusters shared by teams): such a Canary stalls, naming the reference.
+    /// A bare `--no-cross-namespace-refs` means `true`, as with Flagger's Go flag.
+    #[arg(long, env = "VEER_NO_CROSS_NAMESPACE_REFS", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub no_cross_namespace_refs: bool,
+
     /// Run only while holding a Lease, so that several replicas can run for availability.
     /// A bare `--enable-leader-election` means `true`, as with Flagger's Go flag.
     #[arg(long, env = "VEER_ENABLE_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set,
@@ -229,5 +236,7 @@ mod tests {
         assert!(a.enable_config_tracking);
         assert!(a.enable_leader_election);
         assert!(!Cli::parse_from(["veer"]).args.enable_leader_election);
+        assert!(!Cli::parse_from(["veer"]).args.no_cross_namespace_refs);
+        assert!(Cli::parse_from(["veer", "--no-cross-namespace-refs"]).args.no_cross_namespace_refs);
     }
 }

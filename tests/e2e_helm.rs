@@ -361,6 +361,16 @@ fn a_flagger_values_file_works_unchanged() {
 
 #[test]
 #[ignore = "needs the local control plane (make test)"]
+fn no_cross_namespace_refs_reaches_the_controller() {
+    let helm = Helm::new();
+    let r = helm.template("veer", "veer", "veer-system", &[]);
+    assert!(!controller_args(&r).no_cross_namespace_refs);
+    let r = helm.template("veer", "veer", "veer-system", &["--set", "noCrossNamespaceRefs=true"]);
+    assert!(controller_args(&r).no_cross_namespace_refs);
+}
+
+#[test]
+#[ignore = "needs the local control plane (make test)"]
 fn without_config_tracking_secrets_are_read_only() {
     let helm = Helm::new();
     let r = helm.template("veer", "veer", "veer-system", &["--set", "configTracking.enabled=false"]);
@@ -495,7 +505,6 @@ fn the_templates_refuse_contradictions_with_a_clear_message() {
             "leaderElection.replicaCount is 2 but leaderElection.enabled is false",
         ),
         ("veer", &["--set", "prometheus.install=true"], "this chart does not install a Prometheus"),
-        ("veer", &["--set", "noCrossNamespaceRefs=true"], "noCrossNamespaceRefs: not supported by Veer yet"),
         ("veer", &["--set", "controlplane.kubeconfig.secretName=mesh"], "is not supported by Veer yet"),
         ("veer", &["--set", "rbac.pspEnabled=true"], "PodSecurityPolicy no longer exists"),
         (

@@ -332,6 +332,35 @@ async fn a_rejected_write_shows_on_the_canary_and_clears() {
 }
 
 // ------------------------------------------------------------------------------------------------
+// 3b. --no-cross-namespace-refs: a Canary naming a MetricTemplate of another namespace stalls.
+
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn cross_namespace_references_can_be_refused() {
+    let client = common::client().await;
+    common::with_namespace(&client, "cross-ns", async |ns| {
+        let ns = &ns.name;
+        let _controller = Process::controller(ns, &["--no-cross-namespace-refs"]);
+        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
+        let analysis = "    interval: 1s\n    threshold: 1\n    iterations: 1\n    metrics:\n    \
+             - {name: latency, templateRef: {name: latency, namespace: flagger-system}, thresholdRange: {max: 500}}";
+        apply_yaml(&client, ns, &canary_yaml("  provider: kubernetes\n  service: {port: 9898}", analysis)).await;
+        let message = wait_stalled(&client, ns, "podinfo", "CrossNamespaceRef").await;
+        assert!(
+            message.contains("can't access metric template latency.flagger-system, cross-namespace references are blocked"),
+            "{message}"
+        );
+        wait_event(&client, ns, "podinfo", "Warning", "cross-namespace references are blocked").await;
+        // The reference moved into the Canary's namespace: it proceeds.
+        let fixed = analysis.replace("namespace: flagger-system", &format!("namespace: {ns}"));
+        apply_yaml(&client, ns, &canary_yaml("  provider: kubernetes\n  service: {port: 9898}", &fixed)).await;
+        let s = wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
+        assert_eq!(stalled(&s), None);
+    })
+    .await;
+}
+
+// ------------------------------------------------------------------------------------------------
 // 4. The target deleted during a run: traffic back on the primary, not frozen on an empty canary.
 
 #[tokio::test]

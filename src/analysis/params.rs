@@ -116,6 +116,41 @@ impl SpecError {
     }
 }
 
+/// The first reference of a Canary to an object in another namespace (a MetricTemplate, an
+/// AlertProvider, a Gloo upstream), as Flagger's `-no-cross-namespace-refs` words it; an empty
+/// namespace means the Canary's.
+pub fn cross_namespace_ref(spec: &CanarySpec, namespace: &str) -> Option<String> {
+    let other = |ns: Option<&str>| ns.is_some_and(|n| !n.is_empty() && n != namespace);
+    if let Some(u) = spec.upstream_ref.as_ref().filter(|u| other(u.namespace.as_deref())) {
+        let ns = u.namespace.as_deref().unwrap_or_default();
+        return Some(format!(
+            "can't access gloo upstream {}.{ns}, cross-namespace references are blocked",
+            u.name
+        ));
+    }
+    let a = spec.analysis.as_ref()?;
+    for m in a.metrics.iter().flatten() {
+        if let Some(r) = m.template_ref.as_ref().filter(|r| other(r.namespace.as_deref())) {
+            let ns = r.namespace.as_deref().unwrap_or_default();
+            return Some(format!(
+                "can't access metric template {}.{ns}, cross-namespace references are blocked",
+                r.name
+            ));
+        }
+    }
+    for alert in a.alerts.iter().flatten() {
+        let r = &alert.provider_ref;
+        if other(r.namespace.as_deref()) {
+            let ns = r.namespace.as_deref().unwrap_or_default();
+            return Some(format!(
+                "can't access alert provider {}.{ns}, cross-namespace references are blocked",
+                r.name
+            ));
+        }
+    }
+    None
+}
+
 /// Parses an optional duration field of the spec, checking it against its bound.
 fn bounded_duration(field: &str, value: Option<&str>, max: Duration) -> Result<Option<Duration>, SpecError> {
     let Some(value) = value.filter(|v| !v.trim().is_empty()) else { return Ok(None) };
@@ -374,6 +409,43 @@ mod tests {
         let spec = CanarySpec { progress_deadline_seconds: Some(i32::MAX), ..Default::default() };
         let e = Params::new(&spec, &Settings::default()).unwrap_err();
         assert_eq!(e.field, "progressDeadlineSeconds");
+    }
+
+    #[test]
+    fn cross_namespace_references_are_found() {
+        use crate::api::{CanaryAlert, CanaryMetric, CrossNamespaceRef};
+        let metric = |ns: Option<&str>| CanaryMetric {
+            name: "m".into(),
+            template_ref: Some(CrossNamespaceRef { name: "latency".into(), namespace: ns.map(Into::into) }),
+            ..Default::default()
+        };
+        let spec = |metrics, alerts| CanarySpec {
+            analysis: Some(CanaryAnalysis {
+                metrics: Some(metrics),
+                alerts: Some(alerts),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            cross_namespace_ref(&spec(vec![metric(None), metric(Some("test"))], vec![]), "test"),
+            None
+        );
+        assert_eq!(
+            cross_namespace_ref(&spec(vec![metric(Some("flagger-system"))], vec![]), "test").as_deref(),
+            Some(
+                "can't access metric template latency.flagger-system, cross-namespace references are blocked"
+            )
+        );
+        let alert = CanaryAlert {
+            name: "a".into(),
+            provider_ref: CrossNamespaceRef { name: "slack".into(), namespace: Some("ops".into()) },
+            ..Default::default()
+        };
+        assert_eq!(
+            cross_namespace_ref(&spec(vec![], vec![alert]), "test").as_deref(),
+            Some("can't access alert provider slack.ops, cross-namespace references are blocked")
+        );
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Config {
     pub config_tracking: bool,
     pub event_webhook: Option<String>,
     pub cluster_name: String,
+    /// `--no-cross-namespace-refs`.
+    pub no_cross_namespace_refs: bool,
 }
 
 /// The reflector caches every reconcile reads from; nothing is fetched per tick.

@@ -245,6 +245,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
         config_tracking: args.enable_config_tracking,
         event_webhook: Some(args.event_webhook.clone()).filter(|s| !s.is_empty()),
         cluster_name: args.cluster_name.clone(),
+        no_cross_namespace_refs: args.no_cross_namespace_refs,
     };
     let ctx = Arc::new(Context {
         client: client.clone(),

@@ -107,6 +107,16 @@ impl Routing {
         let params = Params::new(&canary.spec, &ctx.config.settings).map_err(|e| {
             Stall::new(crate::analysis::INVALID_SPEC, crate::analysis::invalid_spec_message(&canary, &e))
         })?;
+        if ctx.config.no_cross_namespace_refs
+            && let Some(problem) = crate::analysis::cross_namespace_ref(&canary.spec, &namespace)
+        {
+            return Err(Stall::new(
+                "CrossNamespaceRef",
+                format!(
+                    "Canary {display}: {problem} (--no-cross-namespace-refs); use an object of the Canary's namespace"
+                ),
+            ));
+        }
         if canary.spec.service.is_none() {
             return Err(Stall::new(
                 "ServiceMissing",

@@ -66,9 +66,6 @@ have. Each message names the value and what to do instead. Included by deploymen
 {{- if and .Values.prometheus .Values.prometheus.install -}}
 {{- fail "prometheus.install: this chart does not install a Prometheus; point metricsServer at an existing one." -}}
 {{- end -}}
-{{- if .Values.noCrossNamespaceRefs -}}
-{{- fail "noCrossNamespaceRefs: not supported by Veer yet; remove it." -}}
-{{- end -}}
 {{- if and .Values.controlplane .Values.controlplane.kubeconfig .Values.controlplane.kubeconfig.secretName -}}
 {{- fail "controlplane.kubeconfig.secretName: a separate service-mesh cluster (Flagger's -kubeconfig-service-mesh) is not supported by Veer yet; remove it." -}}
 {{- end -}}
