@@ -423,6 +423,43 @@ async fn a_target_deleted_mid_run_sends_the_traffic_back_to_the_primary() {
 }
 
 // ------------------------------------------------------------------------------------------------
+// 4b. A rollback from mirrored traffic: the VirtualService stops mirroring at once.
+
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn a_rollback_from_mirrored_traffic_stops_the_mirror() {
+    let client = common::client().await;
+    common::with_namespace(&client, "mirror-rollback", async |ns| {
+        let ns = &ns.name;
+        let _controller = Process::controller(ns, &[]);
+        let (check, _) = receiver(500).await;
+        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
+        let analysis = format!(
+            "    interval: 3s\n    threshold: 1\n    maxWeight: 50\n    stepWeight: 50\n    mirror: true\n    \
+             webhooks:\n    - {{name: acceptance, type: rollout, url: {check:?}}}"
+        );
+        apply_yaml(&client, ns, &canary_yaml("  provider: istio\n  service: {port: 9898}", &analysis)).await;
+        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
+        let vs: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), ns, &veer::controller::istio_resource("VirtualService"));
+        set_image(&client, ns, "podinfo", NEW).await;
+        common::wait_for("mirrored traffic", RUN, || async {
+            let v = vs.get("podinfo").await.map_err(|e| e.to_string())?;
+            if v.data["spec"]["http"][0]["mirror"].is_object() { Ok(()) } else { Err(v.data["spec"].to_string()) }
+        })
+        .await;
+        wait_phase(&client, ns, "podinfo", Phase::Failed, RUN).await;
+        common::wait_for("the mirror gone", REACT, || async {
+            let v = vs.get("podinfo").await.map_err(|e| e.to_string())?;
+            if v.data["spec"]["http"][0].get("mirror").is_none() { Ok(()) } else { Err(v.data["spec"].to_string()) }
+        })
+        .await;
+        assert_eq!(vs_canary_weight(&client, ns).await, Some(0));
+    })
+    .await;
+}
+
+// ------------------------------------------------------------------------------------------------
 // 5. One writer: the leader is cut off from the API server (a TCP proxy) while one of its reconciles
 //    waits on a webhook. The other replica takes the Lease once it has passed and drives the run.
 //    When the old leader is let back and its webhook answers, it writes nothing: the API server's

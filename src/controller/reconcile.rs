@@ -331,6 +331,9 @@ async fn write_routes(
                 r.params.interval,
             )
             .map_err(|e| stall("InvalidRouting", e))?;
+            // A mirror Veer no longer sets goes only when the VirtualService is applied again.
+            let live =
+                live.filter(|_| !live_json.as_ref().is_some_and(|l| router::istio::has_stale_mirror(&vs, l)));
             ctx.apply_dynamic(&istio_resource("VirtualService"), &vs, live.as_deref()).await?;
         }
         Provider::Nginx => {

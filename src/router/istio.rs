@@ -431,6 +431,20 @@ impl Builder<'_> {
     }
 }
 
+/// Whether the live VirtualService mirrors traffic on an HTTP route where `desired` does not. A
+/// server-side apply removes such a mirror, but the write would be skipped as "nothing to change"
+/// (`desired` is a subset of the live object), and shadow traffic would keep reaching the canary
+/// after a rollback: the caller must write then.
+pub fn has_stale_mirror(desired: &serde_json::Value, live: &serde_json::Value) -> bool {
+    let routes = |vs: &serde_json::Value| vs["spec"]["http"].as_array().cloned().unwrap_or_default();
+    let wanted = routes(desired);
+    routes(live).iter().enumerate().any(|(i, route)| {
+        ["mirror", "mirrorPercentage"]
+            .iter()
+            .any(|k| route.get(*k).is_some() && wanted.get(i).is_none_or(|w| w.get(*k).is_none()))
+    })
+}
+
 /// Mirrors the route's traffic to the canary when `routes.mirrored`.
 fn mirror(route: &mut Route, routes: Routes, canary: &str, weight: Option<i32>) {
     if routes.mirrored {

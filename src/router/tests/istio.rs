@@ -280,6 +280,19 @@ fn mirroring() {
     assert_eq!(v["spec"]["http"][0].get("mirror"), None);
 }
 
+#[test]
+fn a_mirror_no_longer_wanted_forces_the_write() {
+    let analysis = json!({"interval": "1m", "threshold": 5, "iterations": 10, "mirror": true});
+    let mirrored = vs(json!({"port": 9898}), analysis.clone(), Routes { mirrored: true, ..Routes::PRIMARY });
+    let plain = vs(json!({"port": 9898}), analysis, Routes::PRIMARY);
+    // The unmirrored object is a subset of the mirrored one: without the check the write is skipped.
+    assert!(crate::controller::is_subset(&plain, &mirrored));
+    assert!(crate::router::istio::has_stale_mirror(&plain, &mirrored));
+    assert!(!crate::router::istio::has_stale_mirror(&mirrored, &mirrored));
+    assert!(!crate::router::istio::has_stale_mirror(&plain, &plain));
+    assert!(!crate::router::istio::has_stale_mirror(&mirrored, &plain), "adding a mirror is a write anyway");
+}
+
 fn affinity() -> Value {
     json!({
         "interval": "15s", "threshold": 5, "stepWeight": 10,
