@@ -103,7 +103,10 @@ impl WebhookClient {
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| v.trim().parse::<u64>().ok())
                             .map(Duration::from_secs);
-                        let body = resp.text().await.unwrap_or_default();
+                        let body = crate::http::read_capped(resp, crate::http::ERROR_BODY_BYTES)
+                            .await
+                            .map(|b| b.text())
+                            .unwrap_or_default();
                         let retriable = status == StatusCode::TOO_MANY_REQUESTS
                             || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED);
                         (retriable, describe_status(status, &body), retry_after)
@@ -289,6 +292,18 @@ mod tests {
         assert_eq!(body["metadata"]["eventType"], "Normal");
         assert_eq!(body["metadata"]["timestamp"], "1700000000000");
         assert_eq!(body["metadata"]["cmd"], "hey");
+    }
+
+    #[tokio::test]
+    async fn an_endless_error_body_is_cut_and_the_call_ends_at_once() {
+        let (url, _server) = crate::http::endless_body_server(500).await;
+        let mut h = hook(&url);
+        h.timeout = Some("30s".into());
+        let started = std::time::Instant::now();
+        let r = client().call(&h, &payload()).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let want = format!("HTTP 500 Internal Server Error: {}…", "x".repeat(MAX_BODY));
+        assert_eq!(r, HookResult::Failed(want));
     }
 
     #[test]
