@@ -1,16 +1,22 @@
 //! The webhook client: Flagger's payload POSTed as JSON, success only for HTTP 200–202, a timeout
 //! per attempt and retries with exponential backoff on connection errors, 429 and 5xx. With
 //! [`WebhookAuth`], a bearer token goes to the allowed hosts only ([`auth`]).
+//!
+//! Everything a Canary author sets is bounded at run time too, since stored Canaries may predate
+//! the CRD's bounds: at most [`MAX_RETRIES`] retries, a per-attempt timeout of at most
+//! [`MAX_TIMEOUT`], at most [`MAX_CALL_TIME`] for a whole call, and at most
+//! [`crate::http::ERROR_BODY_BYTES`] of an answer read.
 
 mod auth;
 
 use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
 use reqwest::{StatusCode, header::RETRY_AFTER};
+use tokio::time::Instant;
 
 use crate::{
     analysis::HookResult,
-    api::{CanaryWebhook, WebhookPayload},
+    api::{CanaryWebhook, WebhookPayload, limits},
 };
 
 use auth::Bearer;
@@ -22,6 +28,18 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Longest error text kept from a response body.
 const MAX_BODY: usize = 512;
+/// The most retries of one call ([`limits::MAX_WEBHOOK_RETRIES`], which the CRD enforces). A
+/// reconcile waits for its hooks; with the backoff capped at 30 s, ten retries already keep trying
+/// for minutes, and more only delay a rollback.
+pub const MAX_RETRIES: u32 = limits::MAX_WEBHOOK_RETRIES as u32;
+/// The longest per-attempt timeout ([`limits::MAX_WEBHOOK_TIMEOUT`], which the CRD enforces): the
+/// default timeout of a load test run by the load tester (`--timeout`), the longest thing a hook
+/// is expected to wait for.
+pub const MAX_TIMEOUT: Duration = limits::MAX_WEBHOOK_TIMEOUT;
+/// The longest one call may take, all attempts and waits together: 1 hour, the longest single
+/// attempt. A hook holds one of the controller's reconcile slots while it runs, so
+/// `retries × timeout` must not add up to days.
+pub const MAX_CALL_TIME: Duration = MAX_TIMEOUT;
 
 /// Calls webhooks. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -32,6 +50,8 @@ pub struct WebhookClient {
     first_backoff: Duration,
     /// The bearer token and the hosts it may go to; `None`: no headers, as in Flagger.
     auth: Option<Arc<WebhookAuth>>,
+    /// The longest one call may take ([`MAX_CALL_TIME`]; shorter in tests).
+    max_call_time: Duration,
 }
 
 /// Why a client could not be built.
@@ -50,6 +70,7 @@ impl WebhookClient {
             unverified: crate::http::client_builder().danger_accept_invalid_certs(true).build()?,
             first_backoff: Duration::from_secs(1),
             auth: None,
+            max_call_time: MAX_CALL_TIME,
         })
     }
 
@@ -71,10 +92,16 @@ impl WebhookClient {
         self
     }
 
+    /// The same client with another limit on the time of one call (tests).
+    pub fn with_max_call_time(mut self, d: Duration) -> Self {
+        self.max_call_time = d;
+        self
+    }
+
     /// Calls a webhook of a Canary: `Passed` for HTTP 200–202, otherwise `Failed` with the reason.
     pub async fn call(&self, hook: &CanaryWebhook, payload: &WebhookPayload) -> HookResult {
         let timeout = hook_timeout(hook);
-        let retries = hook.retries.unwrap_or(0).max(0) as u32;
+        let retries = hook_retries(hook);
         let client = if hook.disable_tls.unwrap_or(false) { &self.unverified } else { &self.verified };
         match self.post(client, &hook.url, payload, timeout, retries).await {
             Ok(()) => HookResult::Passed,
@@ -121,9 +148,12 @@ impl WebhookClient {
         retries: u32,
     ) -> Result<(), String> {
         let token = self.token_for(url).await;
+        let deadline = Instant::now() + self.max_call_time;
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // The last attempt gets only what is left of the call's time.
+            let timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
             let (retriable, error, retry_after) =
                 match client.post(url).bearer(token.as_deref()).json(payload).timeout(timeout).send().await {
                     Ok(resp) => {
@@ -137,7 +167,10 @@ impl WebhookClient {
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| v.trim().parse::<u64>().ok())
                             .map(Duration::from_secs);
-                        let body = resp.text().await.unwrap_or_default();
+                        let body = crate::http::read_capped(resp, crate::http::ERROR_BODY_BYTES)
+                            .await
+                            .map(|b| b.text())
+                            .unwrap_or_default();
                         let retriable = status == StatusCode::TOO_MANY_REQUESTS
                             || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED);
                         (retriable, describe_status(status, &body), retry_after)
@@ -155,18 +188,32 @@ impl WebhookClient {
                 });
             }
             let backoff = self.first_backoff.saturating_mul(1 << (attempt - 1).min(16)).min(MAX_BACKOFF);
-            tokio::time::sleep(retry_after.map_or(backoff, |r| r.min(MAX_BACKOFF))).await;
+            let wait = retry_after.map_or(backoff, |r| r.min(MAX_BACKOFF));
+            if Instant::now() + wait >= deadline {
+                return Err(format!(
+                    "{error} (giving up after {attempt} attempt(s): another would pass the limit of {} for one \
+                     webhook call)",
+                    crate::duration::format(self.max_call_time)
+                ));
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 }
 
-/// The per-attempt timeout of a hook: its `timeout`, or 10 s.
+/// The per-attempt timeout of a hook: its `timeout`, or 10 s; at most [`MAX_TIMEOUT`].
 pub fn hook_timeout(hook: &CanaryWebhook) -> Duration {
     hook.timeout
         .as_deref()
         .and_then(|t| crate::duration::parse(t).ok())
         .filter(|d| !d.is_zero())
         .unwrap_or(DEFAULT_TIMEOUT)
+        .min(MAX_TIMEOUT)
+}
+
+/// The retries of a hook after a failed attempt: its `retries`, from 0 to [`MAX_RETRIES`].
+pub fn hook_retries(hook: &CanaryWebhook) -> u32 {
+    hook.retries.map_or(0, |r| r.clamp(0, MAX_RETRIES as i32) as u32)
 }
 
 fn describe_status(status: StatusCode, body: &str) -> String {
@@ -327,6 +374,82 @@ mod tests {
         assert_eq!(body["metadata"]["eventType"], "Normal");
         assert_eq!(body["metadata"]["timestamp"], "1700000000000");
         assert_eq!(body["metadata"]["cmd"], "hey");
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_10() {
+        let s = server(vec![500], Duration::ZERO).await;
+        let mut h = hook(&s.url);
+        h.retries = Some(i32::MAX);
+        let fast = WebhookClient::new().unwrap().with_first_backoff(Duration::from_millis(1));
+        let r = fast.call(&h, &payload()).await;
+        assert_eq!(s.calls.load(Ordering::SeqCst), 11);
+        assert!(
+            matches!(r, HookResult::Failed(ref e) if e.contains("giving up after 11 attempt(s)")),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_ends_within_its_time_limit_whatever_the_retries() {
+        let s = server(vec![503], Duration::ZERO).await;
+        let mut h = hook(&s.url);
+        h.retries = Some(10);
+        let client = WebhookClient::new()
+            .unwrap()
+            .with_first_backoff(Duration::from_millis(100))
+            .with_max_call_time(Duration::from_millis(500));
+        let started = std::time::Instant::now();
+        let r = client.call(&h, &payload()).await;
+        // Attempts at 0, 100 and 300 ms; the next would start at 700 ms, past the limit.
+        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+        assert_eq!(s.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            r,
+            HookResult::Failed(
+                "HTTP 503 Service Unavailable: answer 2 (giving up after 3 attempt(s): another would pass the \
+                 limit of 500ms for one webhook call)"
+                    .into()
+            )
+        );
+        // A slow hook's last attempt gets only what is left of the time.
+        let slow = server(vec![200], Duration::from_secs(5)).await;
+        let mut h = hook(&slow.url);
+        h.timeout = Some("1h".into());
+        let started = std::time::Instant::now();
+        let r = client.call(&h, &payload()).await;
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(matches!(r, HookResult::Failed(ref e) if e.contains("timed out")), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn an_endless_error_body_is_cut_and_the_call_ends_at_once() {
+        let (url, _server) = crate::http::endless_body_server(500).await;
+        let mut h = hook(&url);
+        h.timeout = Some("30s".into());
+        let started = std::time::Instant::now();
+        let r = client().call(&h, &payload()).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let want = format!("HTTP 500 Internal Server Error: {}…", "x".repeat(MAX_BODY));
+        assert_eq!(r, HookResult::Failed(want));
+    }
+
+    #[test]
+    fn retries_and_timeouts_are_clamped() {
+        let with = |retries: Option<i32>, timeout: Option<&str>| CanaryWebhook {
+            retries,
+            timeout: timeout.map(Into::into),
+            ..hook("x")
+        };
+        assert_eq!(hook_retries(&with(None, None)), 0);
+        assert_eq!(hook_retries(&with(Some(-5), None)), 0);
+        assert_eq!(hook_retries(&with(Some(3), None)), 3);
+        assert_eq!(hook_retries(&with(Some(10), None)), 10);
+        assert_eq!(hook_retries(&with(Some(11), None)), MAX_RETRIES);
+        assert_eq!(hook_retries(&with(Some(i32::MAX), None)), MAX_RETRIES);
+        assert_eq!(hook_timeout(&with(None, Some("1h"))), MAX_TIMEOUT);
+        assert_eq!(hook_timeout(&with(None, Some("59m59s"))), Duration::from_secs(3599));
+        assert_eq!(hook_timeout(&with(None, Some("100000h"))), MAX_TIMEOUT);
     }
 
     #[test]

@@ -598,7 +598,7 @@ impl<'a> Tick<'a> {
                 }
             };
             let value = match result {
-                verdict::MetricResult::Value(x) if !x.is_nan() => Some(*x),
+                verdict::MetricResult::Value(x) if x.is_finite() => Some(*x),
                 _ => None,
             };
             self.record_check(CheckRecord {

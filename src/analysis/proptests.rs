@@ -39,6 +39,7 @@ fn metric_result() -> impl Gen<Value = MetricResult> {
         4 => (0.0..200.0f64).prop_map(MetricResult::Value),
         1 => Just(MetricResult::NoData),
         1 => Just(MetricResult::Value(f64::NAN)),
+        1 => prop_oneof![Just(f64::INFINITY), Just(f64::NEG_INFINITY)].prop_map(MetricResult::Value),
         1 => Just(MetricResult::Error("boom".into())),
     ]
 }
@@ -206,7 +207,7 @@ fn check(before: &World, w: &World, out: &Outcome, crashed: bool) -> Result<(), 
     let metrics = w.canary.spec.analysis.as_ref().and_then(|a| a.metrics.clone()).unwrap_or_default();
     let any_missing = consulted.iter().any(|i| match w.metric_values.get(&metrics[*i].name) {
         None => false,
-        Some(MetricResult::Value(v)) => v.is_nan(),
+        Some(MetricResult::Value(v)) => !v.is_finite(),
         Some(_) => true,
     });
     if any_missing {

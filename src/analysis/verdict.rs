@@ -66,11 +66,19 @@ pub fn bounds(metric: &CanaryMetric) -> (Option<f64>, Option<f64>) {
 }
 
 /// Judges a metric result. `target` is `<name>.<namespace>` for messages, `provider` the metrics
-/// provider name used in the no-data text.
+/// provider name used in the no-data text. Total: any value and any thresholds give a verdict,
+/// and a value that is not a finite number never passes (NaN is no data, ±Inf a failed check).
 pub fn judge(metric: &CanaryMetric, result: &MetricResult, target: &str, provider: &str) -> Verdict {
     let name = &metric.name;
     let value = match result {
         MetricResult::Value(v) if v.is_nan() => return no_data(metric, target, provider),
+        MetricResult::Value(v) if v.is_infinite() => {
+            return Verdict::Fail(format!(
+                "Halt {target} advancement {name} query returned {}, which is not a finite number: \
+                 no range accepts it (does the query divide by zero?)",
+                num(*v)
+            ));
+        }
         MetricResult::Value(v) => *v,
         MetricResult::NoData => return no_data(metric, target, provider),
         MetricResult::Error(e) if is_builtin(metric) => {
@@ -91,8 +99,8 @@ pub fn judge(metric: &CanaryMetric, result: &MetricResult, target: &str, provide
         }
         REQUEST_DURATION => format!(
             "Halt {target} advancement request duration {} {op} {}",
-            format_duration(millis(value)),
-            format_duration(millis(limit))
+            millis_text(value),
+            millis_text(limit)
         ),
         _ => format!("Halt {target} advancement {name} {value:.2} {op} {}", num(limit)),
     })
@@ -112,13 +120,27 @@ fn no_data(metric: &CanaryMetric, target: &str, provider: &str) -> Verdict {
     })
 }
 
-fn millis(ms: f64) -> Duration {
-    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+/// Milliseconds as Flagger prints a duration (`612ms`, `1m30s`). A value no `Duration` holds
+/// (above about 1.8e22 ms, or infinite) is printed as a number of milliseconds instead.
+fn millis_text(ms: f64) -> String {
+    match Duration::try_from_secs_f64(ms.max(0.0) / 1000.0) {
+        Ok(d) => format_duration(d),
+        Err(_) => format!("{}ms", num(ms)),
+    }
 }
 
-/// Formats a number as Go's `%v` does for the thresholds users write (`99`, `99.5`).
+/// Formats a number as Go's `%v` does for the thresholds users write (`99`, `99.5`), and
+/// infinities and NaN as Go and Prometheus write them (`+Inf`, `-Inf`, `NaN`).
 fn num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") }
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
 }
 
 #[cfg(test)]
@@ -187,9 +209,57 @@ mod tests {
             )
         );
         assert!(!judge(&m, &MetricResult::Value(f64::NAN), "a.b", "istio").passed());
+        assert!(matches!(judge(&m, &MetricResult::Value(f64::NAN), "a.b", "istio"), Verdict::NoData(_)));
         assert_eq!(
             judge(&m, &MetricResult::Error("connection refused".into()), "a.b", "istio"),
             Verdict::Error("Prometheus query failed: connection refused".into())
         );
     }
+
+    #[test]
+    fn an_infinite_value_is_a_failed_check_naming_the_metric() {
+        // Flagger passes +Inf against a minimum only, and -Inf against a maximum only.
+        for (name, min, max, value, shown) in [
+            (REQUEST_SUCCESS_RATE, Some(99.0), None, f64::INFINITY, "+Inf"),
+            (REQUEST_DURATION, None, Some(500.0), f64::NEG_INFINITY, "-Inf"),
+            (REQUEST_DURATION, None, Some(500.0), f64::INFINITY, "+Inf"),
+            ("errors", None, None, f64::INFINITY, "+Inf"),
+        ] {
+            let verdict =
+                judge(&metric(name, min, max), &MetricResult::Value(value), "podinfo.test", "istio");
+            assert_eq!(
+                verdict,
+                Verdict::Fail(format!(
+                    "Halt podinfo.test advancement {name} query returned {shown}, which is not a finite number: \
+                     no range accepts it (does the query divide by zero?)"
+                )),
+            );
+        }
+    }
+
+    #[test]
+    fn durations_too_long_for_a_duration_are_printed_in_milliseconds() {
+        let m = metric(REQUEST_DURATION, None, Some(500.0));
+        assert_eq!(
+            judge(&m, &MetricResult::Value(1e30), "podinfo.test", "istio"),
+            Verdict::Fail(
+                "Halt podinfo.test advancement request duration 1000000000000000000000000000000ms > 500ms"
+                    .into()
+            )
+        );
+        let huge_threshold = metric(REQUEST_DURATION, Some(f64::MAX), None);
+        let Verdict::Fail(message) = judge(&huge_threshold, &MetricResult::Value(90_000.0), "a.b", "istio")
+        else {
+            panic!("90 s is below the minimum");
+        };
+        assert!(
+            message.starts_with("Halt a.b advancement request duration 1m30s < 17976931348623157"),
+            "{message}"
+        );
+        assert!(message.ends_with("ms"), "{message}");
+    }
 }
+
+#[cfg(test)]
+#[path = "verdict_proptests.rs"]
+mod proptests;

@@ -23,6 +23,12 @@ use crate::analysis::MetricResult;
 /// Flagger's timeout for every metrics request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest answer read from a metrics server: 1 MiB. An instant query that returns one
+/// series is a few hundred bytes, and even a vector of a few thousand labelled series fits, while
+/// a server (each tenant may name their own) can no longer make the controller hold hundreds of
+/// megabytes within the timeout. A longer answer is an error; the rest is never read.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
 /// How requests authenticate, read from a MetricTemplate's Secret.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub enum Credentials {
@@ -230,8 +236,14 @@ impl Prometheus {
             Err(e) => return QueryOutcome::error(failed(e)),
         };
         let status = response.status();
-        let body = match response.bytes().await {
-            Ok(b) => b,
+        let body = match crate::http::read_capped(response, MAX_RESPONSE_BYTES).await {
+            Ok(b) if b.truncated => {
+                return QueryOutcome::error(format!(
+                    "Prometheus at {server} answered {status} with more than {MAX_RESPONSE_BYTES} bytes, the limit \
+                     for one query; aggregate the query (for example with sum()) so that it returns one series"
+                ));
+            }
+            Ok(b) => b.bytes,
             Err(e) => return QueryOutcome::error(failed(e)),
         };
         let outcome = parse_response(status, &body, &server);
@@ -507,6 +519,25 @@ mod tests {
             error_text(&e)
                 .contains("answered 200 OK with something that is not a query result: <html>login</html>")
         );
+    }
+
+    #[tokio::test]
+    async fn an_answer_longer_than_1_mib_is_an_error_naming_the_limit() {
+        let (url, _server) = crate::http::endless_body_server(200).await;
+        let started = std::time::Instant::now();
+        let outcome = client().query(&Endpoint::new(&url), "up").await;
+        // Stopped at the limit, long before the 5 s timeout.
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert_eq!(
+            error_text(&outcome),
+            format!(
+                "Prometheus at {url} answered 200 OK with more than 1048576 bytes, the limit for one query; \
+                 aggregate the query (for example with sum()) so that it returns one series"
+            )
+        );
+        // Just under the limit is read as usual.
+        let padded = format!("{}{}", vector(&["7"]), " ".repeat(MAX_RESPONSE_BYTES - vector(&["7"]).len()));
+        assert_eq!(result_of(200, &padded).await.result, MetricResult::Value(7.0));
     }
 
     #[tokio::test]

@@ -8,8 +8,13 @@
 //! `variables`, `$var :=` / `$var =` / `$var`, and the functions above plus `printf`, `print`,
 //! `println`, `index` and `len`. Control structures (`if`, `range`, `with`, `define`, ...) are
 //! rejected with an error naming them, never silently mis-rendered.
+//!
+//! Rendering is bounded whatever the template: parentheses nest at most [`MAX_NESTING_DEPTH`]
+//! deep, the query is at most [`MAX_QUERY_BYTES`] long, rendering builds at most
+//! [`MAX_RENDER_BYTES`] of text in all, and `printf` widths and precisions are at most
+//! [`gofmt::MAX_WIDTH_PRECISION`]. Each limit is a [`TemplateError`] naming it, never a panic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
@@ -39,6 +44,24 @@ pub struct TemplateContext {
 
 /// The query window when a metric names none.
 pub const DEFAULT_INTERVAL: &str = "1m";
+
+/// How deeply parentheses may nest in an action: 100. Real queries nest two or three levels. The
+/// parser and the renderer recurse once per level; 100 levels take a small part of a 2 MiB
+/// thread stack (Tokio's worker threads), where 5,000 overflowed it and aborted the process.
+/// Go's own parser stops at 10,000, which its growable stacks can afford.
+pub const MAX_NESTING_DEPTH: usize = 100;
+
+/// The longest query a template may render to: 256 KiB. Real PromQL queries are a few hundred
+/// bytes (none of Flagger's documented MetricTemplates reaches 2 KiB). The query travels
+/// URL-encoded in a GET request, which can triple its length, and Prometheus (Go's HTTP server)
+/// refuses request headers over 1 MiB: 256 KiB is the longest query that surely arrives.
+pub const MAX_QUERY_BYTES: usize = 256 * 1024;
+
+/// The most text rendering may build or copy in all (function results, variable reads, context
+/// values): 1 MiB, four times [`MAX_QUERY_BYTES`]. Intermediate values need not reach the query,
+/// so without a total `$b := print $a $a` chains could double a value at every step and exhaust
+/// memory while the query itself stays short.
+pub const MAX_RENDER_BYTES: usize = 1024 * 1024;
 
 impl TemplateContext {
     /// The context of one metric of a Canary. Unlike Flagger, the interval defaults to `1m` for
@@ -81,12 +104,26 @@ pub enum TemplateError {
     UnknownFunction { line: usize, name: String },
     #[error("query template line {line}: {message}")]
     Exec { line: usize, message: String },
+    #[error(
+        "query template line {line}: parentheses are nested more than {limit} deep, the limit; \
+         use a variable (`$x := ...`) for the inner part"
+    )]
+    TooDeep { line: usize, limit: usize },
+    #[error(
+        "query template line {line}: the rendered query is longer than {limit} bytes, the limit for a query"
+    )]
+    QueryTooLong { line: usize, limit: usize },
+    #[error(
+        "query template line {line}: rendering builds more than {limit} bytes of text (function results, \
+         variables and context values together), the limit for one query"
+    )]
+    TooMuchText { line: usize, limit: usize },
 }
 
 /// Renders `source` against `ctx`.
 pub fn render(source: &str, ctx: &TemplateContext) -> Result<String, TemplateError> {
     let nodes = Parser::new(source).parse()?;
-    Exec { ctx, vars: BTreeMap::new() }.run(&nodes)
+    Exec { ctx, vars: BTreeMap::new(), built: 0 }.run(&nodes)
 }
 
 /// Checks that `source` parses (syntax, known functions, declared variables) without rendering it.
@@ -131,7 +168,7 @@ const KEYWORDS: [&str; 10] =
 // Parsing
 
 enum Node {
-    Text(String),
+    Text { line: usize, text: String },
     Action { line: usize, pipe: Pipeline },
 }
 
@@ -189,12 +226,14 @@ struct Parser<'a> {
     src: &'a str,
     pos: usize,
     line: usize,
-    declared: Vec<String>,
+    declared: BTreeSet<String>,
+    /// Parentheses open around the operand being parsed.
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
     fn new(src: &'a str) -> Self {
-        Parser { src, pos: 0, line: 1, declared: vec!["$".into()] }
+        Parser { src, pos: 0, line: 1, declared: BTreeSet::from(["$".to_string()]), depth: 0 }
     }
 
     fn syntax(&self, message: impl Into<String>) -> TemplateError {
@@ -221,7 +260,7 @@ impl<'a> Parser<'a> {
                 text = text.trim_end_matches(is_space);
             }
             if !text.is_empty() {
-                nodes.push(Node::Text(text.to_string()));
+                nodes.push(Node::Text { line: self.line, text: text.to_string() });
             }
             self.advance(text_end);
             if self.pos >= self.src.len() {
@@ -474,7 +513,7 @@ impl<'a> Parser<'a> {
         }
         // The variable is visible after the action that declares it, as in Go.
         if let Some((v, true)) = &decl {
-            self.declared.push(v.clone());
+            self.declared.insert(v.clone());
         }
         Ok(Pipeline { decl, cmds })
     }
@@ -523,7 +562,13 @@ impl<'a> Parser<'a> {
             }
             Tok::Lit(v) => Term::Lit(v),
             Tok::LParen => {
-                let inner = self.pipeline(s)?;
+                if self.depth >= MAX_NESTING_DEPTH {
+                    return Err(TemplateError::TooDeep { line: s.line, limit: MAX_NESTING_DEPTH });
+                }
+                self.depth += 1;
+                let inner = self.pipeline(s);
+                self.depth -= 1;
+                let inner = inner?;
                 if s.next() != Some(Tok::RParen) {
                     return Err(s.syntax("unclosed left paren: add `)`".into()));
                 }
@@ -595,6 +640,31 @@ impl Stream {
 struct Exec<'c> {
     ctx: &'c TemplateContext,
     vars: BTreeMap<String, Value>,
+    /// Bytes built or copied so far, against [`MAX_RENDER_BYTES`].
+    built: usize,
+}
+
+/// The bytes a value holds.
+fn size(value: &Value) -> usize {
+    match value {
+        Value::Str(s) => s.len(),
+        Value::Map(m) => map_size(m),
+        Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Nil => 0,
+    }
+}
+
+/// The bytes of a map's keys and values.
+fn map_size(map: &BTreeMap<String, String>) -> usize {
+    map.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
+/// Appends `text` to the query unless that makes it longer than [`MAX_QUERY_BYTES`].
+fn emit(out: &mut String, text: &str, line: usize) -> Result<(), TemplateError> {
+    if out.len().saturating_add(text.len()) > MAX_QUERY_BYTES {
+        return Err(TemplateError::QueryTooLong { line, limit: MAX_QUERY_BYTES });
+    }
+    out.push_str(text);
+    Ok(())
 }
 
 impl Exec<'_> {
@@ -602,20 +672,53 @@ impl Exec<'_> {
         let mut out = String::new();
         for node in nodes {
             match node {
-                Node::Text(t) => out.push_str(t),
+                Node::Text { line, text } => emit(&mut out, text, *line)?,
                 Node::Action { line, pipe } => {
                     let value = self.pipeline(pipe, *line)?;
                     if pipe.decl.is_none() {
                         // Go prints a nil value in an action as "<no value>".
                         match value {
-                            Value::Nil => out.push_str("<no value>"),
-                            v => out.push_str(&gofmt::format_v(&v)),
+                            Value::Nil => emit(&mut out, "<no value>", *line)?,
+                            Value::Str(s) => emit(&mut out, &s, *line)?,
+                            v => emit(&mut out, &gofmt::format_v(&v), *line)?,
                         }
                     }
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Counts `bytes` about to be built or copied against [`MAX_RENDER_BYTES`].
+    fn charge(&mut self, bytes: usize, line: usize) -> Result<(), TemplateError> {
+        self.built = self.built.saturating_add(bytes);
+        if self.built > MAX_RENDER_BYTES {
+            return Err(TemplateError::TooMuchText { line, limit: MAX_RENDER_BYTES });
+        }
+        Ok(())
+    }
+
+    /// What a function may still build: the rest of [`MAX_RENDER_BYTES`].
+    fn room(&self) -> usize {
+        MAX_RENDER_BYTES.saturating_sub(self.built)
+    }
+
+    /// A function's text, counted against [`MAX_RENDER_BYTES`].
+    fn built_text(
+        &mut self,
+        text: Result<String, gofmt::FmtError>,
+        line: usize,
+    ) -> Result<Value, TemplateError> {
+        match text {
+            Ok(text) => {
+                self.charge(text.len(), line)?;
+                Ok(Value::Str(text))
+            }
+            Err(gofmt::FmtError::Invalid(message)) => Err(TemplateError::Exec { line, message }),
+            Err(gofmt::FmtError::TooLong) => {
+                Err(TemplateError::TooMuchText { line, limit: MAX_RENDER_BYTES })
+            }
+        }
     }
 
     fn pipeline(&mut self, pipe: &Pipeline, line: usize) -> Result<Value, TemplateError> {
@@ -625,6 +728,7 @@ impl Exec<'_> {
         }
         let value = last.unwrap_or(Value::Nil);
         if let Some((v, _)) = &pipe.decl {
+            self.charge(size(&value), line)?;
             self.vars.insert(v.clone(), value.clone());
         }
         Ok(value)
@@ -653,7 +757,11 @@ impl Exec<'_> {
     fn operand(&mut self, op: &Operand, line: usize) -> Result<Value, TemplateError> {
         let mut value = match &op.term {
             Term::Func(name) => self.call(name, Vec::new(), line)?,
-            Term::Var(v) => self.vars.get(v).cloned().unwrap_or(Value::Nil),
+            Term::Var(v) => {
+                let bytes = self.vars.get(v).map_or(0, size);
+                self.charge(bytes, line)?;
+                self.vars.get(v).cloned().unwrap_or(Value::Nil)
+            }
             Term::Dot => Value::Nil,
             Term::Lit(v) => v.clone(),
             Term::Paren(p) => self.pipeline(p, line)?,
@@ -687,22 +795,31 @@ impl Exec<'_> {
     fn call(&mut self, name: &str, args: Vec<Value>, line: usize) -> Result<Value, TemplateError> {
         let exec = |message: String| TemplateError::Exec { line, message };
         let ctx = self.ctx;
-        let context_value = match name {
-            "name" => Some(Value::Str(ctx.name.clone())),
-            "namespace" => Some(Value::Str(ctx.namespace.clone())),
-            "target" => Some(Value::Str(ctx.target.clone())),
-            "service" => Some(Value::Str(ctx.service.clone())),
-            "ingress" => Some(Value::Str(ctx.ingress.clone())),
-            "route" => Some(Value::Str(ctx.route.clone())),
-            "interval" => Some(Value::Str(ctx.interval.clone())),
-            "variables" => Some(Value::Map(ctx.variables.clone())),
+        let context_str = match name {
+            "name" => Some(&ctx.name),
+            "namespace" => Some(&ctx.namespace),
+            "target" => Some(&ctx.target),
+            "service" => Some(&ctx.service),
+            "ingress" => Some(&ctx.ingress),
+            "route" => Some(&ctx.route),
+            "interval" => Some(&ctx.interval),
             _ => None,
         };
-        if let Some(v) = context_value {
+        if context_str.is_some() || name == "variables" {
             if !args.is_empty() {
                 return Err(exec(format!("wrong number of args for {name}: want 0 got {}", args.len())));
             }
-            return Ok(v);
+            // Counted before the copy is made.
+            return Ok(match context_str {
+                Some(s) => {
+                    self.charge(s.len(), line)?;
+                    Value::Str(s.clone())
+                }
+                None => {
+                    self.charge(map_size(&ctx.variables), line)?;
+                    Value::Map(ctx.variables.clone())
+                }
+            });
         }
         match name {
             "printf" => {
@@ -711,10 +828,17 @@ impl Exec<'_> {
                     return Err(exec("printf needs a format string as its first argument".into()));
                 };
                 let rest: Vec<Value> = args.collect();
-                gofmt::sprintf(&format, &rest).map(Value::Str).map_err(exec)
+                let text = gofmt::sprintf(&format, &rest, self.room());
+                self.built_text(text, line)
             }
-            "print" => Ok(Value::Str(gofmt::sprint(&args))),
-            "println" => Ok(Value::Str(gofmt::sprintln(&args))),
+            "print" => {
+                let text = gofmt::sprint(&args, self.room());
+                self.built_text(text, line)
+            }
+            "println" => {
+                let text = gofmt::sprintln(&args, self.room());
+                self.built_text(text, line)
+            }
             "len" => match args.as_slice() {
                 [Value::Str(s)] => Ok(Value::Int(s.len() as i64)),
                 [Value::Map(m)] => Ok(Value::Int(m.len() as i64)),
@@ -773,6 +897,98 @@ mod tests {
 
     fn err(src: &str) -> TemplateError {
         render(src, &ctx()).expect_err(src)
+    }
+
+    /// Runs `f` on a thread with a 2 MiB stack, the size of Tokio's worker threads, so that a
+    /// stack overflow shows (it aborts the test binary).
+    pub(super) fn on_worker_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        match std::thread::Builder::new().stack_size(2 << 20).spawn(f).map(|t| t.join()) {
+            Ok(Ok(value)) => value,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("cannot start a thread: {e}"),
+        }
+    }
+
+    /// `{{ ((...(target)...)) }}` with `depth` parentheses.
+    fn nested(depth: usize) -> String {
+        format!("{{{{ {}target{} }}}}", "(".repeat(depth), ")".repeat(depth))
+    }
+
+    #[test]
+    fn parentheses_nest_at_most_100_deep() {
+        on_worker_stack(|| {
+            assert_eq!(ok(&nested(MAX_NESTING_DEPTH)), "podinfo");
+            let deep_calls = format!("{{{{ {}\"x\"{} }}}}", "print (".repeat(100), ")".repeat(100));
+            assert_eq!(ok(&deep_calls), "x");
+            let e = err(&format!("a\n{}", nested(MAX_NESTING_DEPTH + 1)));
+            assert_eq!(e, TemplateError::TooDeep { line: 2, limit: MAX_NESTING_DEPTH });
+            assert!(e.to_string().contains("parentheses are nested more than 100 deep, the limit"), "{e}");
+            // Far past the depth that used to overflow a 2 MiB stack: an error, unclosed or not.
+            assert!(matches!(check(&nested(100_000)), Err(TemplateError::TooDeep { .. })));
+            assert!(matches!(
+                check(&format!("{{{{ {} }}}}", "(".repeat(100_000))),
+                Err(TemplateError::TooDeep { .. })
+            ));
+        });
+    }
+
+    #[test]
+    fn the_query_is_at_most_256_kib() {
+        let at_limit = "x".repeat(MAX_QUERY_BYTES);
+        assert_eq!(ok(&at_limit).len(), MAX_QUERY_BYTES);
+        let e = err(&format!("{}\n{{{{ target }}}}", &at_limit[1..]));
+        assert_eq!(e, TemplateError::QueryTooLong { line: 2, limit: MAX_QUERY_BYTES });
+        assert!(e.to_string().contains("the rendered query is longer than 262144 bytes, the limit"), "{e}");
+        assert_eq!(
+            err("a\n\n{{ printf \"%300000s\" \"x\" }}"),
+            TemplateError::QueryTooLong { line: 3, limit: MAX_QUERY_BYTES }
+        );
+        assert_eq!(
+            err(&"x".repeat(10 * MAX_QUERY_BYTES)),
+            TemplateError::QueryTooLong { line: 1, limit: MAX_QUERY_BYTES }
+        );
+    }
+
+    #[test]
+    fn rendering_builds_at_most_1_mib_of_text() {
+        // Each variable doubles the last: the query stays empty, the values would reach 1 GiB.
+        let mut doubling = String::from("{{ $v0 := printf \"%1000s\" \"x\" }}");
+        for i in 1..=20 {
+            doubling.push_str(&format!("\n{{{{ $v{i} := print $v{p} $v{p} }}}}", p = i - 1));
+        }
+        let e = err(&doubling);
+        assert!(matches!(e, TemplateError::TooMuchText { limit: MAX_RENDER_BYTES, .. }), "{e:?}");
+        assert!(e.to_string().contains("rendering builds more than 1048576 bytes of text"), "{e}");
+        // Reading one variable many times counts every copy.
+        let reads =
+            format!("{{{{ $a := printf \"%100000s\" \"\" }}}}{{{{ len (print {}) }}}}", "$a ".repeat(20));
+        assert!(matches!(err(&reads), TemplateError::TooMuchText { .. }));
+        // So do the context values.
+        let mut big = ctx();
+        big.variables.insert("blob".into(), "b".repeat(100_000));
+        let src = format!("{{{{ len (print {}) }}}}", "variables ".repeat(20));
+        assert!(matches!(render(&src, &big), Err(TemplateError::TooMuchText { .. })));
+        // Ordinary templates are far from it.
+        assert_eq!(ok(&format!("{{{{ len (print {}) }}}}", "target ".repeat(1000))), "7000");
+    }
+
+    #[test]
+    fn printf_widths_and_precisions_above_a_million_are_template_errors() {
+        for (src, want) in [
+            (r#"{{ printf "%20000000000s" "x" }}"#, "width 20000000000 is larger than 1000000, the limit"),
+            (r#"{{ printf "%.99999999999e" 1.5 }}"#, "precision 99999999999 is larger than 1000000"),
+        ] {
+            let e = err(src);
+            assert!(matches!(e, TemplateError::Exec { line: 1, .. }), "{src}: {e:?}");
+            assert!(e.to_string().contains(want), "{src}: {e}");
+        }
+        // 100,000,000 was a 100 MB query; now it is refused by the width limit.
+        assert!(matches!(err(r#"{{ printf "%100000000s" "x" }}"#), TemplateError::Exec { .. }));
+        // Within the width limit but longer than a query: the query limit names it.
+        assert!(matches!(err(r#"{{ printf "%1000000s" "x" }}"#), TemplateError::QueryTooLong { .. }));
+        // Precisions past Rust's 65,535 print as Go prints them.
+        assert_eq!(render(r#"{{ printf "%.70000f" 1.5 }}"#, &ctx()).map(|q| q.len()), Ok(70_002));
+        assert_eq!(ok(r#"{{ len (printf "%.70000f" 1.5) }}"#), "70002");
     }
 
     #[test]
@@ -909,3 +1125,7 @@ mod tests {
         assert_eq!(TemplateContext::new(&canary, &with_interval).interval, "2m");
     }
 }
+
+#[cfg(test)]
+#[path = "template_proptests.rs"]
+mod proptests;

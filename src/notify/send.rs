@@ -105,7 +105,11 @@ impl Notifier {
         if status.is_success() {
             return Ok(());
         }
-        let body = response.text().await.unwrap_or_default();
+        // At most ERROR_BODY_BYTES of it: a receiver cannot make the controller hold more.
+        let body = crate::http::read_capped(response, crate::http::ERROR_BODY_BYTES)
+            .await
+            .map(|b| b.text())
+            .unwrap_or_default();
         Err(SendError::Status { receiver: d.receiver.clone(), status, body: trim_body(&body) })
     }
 

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until, timeout_at};
 
 use super::histogram::LatencyHistogram;
-use super::parse::{HeySpec, Stop};
+use super::parse::{HeySpec, MAX_RATE_PER_WORKER, MIN_RATE_PER_WORKER, Stop};
 use crate::duration;
 
 /// Sent as (or appended to) the User-Agent, as hey appends its own.
@@ -206,7 +206,7 @@ async fn worker(
     let mut counts = WorkerCounts::default();
     // Like hey, the first paced request goes out one period after the start.
     let mut pacer = t.spec.rate_per_worker.map(|q| {
-        let period = Duration::from_secs_f64(1.0 / q);
+        let period = pacing_period(q);
         let mut i = interval_at(start + period, period);
         // A slow response delays the next request instead of causing a burst to catch up.
         i.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -253,6 +253,18 @@ async fn worker(
         observer.observe(outcome, took);
     }
     counts
+}
+
+/// The time between two requests of a worker paced to `rate` requests per second. The rate is
+/// clamped to what `-q` accepts (a `HeySpec` can be built without the parser), so any value gives
+/// a period from 1 µs to 1,000,000 s, which a timer can hold.
+fn pacing_period(rate: f64) -> Duration {
+    let rate = if rate.is_nan() {
+        MIN_RATE_PER_WORKER
+    } else {
+        rate.clamp(MIN_RATE_PER_WORKER, MAX_RATE_PER_WORKER)
+    };
+    Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::from_micros(1))
 }
 
 /// Sends one request and reads the whole response body (as hey does, so connections are reused
@@ -314,4 +326,47 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loadtester::hey::{parse_hey_args, split_words};
+
+    #[test]
+    fn any_rate_gives_a_period_a_timer_can_hold() {
+        let slowest = Duration::from_secs(1_000_000);
+        let fastest = Duration::from_micros(1);
+        for (rate, want) in [
+            (10.0, Duration::from_millis(100)),
+            (1e-6, slowest),
+            (1e-20, slowest),
+            (5e-324, slowest),
+            (0.0, slowest),
+            (-3.0, slowest),
+            (f64::NAN, slowest),
+            (f64::NEG_INFINITY, slowest),
+            (1e6, fastest),
+            (1e300, fastest),
+            (f64::INFINITY, fastest),
+        ] {
+            assert_eq!(pacing_period(rate), want, "{rate}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_with_a_rate_outside_the_parser_range_ends_without_a_panic() {
+        // Nothing listens on a port that was just free: requests fail fast.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let words = split_words(&format!("hey -z 10s -c 2 http://127.0.0.1:{port}/")).unwrap();
+        for rate in [1e-20, 1e300, f64::NAN] {
+            let mut spec = parse_hey_args(&words[1..]).unwrap();
+            spec.rate_per_worker = Some(rate);
+            let report = run(&spec, Duration::from_millis(300), Arc::new(())).await.unwrap();
+            assert!(report.elapsed < Duration::from_secs(3), "{rate}: {:?}", report.elapsed);
+            if rate < 1.0 || rate.is_nan() {
+                assert_eq!(report.requests, 0, "{rate}: the first request is due in 11.6 days");
+            }
+        }
+    }
 }

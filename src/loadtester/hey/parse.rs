@@ -15,6 +15,15 @@ const DEFAULT_WORKERS: u32 = 50;
 const DEFAULT_TIMEOUT_SECS: u64 = 20;
 const DEFAULT_CONTENT_TYPE: &str = "text/html";
 
+/// The slowest `-q`: one request per worker every 1,000,000 s (11.6 days). A slower rate could
+/// not send a request within any run, and its period would not fit a timer (`-q 1e-20` made a
+/// worker panic).
+pub const MIN_RATE_PER_WORKER: f64 = 1e-6;
+/// The fastest `-q`: 1,000,000 requests per second per worker. hey paces in whole microseconds,
+/// so a faster rate gives it a zero period and its workers then wait forever; a worker sends one
+/// request at a time and gets nowhere near this rate anyway.
+pub const MAX_RATE_PER_WORKER: f64 = 1e6;
+
 /// The flags the built-in generator understands, for error messages.
 pub const SUPPORTED_FLAGS: &str = "-z, -n, -c, -q, -m, -H, -d, -t, -T, -A, -a, -host, -h2, \
      -disable-keepalive, -disable-compression, -disable-redirects, -o, -cpus";
@@ -201,8 +210,11 @@ pub fn parse_hey_args(args: &[String]) -> Result<HeySpec, HeyError> {
             "c" => workers = value.parse().map_err(|_| invalid("a whole number of workers"))?,
             "q" => {
                 let q: f64 = value.parse().map_err(|_| invalid("requests per second per worker, e.g. 10"))?;
-                if !q.is_finite() || q < 0.0 {
-                    return Err(invalid("a rate of 0 (unlimited) or more"));
+                // NaN is in no range and not 0.
+                if q != 0.0 && !(MIN_RATE_PER_WORKER..=MAX_RATE_PER_WORKER).contains(&q) {
+                    return Err(invalid(
+                        "0 (unlimited) or a rate from 0.000001 to 1000000 requests per second per worker",
+                    ));
                 }
                 rate = (q > 0.0).then_some(q);
             }
@@ -406,6 +418,20 @@ mod tests {
     }
 
     #[test]
+    fn rates_from_a_millionth_to_a_million_are_accepted() {
+        for (q, want) in [("0.000001", Some(1e-6)), ("1000000", Some(1e6)), ("1e6", Some(1e6)), ("-0", None)]
+        {
+            assert_eq!(parse(&format!("hey -q {q} http://a/")).unwrap().rate_per_worker, want, "{q}");
+        }
+        let e = parse("hey -q 1e-20 http://a/").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "hey flag -q has an invalid value \"1e-20\": expected 0 (unlimited) or a rate from 0.000001 to \
+             1000000 requests per second per worker"
+        );
+    }
+
+    #[test]
     fn z_wins_over_n_and_zero_values_mean_unset() {
         let s = parse("hey -n 5 -c 10 -z 30s http://a/").unwrap();
         assert_eq!(s.stop, Stop::After(Duration::from_secs(30)));
@@ -459,6 +485,12 @@ mod tests {
             ("hey -c -1 http://a/", "-c"),
             ("hey -q -3 http://a/", "-q"),
             ("hey -q NaN http://a/", "-q"),
+            ("hey -q inf http://a/", "-q"),
+            ("hey -q 1e-20 http://a/", "-q"),
+            ("hey -q 5e-324 http://a/", "-q"),
+            ("hey -q 0.00000099 http://a/", "-q"),
+            ("hey -q 1000001 http://a/", "-q"),
+            ("hey -q 1e300 http://a/", "-q"),
             ("hey -z 10 http://a/", "-z"),
             ("hey -t 1.5 http://a/", "-t"),
             ("hey -H novalue http://a/", "-H"),

@@ -129,6 +129,23 @@ async fn an_error_status_is_an_error_with_the_trimmed_body() {
 }
 
 #[tokio::test]
+async fn an_endless_error_body_is_cut_and_the_delivery_ends_at_once() {
+    let (url, _server) = crate::http::endless_body_server(500).await;
+    let d = delivery(spec("slack", &format!("{url}/hook")), &[]);
+    let started = Instant::now();
+    let err = notifier().with_timeout(Duration::from_secs(30)).deliver(&d).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(
+        err,
+        SendError::Status {
+            receiver: "AlertProvider test/chat (slack)".into(),
+            status: reqwest::StatusCode::INTERNAL_SERVER_ERROR,
+            body: format!("{}…", "x".repeat(512)),
+        }
+    );
+}
+
+#[tokio::test]
 async fn a_slow_receiver_times_out() {
     let r = receiver(200, "ok", Duration::from_secs(3)).await;
     let d = delivery(spec("msteams", &format!("{}/hook", r.base)), &[]);
