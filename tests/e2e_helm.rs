@@ -267,14 +267,9 @@ fn leader_election_with_two_replicas() {
         |verb: &str, name: &str| ("coordination.k8s.io".into(), "leases".into(), verb.into(), name.into());
     assert_eq!(
         grants(&role["rules"]),
-        [
-            lease("create", ""),
-            lease("get", "veer-leader-election"),
-            lease("update", "veer-leader-election"),
-            lease("patch", "veer-leader-election")
-        ]
-        .into_iter()
-        .collect()
+        [lease("create", ""), lease("get", "veer-leader-election"), lease("update", "veer-leader-election")]
+            .into_iter()
+            .collect()
     );
     assert_eq!(r.one("RoleBinding")["roleRef"]["name"], role["metadata"]["name"]);
     // Nothing about Leases in the ClusterRole.

@@ -361,6 +361,49 @@ async fn cross_namespace_references_can_be_refused() {
 }
 
 // ------------------------------------------------------------------------------------------------
+// 3c. What the API server would refuse or what would fight is said before any write: a generated
+//     name too long for Kubernetes, a second Canary on a workload that has one.
+
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn impossible_canaries_are_reported_before_any_write() {
+    let client = common::client().await;
+    common::with_namespace(&client, "impossible", async |ns| {
+        let ns = &ns.name;
+        let _controller = Process::controller(ns, &[]);
+        let analysis = "    interval: 1s\n    threshold: 1\n    iterations: 1";
+        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
+        apply_yaml(&client, ns, &canary_yaml("  provider: kubernetes\n  service: {port: 9898}", analysis))
+            .await;
+        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
+        let second = canary_yaml("  provider: kubernetes\n  service: {port: 9898, name: second}", analysis)
+            .replace("metadata: {name: podinfo}", "metadata: {name: second}");
+        apply_yaml(&client, ns, &second).await;
+        let message = wait_stalled(&client, ns, "second", "TargetShared").await;
+        assert!(message.contains(&format!("is already the target of Canary podinfo.{ns}")), "{message}");
+        assert_eq!(status(&client, ns, "podinfo").await.phase, Phase::Initialized, "the first keeps it");
+
+        let long = "a".repeat(60);
+        apply_yaml(&client, ns, &podinfo_yaml("other", OLD)).await;
+        let named = canary_yaml(
+            &format!("  provider: kubernetes\n  service: {{port: 9898, name: {long}}}"),
+            analysis,
+        )
+        .replace("metadata: {name: podinfo}", "metadata: {name: long}")
+        .replace("name: podinfo}", "name: other}");
+        apply_yaml(&client, ns, &named).await;
+        let message = wait_stalled(&client, ns, "long", "NameTooLong").await;
+        assert!(
+            message.contains(&format!("\"{long}-primary\" has 68 characters, more than the 63")),
+            "{message}"
+        );
+        let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), ns);
+        assert!(services.get_opt(&format!("{long}-canary")).await.unwrap().is_none(), "nothing written");
+    })
+    .await;
+}
+
+// ------------------------------------------------------------------------------------------------
 // 4. The target deleted during a run: traffic back on the primary, not frozen on an empty canary.
 
 #[tokio::test]

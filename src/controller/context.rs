@@ -20,6 +20,9 @@ use crate::{
     webhook::WebhookClient,
 };
 
+/// The longest a single write to the API server may take.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Controller-wide configuration derived from the flags.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -202,13 +205,19 @@ impl Context {
     }
 
     /// Runs a write while this replica leads: refused when it does not, and cancelled when its
-    /// leadership runs out before the API server answers (see `leader`).
+    /// leadership runs out before the API server answers (see `leader`). Without leader election a
+    /// write still gets at most [`WRITE_TIMEOUT`], so that a hung API server cannot hold a reconcile
+    /// (and its slot) for the client's default of five minutes.
     pub async fn fenced<T>(
         &self,
         write: impl std::future::Future<Output = Result<T, super::Error>>,
     ) -> Result<T, super::Error> {
         let left = self.leadership.remaining().ok_or(super::Error::NotLeader)?;
-        tokio::time::timeout(left, write).await.map_err(|_| super::Error::NotLeader)?
+        match tokio::time::timeout(left.min(WRITE_TIMEOUT), write).await {
+            Ok(result) => result,
+            Err(_) if left <= WRITE_TIMEOUT => Err(super::Error::NotLeader),
+            Err(_) => Err(super::Error::TimedOut(WRITE_TIMEOUT)),
+        }
     }
 
     pub fn is_synced(&self) -> bool {

@@ -66,6 +66,9 @@ pub enum Error {
     /// This replica does not lead (any more): it must not write.
     #[error("not the leader")]
     NotLeader,
+    /// The API server did not answer a write in time.
+    #[error("the API server did not answer a write within {0:?}")]
+    TimedOut(Duration),
 }
 
 /// Longest API server message quoted on a Canary.
@@ -82,6 +85,7 @@ impl Error {
             Error::Invalid { .. } => "invalid",
             Error::Panic(_) => "panic",
             Error::NotLeader => "not-leader",
+            Error::TimedOut(_) => "timeout",
         }
     }
 
@@ -114,7 +118,9 @@ impl Error {
     pub fn is_reported_after(&self, failures: u32) -> bool {
         match self {
             Error::Conflict { .. } | Error::NotLeader => false,
-            Error::Write { .. } | Error::Finalizer { .. } if !self.is_rejection() => failures >= 3,
+            Error::Write { .. } | Error::Finalizer { .. } | Error::TimedOut(_) if !self.is_rejection() => {
+                failures >= 3
+            }
             _ => true,
         }
     }

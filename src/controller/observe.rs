@@ -202,6 +202,28 @@ impl Resolved {
                 ),
             ));
         };
+        // Two Canaries rolling out one workload would fight over its primary and its scale: the
+        // older one keeps it (Flagger only logs this).
+        let kind = |k: &str| if k.is_empty() { "Deployment".to_string() } else { k.to_string() };
+        let key = |c: &Canary| (c.creation_timestamp().map(|t| t.0), c.name_any());
+        if let Some(first) = ctx.stores.canaries.state().iter().find(|c| {
+            c.namespace().as_deref() == Some(namespace.as_str())
+                && c.uid() != canary.uid()
+                && c.spec.target_ref.name == t.name
+                && kind(&c.spec.target_ref.kind) == kind(&t.kind)
+                && key(c) < key(&canary)
+        }) {
+            return Err(Stall::new(
+                "TargetShared",
+                format!(
+                    "Canary {display}: {} {}.{namespace} is already the target of Canary {}.{namespace}; two Canaries \
+                     cannot roll out one workload: delete one of them, or point spec.targetRef at another workload",
+                    kind(&t.kind),
+                    t.name,
+                    first.name_any()
+                ),
+            ));
+        }
         let workload_settings = WorkloadSettings {
             selector_labels: ctx.config.selector_labels.clone(),
             include_label_prefixes: ctx.config.label_prefixes.clone(),
