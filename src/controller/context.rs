@@ -212,12 +212,7 @@ impl Context {
         &self,
         write: impl std::future::Future<Output = Result<T, super::Error>>,
     ) -> Result<T, super::Error> {
-        let left = self.leadership.remaining().ok_or(super::Error::NotLeader)?;
-        match tokio::time::timeout(left.min(WRITE_TIMEOUT), write).await {
-            Ok(result) => result,
-            Err(_) if left <= WRITE_TIMEOUT => Err(super::Error::NotLeader),
-            Err(_) => Err(super::Error::TimedOut(WRITE_TIMEOUT)),
-        }
+        super::leader::fenced(&self.leadership, WRITE_TIMEOUT, write).await
     }
 
     pub fn is_synced(&self) -> bool {
@@ -245,6 +240,20 @@ mod tests {
         assert!(written.is_stale(&canary("7")), "the copy we overwrote");
         assert!(!written.is_stale(&canary("8")), "the watch delivered our write");
         assert!(!written.is_stale(&canary("7")), "forgotten once caught up");
+    }
+
+    #[test]
+    fn failed_reconciles_back_off_exponentially_up_to_five_minutes() {
+        let retries = Retries::default();
+        let c = canary("1");
+        let counts: Vec<u32> = (0..12).map(|_| retries.failed(&c)).collect();
+        assert_eq!(counts, (1..=12).collect::<Vec<u32>>(), "failures in a row");
+        let delays: Vec<std::time::Duration> = (0..12).map(|_| retries.delay(&c)).collect();
+        assert!(delays.iter().all(|d| *d >= Retries::FIRST && *d <= Retries::MAX), "{delays:?}");
+        assert!(delays[8] > delays[0] * 4, "grows: {delays:?}");
+        assert!(delays[11] >= Retries::MAX / 2, "reaches the cap (with jitter): {delays:?}");
+        retries.succeeded(&c);
+        assert_eq!(retries.failed(&c), 1, "forgotten after a success");
     }
 
     #[test]

@@ -69,8 +69,28 @@ impl Leadership {
 
     fn set(&self, until: Option<Instant>) {
         *self.until.lock().expect("leadership lock") = until;
+        self.publish();
+    }
+
+    /// Publishes [`is_leader`](Self::is_leader) if it changed (a term that ran out, say).
+    fn publish(&self) {
         let leader = self.is_leader();
         self.changed.send_if_modified(|v| std::mem::replace(v, leader) != leader);
+    }
+}
+
+/// Runs `write` while `leadership` holds: refused when it does not, cancelled when it ends before
+/// the write does (`NotLeader`), and in any case after `cap` (`TimedOut`).
+pub async fn fenced<T>(
+    leadership: &Leadership,
+    cap: Duration,
+    write: impl std::future::Future<Output = Result<T, super::Error>>,
+) -> Result<T, super::Error> {
+    let left = leadership.remaining().ok_or(super::Error::NotLeader)?;
+    match tokio::time::timeout(left.min(cap), write).await {
+        Ok(result) => result,
+        Err(_) if left <= cap => Err(super::Error::NotLeader),
+        Err(_) => Err(super::Error::TimedOut(cap)),
     }
 }
 
@@ -101,12 +121,15 @@ pub async fn run(
         match result {
             Ok(Ok(true)) => leadership.set(Some(attempt + RENEW_DEADLINE)),
             Ok(Ok(false)) => leadership.set(None),
+            // Either way, what is left of the current term runs out by itself.
             Ok(Err(e)) => {
                 tracing::warn!(lease = %name, error = %e, "cannot renew or acquire the leader Lease");
-                // Keep what is left of the current term: it runs out by itself.
-                leadership.set(*leadership.until.lock().expect("leadership lock"));
+                leadership.publish();
             }
-            Err(_) => tracing::warn!(lease = %name, "the leader Lease request timed out"),
+            Err(_) => {
+                tracing::warn!(lease = %name, "the leader Lease request timed out");
+                leadership.publish();
+            }
         }
         tokio::select! {
             _ = &mut stop => break,
@@ -221,7 +244,28 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         assert!(!l.is_leader(), "a term that is not renewed runs out by itself");
         assert_eq!(l.remaining(), None);
+        // What a failed renewal does: publish, without holding the lock twice.
+        l.publish();
+        assert!(changes.has_changed().unwrap());
+        assert!(!*changes.borrow_and_update(), "the end of the term is published");
         assert!(Leadership::always().is_leader());
+    }
+
+    #[tokio::test]
+    async fn writes_are_refused_or_cancelled_once_the_leadership_ends() {
+        use super::super::Error;
+        let cap = Duration::from_secs(30);
+        let quick = || async { Ok::<_, Error>(1) };
+        let hung = || std::future::pending::<Result<i32, Error>>();
+        assert!(matches!(fenced(&Leadership::elected(), cap, quick()).await, Err(Error::NotLeader)));
+        assert_eq!(fenced(&Leadership::always(), cap, quick()).await.unwrap(), 1);
+        let short = Leadership::elected();
+        short.set(Some(Instant::now() + Duration::from_millis(200)));
+        let started = Instant::now();
+        assert!(matches!(fenced(&short, cap, hung()).await, Err(Error::NotLeader)), "cancelled in flight");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let capped = fenced(&Leadership::always(), Duration::from_millis(100), hung()).await;
+        assert!(matches!(capped, Err(Error::TimedOut(_))), "a hung API server: {capped:?}");
     }
 
     #[test]
