@@ -397,9 +397,15 @@ impl Routing {
                 Probe::Hook { index, phase } => {
                     let hook = &hooks[index];
                     let payload = self.payload(phase.as_str(), hook.metadata.clone());
+                    tracing::debug!(canary = %self.display(), hook = %hook.name, "calling webhook");
                     let result = ctx.webhooks.call(hook, &payload).await;
-                    if let HookResult::Failed(e) = &result {
-                        tracing::debug!(canary = %self.display(), hook = %hook.name, error = %e, "webhook did not pass");
+                    match &result {
+                        HookResult::Failed(e) => {
+                            tracing::debug!(canary = %self.display(), hook = %hook.name, error = %e, "webhook did not pass")
+                        }
+                        HookResult::Passed => {
+                            tracing::debug!(canary = %self.display(), hook = %hook.name, "webhook passed")
+                        }
                     }
                     obs.hooks.insert(index, result);
                 }
