@@ -404,6 +404,85 @@ async fn impossible_canaries_are_reported_before_any_write() {
 }
 
 // ------------------------------------------------------------------------------------------------
+// 3d. A controller that may not list one kind never completes its caches: the Canaries say so,
+//     naming the kind and the API server's answer, and proceed once the permission is granted.
+
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn caches_that_cannot_fill_are_reported_on_the_canaries() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let client = common::client().await;
+    common::with_namespace(&client, "no-list", async |ns| {
+        let ns = &ns.name;
+        let chart = chart_identity(ns);
+        let roles: Api<ClusterRole> = Api::all(client.clone());
+        let full = roles.get(&format!("veer-{ns}")).await.expect("the chart's ClusterRole");
+        let mut limited = full.clone();
+        limited.metadata = kube::api::ObjectMeta { name: Some(format!("veer-{ns}-limited")), ..Default::default() };
+        for rule in limited.rules.iter_mut().flatten() {
+            if let Some(resources) = rule.resources.as_mut() {
+                resources.retain(|r| r != "horizontalpodautoscalers");
+            }
+        }
+        if let Some(rules) = limited.rules.as_mut() {
+            rules.retain(|r| r.resources.as_ref().is_none_or(|r| !r.is_empty()));
+        }
+        roles.create(&PostParams::default(), &limited).await.expect("the limited ClusterRole");
+        apply_yaml(
+            &client,
+            ns,
+            &format!(
+                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: limited}}\n---\n\
+                 apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: veer-{ns}-limited}}\n\
+                 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: veer-{ns}-limited}}\n\
+                 subjects: [{{kind: ServiceAccount, name: limited, namespace: {ns}}}]\n"
+            ),
+        )
+        .await;
+        let text = std::fs::read_to_string(&chart).expect("the chart identity's kubeconfig");
+        let mut config: Value = serde_saphyr::from_str(&text).expect("a kubeconfig");
+        for user in config["users"].as_array_mut().expect("users") {
+            user["user"]["as"] = json!(format!("system:serviceaccount:{ns}:limited"));
+        }
+        let kubeconfig = std::env::temp_dir().join(format!("{ns}-limited.kubeconfig"));
+        std::fs::write(&kubeconfig, serde_json::to_string(&config).unwrap()).unwrap();
+        let _controller = Process::controller_with(ns, &[], Some(&kubeconfig), &[]);
+
+        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
+        apply_yaml(
+            &client,
+            ns,
+            &canary_yaml("  provider: kubernetes\n  service: {port: 9898}", "    interval: 1s\n    threshold: 1\n    iterations: 1"),
+        )
+        .await;
+        let started = Instant::now();
+        let message = wait_stalled(&client, ns, "podinfo", "CachesIncomplete").await;
+        say!("no-list", "reported after {:.1}s: {message}", started.elapsed().as_secs_f64());
+        assert!(message.contains("its cache of HorizontalPodAutoscalers is still incomplete"), "{message}");
+        assert!(message.contains("forbidden"), "the API server's answer: {message}");
+        wait_event(&client, ns, "podinfo", "Warning", "may list and watch them").await;
+
+        // Granted: the watch lists at its next try, and the Canary proceeds.
+        let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+        let mut granted = full.clone();
+        granted.metadata = kube::api::ObjectMeta { name: Some(format!("veer-{ns}-limited")), ..Default::default() };
+        roles
+            .replace(&format!("veer-{ns}-limited"), &PostParams::default(), &{
+                let current = roles.get(&format!("veer-{ns}-limited")).await.unwrap();
+                granted.metadata.resource_version = current.metadata.resource_version;
+                granted
+            })
+            .await
+            .expect("the permission granted");
+        let s = wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
+        assert_eq!(stalled(&s), None, "cleared");
+        let _ = roles.delete(&format!("veer-{ns}-limited"), &DeleteParams::default()).await;
+        let _ = bindings.delete(&format!("veer-{ns}-limited"), &DeleteParams::default()).await;
+    })
+    .await;
+}
+
+// ------------------------------------------------------------------------------------------------
 // 4. The target deleted during a run: traffic back on the primary, not frozen on an empty canary.
 
 #[tokio::test]

@@ -122,6 +122,70 @@ impl WrittenStatuses {
     }
 }
 
+/// The watch caches that do not hold a first complete list yet, and the last error a watch
+/// returned. Until every cache is complete nothing is decided (an object not cached yet would look
+/// missing); when that lasts, for instance because the controller may not list one kind, every
+/// Canary says so instead of waiting in silence.
+pub struct CacheHealth {
+    pending: std::sync::Mutex<std::collections::BTreeSet<&'static str>>,
+    last_error: std::sync::Mutex<Option<String>>,
+    since: std::time::Instant,
+}
+
+impl CacheHealth {
+    /// How long caches may take to fill before the Canaries report it.
+    pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// Caches of these kinds (plural, as users know them: `VirtualServices`), none complete yet.
+    pub fn new(kinds: impl IntoIterator<Item = &'static str>) -> CacheHealth {
+        CacheHealth {
+            pending: std::sync::Mutex::new(kinds.into_iter().collect()),
+            last_error: std::sync::Mutex::new(None),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// The cache of `kind` holds a first complete list.
+    pub fn synced(&self, kind: &str) {
+        self.pending.lock().expect("cache health lock").remove(kind);
+    }
+
+    /// A watch failed (it is retried with backoff).
+    pub fn watch_failed(&self, error: String) {
+        *self.last_error.lock().expect("cache health lock") = Some(error);
+    }
+
+    /// What a Canary says once the caches have taken longer than `patience`; `None` before, or
+    /// when they are complete.
+    pub fn problem(&self, canary: &str, patience: std::time::Duration) -> Option<String> {
+        self.problem_at(canary, self.since.elapsed(), patience)
+    }
+
+    fn problem_at(
+        &self,
+        canary: &str,
+        waited: std::time::Duration,
+        patience: std::time::Duration,
+    ) -> Option<String> {
+        let pending = self.pending.lock().expect("cache health lock");
+        if pending.is_empty() || waited < patience {
+            return None;
+        }
+        let kinds: Vec<&str> = pending.iter().copied().collect();
+        let error = self.last_error.lock().expect("cache health lock").clone();
+        let error =
+            error.map(|e| format!(" (the last watch error: {})", e.chars().take(512).collect::<String>()));
+        Some(format!(
+            "Canary {canary}: Veer decides nothing until it has read the cluster, and after {}s its cache of {} \
+             is still incomplete{}; check that the controller's ServiceAccount may list and watch them (the \
+             Helm chart's ClusterRole grants it) and that the API server answers",
+            waited.as_secs(),
+            kinds.join(", "),
+            error.unwrap_or_default()
+        ))
+    }
+}
+
 /// Per-Canary state of failed reconciles: how many failed in a row, and the backoff before the
 /// next try (exponential from 1 s to 5 min, with jitter, so that a thousand Canaries failing on a
 /// struggling API server do not retry in lockstep). Forgotten at the first success.
@@ -197,6 +261,8 @@ pub struct Context {
     pub leadership: Arc<super::leader::Leadership>,
     /// Whether every cache holds its first complete list: the flag `/readyz` answers from.
     pub synced: Arc<AtomicBool>,
+    /// Which caches are still incomplete, and why, when that lasts.
+    pub caches: Arc<CacheHealth>,
 }
 
 impl Context {
@@ -254,6 +320,30 @@ mod tests {
         assert!(delays[11] >= Retries::MAX / 2, "reaches the cap (with jitter): {delays:?}");
         retries.succeeded(&c);
         assert_eq!(retries.failed(&c), 1, "forgotten after a success");
+    }
+
+    #[test]
+    fn incomplete_caches_are_reported_after_a_while_naming_the_kinds_and_the_error() {
+        let health = CacheHealth::new(["Canaries", "VirtualServices", "HorizontalPodAutoscalers"]);
+        let patience = std::time::Duration::from_secs(30);
+        let early = std::time::Duration::from_secs(5);
+        health.synced("Canaries");
+        assert_eq!(health.problem_at("podinfo.test", early, patience), None, "patience first");
+        let late = std::time::Duration::from_secs(31);
+        let message = health.problem_at("podinfo.test", late, patience).unwrap();
+        assert!(
+            message.contains("cache of HorizontalPodAutoscalers, VirtualServices is still incomplete"),
+            "{message}"
+        );
+        health.watch_failed("horizontalpodautoscalers is forbidden".into());
+        let message = health.problem_at("podinfo.test", late, patience).unwrap();
+        assert!(
+            message.contains("(the last watch error: horizontalpodautoscalers is forbidden)"),
+            "{message}"
+        );
+        health.synced("VirtualServices");
+        health.synced("HorizontalPodAutoscalers");
+        assert_eq!(health.problem_at("podinfo.test", late, patience), None, "complete");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use kube::{
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-pub use context::{Config, Context, Stores};
+pub use context::{CacheHealth, Config, Context, Stores};
 pub use watches::istio_resource;
 pub use writes::is_subset;
 
@@ -239,6 +239,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
     });
 
     let (controller, stores) = watches::build(&client, &args.namespace).await;
+    let caches = Arc::new(CacheHealth::new(cache_kinds(&stores)));
     let config = Config {
         settings: Settings {
             mesh_provider: args.mesh_provider.clone(),
@@ -274,6 +275,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
         written: Default::default(),
         retries: Default::default(),
         synced: admin.ready_flag(),
+        caches: caches.clone(),
     });
 
     let addr = SocketAddr::new(args.listen_address, args.port);
@@ -286,8 +288,9 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
     {
         let admin = admin.clone();
         let stores = stores.clone();
+        let caches = caches.clone();
         tokio::spawn(async move {
-            if wait_synced(&stores).await {
+            if wait_synced(&stores, &caches).await {
                 tracing::info!("caches synced");
                 admin.set_ready(true);
             }
@@ -311,10 +314,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
         .reconcile_all_on(became_leader)
         .graceful_shutdown_on(async move { stop.wait().await })
         .run(reconcile::reconcile, error_policy, ctx)
-        .for_each(|r| async move {
+        .for_each(move |r| {
             if let Err(e) = r {
+                if let controller::Error::QueueError(watch) = &e {
+                    caches.watch_failed(watch.to_string());
+                }
                 tracing::debug!(error = %e, "reconcile event");
             }
+            futures::future::ready(())
         });
     tracing::info!(namespace = %args.namespace, provider = %args.mesh_provider, "veer controller started");
     run.await;
@@ -374,25 +381,66 @@ fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Action
     Action::requeue(delay)
 }
 
-async fn wait_synced(stores: &Stores) -> bool {
-    let results = futures::join!(
-        store_ready(&stores.canaries),
-        store_ready(&stores.deployments),
-        store_ready(&stores.daemonsets),
-        store_ready(&stores.services),
-        store_ready(&stores.configmaps),
-        store_ready(&stores.secrets),
-        store_ready(&stores.hpas),
-        store_ready(&stores.ingresses),
-        store_ready(&stores.metric_templates),
-        store_ready(&stores.alert_providers),
-    );
-    let istio_ok = match &stores.istio {
-        Some(i) => store_ready(&i.virtual_services).await && store_ready(&i.destination_rules).await,
-        None => true,
+/// The kinds of the watch caches, as `CacheHealth` names them.
+fn cache_kinds(stores: &Stores) -> Vec<&'static str> {
+    let mut kinds = vec![
+        "Canaries",
+        "Deployments",
+        "DaemonSets",
+        "Services",
+        "ConfigMaps",
+        "Secrets",
+        "HorizontalPodAutoscalers",
+        "Ingresses",
+        "MetricTemplates",
+        "AlertProviders",
+    ];
+    if stores.istio.is_some() {
+        kinds.extend(["VirtualServices", "DestinationRules"]);
+    }
+    kinds
+}
+
+/// Waits until every cache holds a first complete list, marking each in `health` as it does.
+async fn wait_synced(stores: &Stores, health: &CacheHealth) -> bool {
+    async fn track<K>(store: &kube::runtime::reflector::Store<K>, kind: &str, health: &CacheHealth) -> bool
+    where
+        K: kube::Resource + Clone + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        let ready = store_ready(store).await;
+        if ready {
+            health.synced(kind);
+        }
+        ready
+    }
+    let istio = async {
+        match &stores.istio {
+            Some(i) => {
+                let (v, d) = futures::join!(
+                    track(&i.virtual_services, "VirtualServices", health),
+                    track(&i.destination_rules, "DestinationRules", health)
+                );
+                v && d
+            }
+            None => true,
+        }
     };
-    let (a, b, c, d, e, f, g, h, i, j) = results;
-    istio_ok && [a, b, c, d, e, f, g, h, i, j].into_iter().all(|ok| ok)
+    let ready = futures::join!(
+        track(&stores.canaries, "Canaries", health),
+        track(&stores.deployments, "Deployments", health),
+        track(&stores.daemonsets, "DaemonSets", health),
+        track(&stores.services, "Services", health),
+        track(&stores.configmaps, "ConfigMaps", health),
+        track(&stores.secrets, "Secrets", health),
+        track(&stores.hpas, "HorizontalPodAutoscalers", health),
+        track(&stores.ingresses, "Ingresses", health),
+        track(&stores.metric_templates, "MetricTemplates", health),
+        track(&stores.alert_providers, "AlertProviders", health),
+        istio,
+    );
+    let (a, b, c, d, e, f, g, h, i, j, k) = ready;
+    [a, b, c, d, e, f, g, h, i, j, k].into_iter().all(|ok| ok)
 }
 
 /// Whether the store got its first complete list (false: its writer is gone).

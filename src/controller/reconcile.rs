@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Error,
-    context::{Context, cached},
+    context::{CacheHealth, Context, cached},
     finalize,
     observe::{Resolved, Routing, Stall, TargetObject},
     watches::istio_resource,
@@ -124,7 +124,14 @@ async fn tick(canary: Arc<Canary>, ctx: &Context, latest: &mut Canary) -> Result
         // kube-runtime starts reconciling once the Canary cache is complete, while the other caches
         // may still be listing (with 1,000 Canaries, for seconds). Deciding now would take objects
         // that are not cached yet for missing: a TargetNotFound or ConfigNotFound stall until the
-        // 5-minute safety requeue, or writes of Services that exist. Wait for every cache instead.
+        // 5-minute safety requeue, or writes of Services that exist. Wait for every cache instead,
+        // and say so on the Canary when that lasts (a kind the controller may not list, say).
+        let name = format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default());
+        if let Some(message) = ctx.caches.problem(&name, CacheHealth::PATIENCE) {
+            let stall = Stall { reason: "CachesIncomplete", message };
+            stalled(&canary, ctx, latest, stall, Timestamp::now()).await?;
+            return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+        }
         return Ok(Action::requeue(std::time::Duration::from_millis(250)));
     }
     failpoint::hit(&format!("reconcile/{}", canary.name_any()));
