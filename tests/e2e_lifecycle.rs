@@ -23,7 +23,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, DynamicObject, ListParams},
+    api::{DeleteParams, ListParams},
 };
 use serde_json::Value;
 use veer::{
@@ -194,35 +194,6 @@ fn dedup<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
         }
     }
     out
-}
-
-/// The canary destination's weight in the VirtualService `podinfo`.
-async fn vs_canary_weight(client: &Client, ns: &str) -> Option<i64> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), ns, &veer::controller::istio_resource("VirtualService"));
-    let vs = api.get_opt("podinfo").await.ok()??;
-    let routes = vs.data["spec"]["http"][0]["route"].as_array()?.clone();
-    routes
-        .iter()
-        .find(|r| r["destination"]["host"].as_str().is_some_and(|h| h.ends_with("-canary")))
-        .and_then(|r| r["weight"].as_i64())
-}
-
-async fn replicas(client: &Client, ns: &str, name: &str) -> Option<i32> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    api.get(name).await.unwrap_or_else(|e| panic!("Deployment {name}: {e}")).spec.and_then(|s| s.replicas)
-}
-
-/// Waits until the Deployment has `want` replicas. The controller writes the status first and then
-/// scales, so a phase seen in the status can precede the scaling by a moment.
-async fn wait_replicas(client: &Client, ns: &str, name: &str, want: i32, why: &str) {
-    common::wait_for(&format!("{name} at {want} replicas ({why})"), REACT, || async {
-        match replicas(client, ns, name).await {
-            Some(n) if n == want => Ok(()),
-            other => Err(format!("replicas {other:?}")),
-        }
-    })
-    .await;
 }
 
 async fn canary_object(client: &Client, ns: &str) -> Option<Canary> {

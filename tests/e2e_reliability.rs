@@ -55,23 +55,6 @@ async fn receiver(status: u16) -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, seen)
 }
 
-/// The canary destination's weight in the VirtualService `podinfo`.
-async fn vs_canary_weight(client: &Client, ns: &str) -> Option<i64> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), ns, &veer::controller::istio_resource("VirtualService"));
-    let vs = api.get_opt("podinfo").await.ok()??;
-    let routes = vs.data["spec"]["http"][0]["route"].as_array()?.clone();
-    routes
-        .iter()
-        .find(|r| r["destination"]["host"].as_str().is_some_and(|h| h.ends_with("-canary")))
-        .and_then(|r| r["weight"].as_i64())
-}
-
-async fn replicas(client: &Client, ns: &str, name: &str) -> Option<i32> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    api.get_opt(name).await.ok().flatten().and_then(|d| d.spec).and_then(|s| s.replicas)
-}
-
 fn stalled(s: &CanaryStatus) -> Option<(String, String)> {
     s.conditions
         .iter()
@@ -176,13 +159,7 @@ async fn kill_at_boundary(client: &Client, end: End, boundary: Option<usize>) {
             if s.pending_effects.is_empty() { Ok(()) } else { Err(format!("{:?}", s.pending_effects)) }
         })
         .await;
-        common::wait_for(&format!("[{tag}] the canary scaled to zero"), REACT, || async {
-            match replicas(client, ns, "podinfo").await {
-                Some(0) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+        wait_replicas(client, ns, "podinfo", 0, &format!("[{tag}] the canary scaled to zero")).await;
         assert_eq!(vs_canary_weight(client, ns).await, Some(0), "[{tag}] all traffic on the primary");
         let final_status = status(client, ns, "podinfo").await;
         assert_eq!(final_status.phase, end.phase(), "[{tag}]");

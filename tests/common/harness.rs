@@ -379,6 +379,36 @@ spec:
     )
 }
 
+/// The canary destination's weight in the VirtualService `podinfo`.
+pub async fn vs_canary_weight(client: &Client, ns: &str) -> Option<i64> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &veer::controller::istio_resource("VirtualService"));
+    let vs = api.get_opt("podinfo").await.ok()??;
+    let routes = vs.data["spec"]["http"][0]["route"].as_array()?.clone();
+    routes
+        .iter()
+        .find(|r| r["destination"]["host"].as_str().is_some_and(|h| h.ends_with("-canary")))
+        .and_then(|r| r["weight"].as_i64())
+}
+
+/// The replicas of a Deployment; `None` when it has none set or does not exist.
+pub async fn replicas(client: &Client, ns: &str, name: &str) -> Option<i32> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    api.get_opt(name).await.ok().flatten().and_then(|d| d.spec).and_then(|s| s.replicas)
+}
+
+/// Waits (up to a minute) until the Deployment has `want` replicas. The controller writes the
+/// status first and then scales, so a phase seen in the status can precede the scaling by a moment.
+pub async fn wait_replicas(client: &Client, ns: &str, name: &str, want: i32, why: &str) {
+    wait_for(&format!("{name} at {want} replicas ({why})"), Duration::from_secs(60), || async {
+        match replicas(client, ns, name).await {
+            Some(n) if n == want => Ok(()),
+            other => Err(format!("replicas {other:?}")),
+        }
+    })
+    .await;
+}
+
 /// The Canary's status (default when it has none yet).
 pub async fn status(client: &Client, ns: &str, name: &str) -> CanaryStatus {
     let api: Api<Canary> = Api::namespaced(client.clone(), ns);
