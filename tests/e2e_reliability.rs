@@ -438,6 +438,10 @@ async fn caches_that_cannot_fill_are_reported_on_the_canaries() {
         assert!(message.contains("its cache of HorizontalPodAutoscalers is still incomplete"), "{message}");
         assert!(message.contains("forbidden"), "the API server's answer: {message}");
         wait_event(&client, ns, "podinfo", "Warning", "may list and watch them").await;
+        tokio::time::sleep(Duration::from_secs(12)).await; // a few retries (every 5 s)
+        let events = recorded_events(&client, ns, "podinfo").await;
+        let reported: i32 = events.iter().filter(|e| e.message.contains("may list and watch them")).map(|e| e.count).sum();
+        assert_eq!(reported, 1, "reported once, not at every retry: {events:#?}");
 
         // Granted: the watch lists at its next try, and the Canary proceeds.
         let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());

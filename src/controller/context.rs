@@ -179,7 +179,9 @@ impl CacheHealth {
             "Canary {canary}: Veer decides nothing until it has read the cluster, and after {}s its cache of {} \
              is still incomplete{}; check that the controller's ServiceAccount may list and watch them (the \
              Helm chart's ClusterRole grants it) and that the API server answers",
-            waited.as_secs(),
+            // The bound, not the time waited: the message must not change at every retry (each
+            // change would be another status write and another Warning Event).
+            patience.as_secs(),
             kinds.join(", "),
             error.unwrap_or_default()
         ))
@@ -341,6 +343,8 @@ mod tests {
             message.contains("(the last watch error: horizontalpodautoscalers is forbidden)"),
             "{message}"
         );
+        let later = health.problem_at("podinfo.test", std::time::Duration::from_secs(300), patience).unwrap();
+        assert_eq!(later, message, "the same message at every retry: one status write, one Event");
         health.synced("VirtualServices");
         health.synced("HorizontalPodAutoscalers");
         assert_eq!(health.problem_at("podinfo.test", late, patience), None, "complete");

@@ -206,7 +206,7 @@ impl Resolved {
         // older one keeps it (Flagger only logs this).
         let kind = |k: &str| if k.is_empty() { "Deployment".to_string() } else { k.to_string() };
         let key = |c: &Canary| (c.creation_timestamp().map(|t| t.0), c.name_any());
-        if let Some(first) = ctx.stores.canaries.state().iter().find(|c| {
+        if let Some(first) = ctx.stores.canaries.find(|c| {
             c.namespace().as_deref() == Some(namespace.as_str())
                 && c.uid() != canary.uid()
                 && c.spec.target_ref.name == t.name

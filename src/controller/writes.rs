@@ -202,7 +202,7 @@ impl Context {
         self.count_write("Event");
         let record =
             async { self.recorder.record(canary, warning, message).await.map_err(|e| e.to_string()) };
-        let left = self.leadership.remaining().unwrap_or_default();
+        let left = self.leadership.remaining().unwrap_or_default().min(super::context::WRITE_TIMEOUT);
         match tokio::time::timeout(left, record).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(canary = %name, error = %e, "cannot record event"),
