@@ -1075,7 +1075,8 @@ fn letters(seed: &str, salt: &str) -> String {
     digest.iter().take(10).map(|b| (b'a' + b % 26) as char).collect()
 }
 
-fn target_kind(canary: &Canary) -> &str {
+/// The kind of a Canary's target: `spec.targetRef.kind`, `Deployment` when empty.
+pub fn target_kind(canary: &Canary) -> &str {
     match canary.spec.target_ref.kind.as_str() {
         "" => "Deployment",
         k => k,

@@ -23,7 +23,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 pub use machine::{
     INVALID_SPEC, TARGET_NOT_FOUND, after, decide, intended_routes, invalid_spec_message, stalled,
-    target_lost,
+    target_kind, target_lost,
 };
 pub use params::{HookType, Params, Settings, SpecError, Strategy, cross_namespace_ref};
 pub use verdict::{MetricResult, REQUEST_DURATION, REQUEST_SUCCESS_RATE, Verdict, bounds, is_builtin, judge};

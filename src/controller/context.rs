@@ -132,17 +132,24 @@ pub struct CacheHealth {
     since: std::time::Instant,
 }
 
+/// No cache followed yet; the patience starts now.
+impl Default for CacheHealth {
+    fn default() -> CacheHealth {
+        CacheHealth {
+            pending: std::sync::Mutex::new(Default::default()),
+            last_error: std::sync::Mutex::new(None),
+            since: std::time::Instant::now(),
+        }
+    }
+}
+
 impl CacheHealth {
     /// How long caches may take to fill before the Canaries report it.
     pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
-    /// Caches of these kinds (plural, as users know them: `VirtualServices`), none complete yet.
-    pub fn new(kinds: impl IntoIterator<Item = &'static str>) -> CacheHealth {
-        CacheHealth {
-            pending: std::sync::Mutex::new(kinds.into_iter().collect()),
-            last_error: std::sync::Mutex::new(None),
-            since: std::time::Instant::now(),
-        }
+    /// The cache of `kind` (plural, as users know it: `VirtualServices`) is filling.
+    pub fn filling(&self, kind: &'static str) {
+        self.pending.lock().expect("cache health lock").insert(kind);
     }
 
     /// The cache of `kind` holds a first complete list.
@@ -326,7 +333,10 @@ mod tests {
 
     #[test]
     fn incomplete_caches_are_reported_after_a_while_naming_the_kinds_and_the_error() {
-        let health = CacheHealth::new(["Canaries", "VirtualServices", "HorizontalPodAutoscalers"]);
+        let health = CacheHealth::default();
+        for kind in ["Canaries", "VirtualServices", "HorizontalPodAutoscalers"] {
+            health.filling(kind);
+        }
         let patience = std::time::Duration::from_secs(30);
         let early = std::time::Duration::from_secs(5);
         health.synced("Canaries");

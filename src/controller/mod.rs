@@ -239,7 +239,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
     });
 
     let (controller, stores) = watches::build(&client, &args.namespace).await;
-    let caches = Arc::new(CacheHealth::new(cache_kinds(&stores)));
+    let caches = Arc::new(CacheHealth::default());
     let config = Config {
         settings: Settings {
             mesh_provider: args.mesh_provider.clone(),
@@ -381,33 +381,18 @@ fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Action
     Action::requeue(delay)
 }
 
-/// The kinds of the watch caches, as `CacheHealth` names them.
-fn cache_kinds(stores: &Stores) -> Vec<&'static str> {
-    let mut kinds = vec![
-        "Canaries",
-        "Deployments",
-        "DaemonSets",
-        "Services",
-        "ConfigMaps",
-        "Secrets",
-        "HorizontalPodAutoscalers",
-        "Ingresses",
-        "MetricTemplates",
-        "AlertProviders",
-    ];
-    if stores.istio.is_some() {
-        kinds.extend(["VirtualServices", "DestinationRules"]);
-    }
-    kinds
-}
-
 /// Waits until every cache holds a first complete list, marking each in `health` as it does.
 async fn wait_synced(stores: &Stores, health: &CacheHealth) -> bool {
-    async fn track<K>(store: &kube::runtime::reflector::Store<K>, kind: &str, health: &CacheHealth) -> bool
+    async fn track<K>(
+        store: &kube::runtime::reflector::Store<K>,
+        kind: &'static str,
+        health: &CacheHealth,
+    ) -> bool
     where
         K: kube::Resource + Clone + 'static,
         K::DynamicType: Eq + std::hash::Hash + Clone,
     {
+        health.filling(kind);
         let ready = store_ready(store).await;
         if ready {
             health.synced(kind);

@@ -197,20 +197,20 @@ impl Resolved {
                 crate::analysis::TARGET_NOT_FOUND,
                 format!(
                     "{} {}.{namespace} not found: create it, or fix spec.targetRef of Canary {display}",
-                    if t.kind.is_empty() { "Deployment" } else { &t.kind },
+                    crate::analysis::target_kind(&canary),
                     t.name
                 ),
             ));
         };
         // Two Canaries rolling out one workload would fight over its primary and its scale: the
         // older one keeps it (Flagger only logs this).
-        let kind = |k: &str| if k.is_empty() { "Deployment".to_string() } else { k.to_string() };
+        let kind = crate::analysis::target_kind(&canary);
         let key = |c: &Canary| (c.creation_timestamp().map(|t| t.0), c.name_any());
         if let Some(first) = ctx.stores.canaries.find(|c| {
             c.namespace().as_deref() == Some(namespace.as_str())
                 && c.uid() != canary.uid()
                 && c.spec.target_ref.name == t.name
-                && kind(&c.spec.target_ref.kind) == kind(&t.kind)
+                && crate::analysis::target_kind(c) == kind
                 && key(c) < key(&canary)
         }) {
             return Err(Stall::new(
@@ -218,7 +218,7 @@ impl Resolved {
                 format!(
                     "Canary {display}: {} {}.{namespace} is already the target of Canary {}.{namespace}; two Canaries \
                      cannot roll out one workload: delete one of them, or point spec.targetRef at another workload",
-                    kind(&t.kind),
+                    kind,
                     t.name,
                     first.name_any()
                 ),
@@ -258,7 +258,8 @@ impl Resolved {
                 "spec.autoscalerRef.name",
             )
         }));
-        for id in tracked.ids() {
+        let tracked_ids = tracked.ids();
+        for id in &tracked_ids {
             generated.push((
                 NameRule::Object,
                 "config copy",
@@ -279,15 +280,7 @@ impl Resolved {
                 cached(&ctx.stores.daemonsets, &namespace, &primary_name).map(TargetObject::DaemonSet)
             }
         };
-        Ok(Resolved {
-            routing,
-            target,
-            primary,
-            selector,
-            tracked_ids: tracked.ids(),
-            tracked,
-            workload_settings,
-        })
+        Ok(Resolved { routing, target, primary, selector, tracked_ids, tracked, workload_settings })
     }
 
     pub fn mapping(&self) -> TemplateMapping<'_> {
