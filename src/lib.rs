@@ -16,6 +16,7 @@
 
 pub mod analysis;
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod controller;
 pub mod duration;
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod notify;
 pub mod revision;
 pub mod router;
+pub mod signal;
 pub mod telemetry;
 pub mod trafficsim;
 pub mod webhook;

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Controller(args) => {
             veer::telemetry::init_logging(&args.log_level, args.log_format);
-            block_on("controller", veer::controller::run(args))
+            block_on("controller", veer::app::run(args))
         }
         Command::Status(args) => block_on("status", veer::inspect::run(args)),
         Command::Crds => {

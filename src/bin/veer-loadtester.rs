@@ -92,29 +92,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(reviewer) => router_with_reviewer(config, gates, reviewer),
         None => router(config, gates),
     };
-    serve(listener, app, shutdown_signal()).await?;
+    serve(listener, app, veer::signal::Shutdown::on_signals().wait()).await?;
     info!("veer-loadtester stopped");
     Ok(())
-}
-
-/// Resolves on SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    info!("shutting down");
 }

@@ -16,28 +16,6 @@ struct Cli {
     listen: SocketAddr,
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            // Without a SIGTERM handler the default action (exit) still stops us.
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -52,7 +30,7 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!("veer-trafficsim listening on {}", cli.listen);
-    match veer::trafficsim::server::serve(listener, shutdown_signal()).await {
+    match veer::trafficsim::server::serve(listener, veer::signal::Shutdown::on_signals().wait()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("server failed: {e}");

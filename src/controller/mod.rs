@@ -11,28 +11,21 @@ mod reconcile;
 mod watches;
 mod writes;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::{
-    Client,
-    runtime::controller::{self, Action},
+use kube::runtime::{
+    Controller,
+    controller::{self, Action},
 };
-use prometheus_client::registry::Registry;
-use tokio::sync::watch;
 
 pub use context::{CacheHealth, Config, Context, Stores};
-pub use watches::istio_resource;
+pub use events::EventRecorder;
+pub use leader::{Leadership, run as lead};
+pub use watches::{build as watch, istio_resource};
 pub use writes::is_subset;
 
-use crate::{
-    analysis::Settings,
-    api::Canary,
-    cli::ControllerArgs,
-    telemetry::{Admin, InfoLabels, Metrics},
-    webhook::WebhookClient,
-};
+use crate::{api::Canary, signal::Shutdown};
 
 /// Infrastructure failures of a reconcile. Analysis failures are not errors: they are data in the
 /// Canary status.
@@ -173,132 +166,21 @@ impl Error {
     }
 }
 
-/// The name of the leader election Lease (in `--leader-election-namespace`).
-pub const LEASE_NAME: &str = "veer-leader-election";
-
-/// Why the controller could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot connect to Kubernetes (set KUBECONFIG or run in a cluster): {0}")]
-    Client(#[source] kube::Error),
-    #[error("the flagger.app CRDs are not installed (apply crds/crds.yaml or install the Helm chart): {0}")]
-    Crds(#[source] kube::Error),
-    #[error(
-        "the installed canaries.flagger.app CRD is not Veer's (Flagger's lacks the status fields Veer needs, \
-         and the API server would drop them): apply Veer's CRDs first, e.g. `veer crds | kubectl apply --server-side -f -`"
-    )]
-    ForeignCrd,
-    #[error("{0}")]
-    Http(#[from] crate::webhook::ClientError),
-    #[error("cannot build the metrics client: {0}")]
-    Metrics(String),
-    #[error("cannot build the alert client: {0}")]
-    Notifier(String),
-    #[error("admin server on {addr}: {source}")]
-    Admin {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Runs the controller until SIGTERM/SIGINT.
-pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
-    crate::http::install_crypto_provider();
-    let client = Client::try_default().await.map_err(StartError::Client)?;
-    // Fail fast with a clear message when the CRDs are missing.
-    let canaries: kube::Api<Canary> = kube::Api::all(client.clone());
-    canaries.list(&kube::api::ListParams::default().limit(1)).await.map_err(StartError::Crds)?;
-    check_crd(&client).await?;
-
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
-    metrics
-        .info
-        .get_or_create(&InfoLabels {
-            version: env!("CARGO_PKG_VERSION").into(),
-            mesh_provider: args.mesh_provider.clone(),
-        })
-        .set(1);
-    let admin = Admin::new(registry);
-    let shutdown = shutdown_signal();
-
-    let leadership = if args.enable_leader_election {
-        leader::Leadership::elected()
-    } else {
-        leader::Leadership::always()
-    };
-    let lease_task = args.enable_leader_election.then(|| {
-        let api: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &args.lease_namespace());
-        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("veer-{}", std::process::id()));
-        tracing::info!(identity = %identity, namespace = %args.lease_namespace(), "leader election on");
-        let stop = shutdown.clone();
-        tokio::spawn(leader::run(api, LEASE_NAME.into(), identity, leadership.clone(), async move {
-            stop.wait().await
-        }))
-    });
-
-    let (controller, stores) = watches::build(&client, &args.namespace).await;
-    let caches = Arc::new(CacheHealth::default());
-    let config = Config {
-        settings: Settings {
-            mesh_provider: args.mesh_provider.clone(),
-            min_interval: args.min_analysis_interval,
-        },
-        metrics_server: args.metrics_server.clone(),
-        selector_labels: args.selector_labels.clone(),
-        label_prefixes: args.label_prefixes(),
-        ingress_annotations_prefix: args.ingress_annotations_prefix.clone(),
-        config_tracking: args.enable_config_tracking,
-        event_webhook: Some(args.event_webhook.clone()).filter(|s| !s.is_empty()),
-        cluster_name: args.cluster_name.clone(),
-        no_cross_namespace_refs: args.no_cross_namespace_refs,
-    };
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        config,
-        stores: stores.clone(),
-        recorder: events::EventRecorder::new(client.clone(), "veer"),
-        webhooks: WebhookClient::new()?
-            .with_token_file(args.webhook_token_file.as_deref(), &args.webhook_token_hosts)
-            .await?,
-        queries: crate::metrics::Metrics::new(crate::metrics::MetricsConfig {
-            default_server: args.metrics_server.clone(),
-            mesh_provider: args.mesh_provider.clone(),
-            ..Default::default()
-        })
-        .map_err(|e| StartError::Metrics(e.to_string()))?,
-        notifier: crate::notify::Notifier::new(crate::notify::GlobalAlerts::from(&args))
-            .map_err(|e| StartError::Notifier(e.to_string()))?,
-        metrics,
-        leadership: leadership.clone(),
-        written: Default::default(),
-        retries: Default::default(),
-        synced: admin.ready_flag(),
-        caches: caches.clone(),
-    });
-
-    let addr = SocketAddr::new(args.listen_address, args.port);
-    let admin_task = {
-        let admin = admin.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { admin.serve(addr, async move { shutdown.wait().await }).await })
-    };
-    // Ready once every cache holds a first complete list.
-    {
-        let admin = admin.clone();
-        let stores = stores.clone();
-        let caches = caches.clone();
-        tokio::spawn(async move {
-            if wait_synced(&stores, &caches).await {
+/// Runs the Canary controller until `shutdown`: every Canary reconciled on each change of it or
+/// of what it depends on (see `watches`), `concurrency` at a time; all of them again when this
+/// replica becomes the leader. `/readyz` turns ready once every cache holds a first complete list.
+pub async fn run(watched: Controller<Canary>, ctx: Arc<Context>, concurrency: u16, shutdown: Shutdown) {
+    tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            if wait_synced(&ctx.stores, &ctx.caches).await {
                 tracing::info!("caches synced");
-                admin.set_ready(true);
+                ctx.synced.store(true, std::sync::atomic::Ordering::SeqCst);
             }
-        });
-    }
-
+        }
+    });
     // A replica that becomes the leader reconciles every Canary at once.
-    let became_leader = futures::stream::unfold(leadership.subscribe(), |mut rx| async move {
+    let became_leader = futures::stream::unfold(ctx.leadership.subscribe(), |mut rx| async move {
         loop {
             rx.changed().await.ok()?;
             if *rx.borrow() {
@@ -306,13 +188,13 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
             }
         }
     });
-    let stop = shutdown.clone();
-    let run = controller
+    let caches = ctx.caches.clone();
+    watched
         .with_config(
-            controller::Config::default().concurrency(args.concurrency).debounce(Duration::from_millis(50)),
+            controller::Config::default().concurrency(concurrency).debounce(Duration::from_millis(50)),
         )
         .reconcile_all_on(became_leader)
-        .graceful_shutdown_on(async move { stop.wait().await })
+        .graceful_shutdown_on(shutdown.wait())
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(move |r| {
             if let Err(e) = r {
@@ -322,48 +204,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
                 tracing::debug!(error = %e, "reconcile event");
             }
             futures::future::ready(())
-        });
-    tracing::info!(namespace = %args.namespace, provider = %args.mesh_provider, "veer controller started");
-    run.await;
-    shutdown.trigger();
-    if let Some(task) = lease_task {
-        // The lease task releases the Lease on shutdown, so that another replica takes over at once.
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
-    match admin_task.await {
-        Ok(Err(source)) => Err(StartError::Admin { addr, source }),
-        _ => Ok(()),
-    }
-}
-
-/// Refuses to run on Flagger's Canary CRD: the API server would prune `status.lastStepTime` (and
-/// the other fields Veer remembers runs in), and steps would no longer be spaced by the interval.
-async fn check_crd(client: &Client) -> Result<(), StartError> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    match api.get("canaries.flagger.app").await {
-        Ok(crd) if is_veer_crd(&crd) => Ok(()),
-        Ok(_) => Err(StartError::ForeignCrd),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the canaries.flagger.app CRD; make sure Veer's CRDs are installed");
-            Ok(())
-        }
-    }
-}
-
-fn is_veer_crd(
-    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-) -> bool {
-    crd.spec.versions.iter().filter(|v| v.name == crate::api::VERSION).any(|v| {
-        let status = v
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-            .and_then(|s| s.properties.as_ref())
-            .and_then(|p| p.get("status"))
-            .and_then(|s| s.properties.as_ref());
-        status.is_some_and(|p| p.contains_key("lastStepTime"))
-    })
+        })
+        .await;
 }
 
 fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -446,53 +288,12 @@ where
     }
 }
 
-/// Fires once on SIGTERM or SIGINT; cheap to clone.
-#[derive(Clone)]
-struct Shutdown(watch::Receiver<bool>, Arc<watch::Sender<bool>>);
-
-fn shutdown_signal() -> Shutdown {
-    let (tx, rx) = watch::channel(false);
-    let tx = Arc::new(tx);
-    let signal_tx = tx.clone();
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        }
-        let _ = signal_tx.send(true);
-    });
-    Shutdown(rx, tx)
-}
-
-impl Shutdown {
-    async fn wait(mut self) {
-        let _ = self.0.wait_for(|v| *v).await;
-    }
-
-    fn trigger(&self) {
-        let _ = self.1.send(true);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::runtime::{reflector, watcher};
 
     use super::*;
-
-    #[test]
-    fn veer_crds_are_recognised() {
-        let crds = crate::api::schema::crds();
-        assert!(is_veer_crd(&crds[0]));
-        let mut flaggers = crds[0].clone();
-        let schema = flaggers.spec.versions[0].schema.as_mut().unwrap().open_api_v3_schema.as_mut().unwrap();
-        let status = schema.properties.as_mut().unwrap().get_mut("status").unwrap();
-        status.properties.as_mut().unwrap().remove("lastStepTime");
-        assert!(!is_veer_crd(&flaggers));
-    }
 
     /// kube-runtime's Controller waits on the Canary store too (before its first reconcile). Its
     /// `DelayedInit` keeps one waker, so the readiness task must not depend on being woken.

@@ -9,7 +9,6 @@ use super::{
     Delivery, Message, ProviderKind, ResolveError,
     resolve::{http_url, non_empty},
 };
-use crate::cli::ControllerArgs;
 
 /// The controller-wide alert settings (flags `--slack-*`, `--msteams-*`, `--cluster-name`). Empty
 /// strings mean "not set". The Slack and MS Teams receivers serve Canaries without
@@ -27,21 +26,6 @@ pub struct GlobalAlerts {
     pub msteams_proxy: String,
     /// Shown as the `Cluster` field of every alert when set.
     pub cluster_name: String,
-}
-
-impl From<&ControllerArgs> for GlobalAlerts {
-    fn from(a: &ControllerArgs) -> Self {
-        GlobalAlerts {
-            slack_url: a.slack_url.clone(),
-            slack_token: a.slack_token.clone(),
-            slack_proxy: a.slack_proxy_url.clone(),
-            slack_user: a.slack_user.clone(),
-            slack_channel: a.slack_channel.clone(),
-            msteams_url: a.msteams_url.clone(),
-            msteams_proxy: a.msteams_proxy_url.clone(),
-            cluster_name: a.cluster_name.clone(),
-        }
-    }
 }
 
 // Webhook URLs carry their credentials in the path: never print them, nor the token.
