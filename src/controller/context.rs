@@ -295,6 +295,114 @@ impl Context {
     }
 }
 
+/// The writers of a test [`Context`]'s caches: what a test puts in them, the reconcile reads.
+#[cfg(test)]
+pub struct TestCaches {
+    pub canaries: kube::runtime::reflector::store::Writer<Canary>,
+    pub deployments: kube::runtime::reflector::store::Writer<Deployment>,
+    pub daemonsets: kube::runtime::reflector::store::Writer<DaemonSet>,
+    pub services: kube::runtime::reflector::store::Writer<Service>,
+    pub configmaps: kube::runtime::reflector::store::Writer<ConfigMap>,
+    pub secrets: kube::runtime::reflector::store::Writer<Secret>,
+    pub hpas: kube::runtime::reflector::store::Writer<HorizontalPodAutoscaler>,
+    pub ingresses: kube::runtime::reflector::store::Writer<Ingress>,
+    pub metric_templates: kube::runtime::reflector::store::Writer<MetricTemplate>,
+    pub alert_providers: kube::runtime::reflector::store::Writer<AlertProvider>,
+    pub virtual_services: kube::runtime::reflector::store::Writer<DynamicObject>,
+    pub destination_rules: kube::runtime::reflector::store::Writer<DynamicObject>,
+}
+
+#[cfg(test)]
+impl Context {
+    /// A Context over `client` (e.g. kube's mock client from `tower_test`) whose caches are empty,
+    /// complete, and filled through the returned writers; this replica leads; default settings
+    /// (provider istio, Istio installed).
+    pub fn test(client: Client) -> (Context, TestCaches) {
+        use kube::runtime::{reflector::store, watcher::Event};
+        fn complete<K>() -> (Store<K>, store::Writer<K>)
+        where
+            K: Resource + Clone + 'static,
+            K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+        {
+            let (reader, mut writer) = store::store();
+            writer.apply_watcher_event(&Event::InitDone);
+            (reader, writer)
+        }
+        fn complete_dynamic(kind: &str) -> (Store<DynamicObject>, store::Writer<DynamicObject>) {
+            let mut writer = store::Writer::new(super::watches::istio_resource(kind));
+            writer.apply_watcher_event(&Event::InitDone);
+            (writer.as_reader(), writer)
+        }
+        let (canaries, canaries_w) = complete();
+        let (deployments, deployments_w) = complete();
+        let (daemonsets, daemonsets_w) = complete();
+        let (services, services_w) = complete();
+        let (configmaps, configmaps_w) = complete();
+        let (secrets, secrets_w) = complete();
+        let (hpas, hpas_w) = complete();
+        let (ingresses, ingresses_w) = complete();
+        let (metric_templates, metric_templates_w) = complete();
+        let (alert_providers, alert_providers_w) = complete();
+        let (virtual_services, virtual_services_w) = complete_dynamic("VirtualService");
+        let (destination_rules, destination_rules_w) = complete_dynamic("DestinationRule");
+        let stores = Stores {
+            canaries,
+            deployments,
+            daemonsets,
+            services,
+            configmaps,
+            secrets,
+            hpas,
+            ingresses,
+            metric_templates,
+            alert_providers,
+            istio: Some(IstioStores { virtual_services, destination_rules }),
+        };
+        let config = Config {
+            settings: Settings::default(),
+            metrics_server: "http://127.0.0.1:9".into(),
+            selector_labels: vec!["app".into(), "name".into(), "app.kubernetes.io/name".into()],
+            label_prefixes: Vec::new(),
+            ingress_annotations_prefix: "nginx.ingress.kubernetes.io".into(),
+            config_tracking: true,
+            event_webhook: None,
+            cluster_name: String::new(),
+            no_cross_namespace_refs: false,
+        };
+        let mut registry = prometheus_client::registry::Registry::default();
+        let ctx = Context {
+            recorder: super::events::EventRecorder::new(client.clone(), "veer"),
+            client,
+            config,
+            stores,
+            webhooks: WebhookClient::new().expect("webhook client"),
+            queries: crate::metrics::Metrics::new(Default::default()).expect("metrics client"),
+            notifier: crate::notify::Notifier::new(Default::default()).expect("alert client"),
+            metrics: Metrics::register(&mut registry),
+            written: Default::default(),
+            retries: Default::default(),
+            leadership: super::leader::Leadership::always(),
+            synced: Arc::new(AtomicBool::new(true)),
+            caches: Default::default(),
+        };
+        let caches = TestCaches {
+            canaries: canaries_w,
+            deployments: deployments_w,
+            daemonsets: daemonsets_w,
+            services: services_w,
+            configmaps: configmaps_w,
+            secrets: secrets_w,
+            hpas: hpas_w,
+            ingresses: ingresses_w,
+            metric_templates: metric_templates_w,
+            alert_providers: alert_providers_w,
+            virtual_services: virtual_services_w,
+            destination_rules: destination_rules_w,
+        };
+        (ctx, caches)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
