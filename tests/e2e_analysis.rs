@@ -91,8 +91,11 @@ async fn assert_events(client: &Client, ns: &str, expected: &[String]) -> Vec<St
 
 /// The canary's VirtualService route weights (primary, canary).
 async fn vs_weights(client: &Client, ns: &str) -> (i64, i64) {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), ns, &veer::controller::istio_resource("VirtualService"));
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &veer::router::istio::resource(veer::router::istio::VIRTUAL_SERVICE),
+    );
     let vs = api.get("podinfo").await.expect("the VirtualService");
     let route = &vs.data["spec"]["http"][0]["route"];
     let weight = |host: &str| {

@@ -80,8 +80,11 @@ async fn istio_canary_bootstraps_and_promotes_on_healthy_metrics() {
         let apex = services.get("podinfo").await.unwrap();
         assert_eq!(apex.labels()["team"], "web");
         assert_eq!(apex.annotations()["owner"], "web-team");
-        let vs_api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), ns, &veer::controller::istio_resource("VirtualService"));
+        let vs_api: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            ns,
+            &veer::router::istio::resource(veer::router::istio::VIRTUAL_SERVICE),
+        );
         let vs = vs_api.get("podinfo").await.expect("the VirtualService");
         assert_eq!(vs.data["spec"]["http"][0]["route"][0]["weight"], 100);
 

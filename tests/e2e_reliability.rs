@@ -546,7 +546,7 @@ async fn a_rollback_from_mirrored_traffic_stops_the_mirror() {
         apply_yaml(&client, ns, &canary_yaml("  provider: istio\n  service: {port: 9898}", &analysis)).await;
         wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
         let vs: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), ns, &veer::controller::istio_resource("VirtualService"));
+            Api::namespaced_with(client.clone(), ns, &veer::router::istio::resource(veer::router::istio::VIRTUAL_SERVICE));
         set_image(&client, ns, "podinfo", NEW).await;
         common::wait_for("mirrored traffic", RUN, || async {
             let v = vs.get("podinfo").await.map_err(|e| e.to_string())?;

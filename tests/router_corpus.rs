@@ -58,7 +58,9 @@ fn has_ab(canary: &Canary) -> bool {
 
 fn build(canary: &Canary) -> Result<usize, String> {
     let provider = Provider::of(canary, "istio");
-    provider.check(canary).map_err(|e| e.to_string())?;
+    if let Provider::Unsupported(p) = &provider {
+        return Err(format!("provider {p} has no router"));
+    }
     let pod = pod_spec();
     let svcs = desired_services(canary, "app", "podinfo", Some(&pod), [None, None, None])
         .map_err(|e| e.to_string())?;

@@ -11,7 +11,11 @@ use k8s_openapi::api::{
     core::v1::{ConfigMap, Secret, Service},
     networking::v1::Ingress,
 };
-use kube::{Client, Resource, api::DynamicObject, runtime::reflector::Store};
+use kube::{
+    Client, Resource,
+    api::{ApiResource, DynamicObject},
+    runtime::reflector::{ObjectRef, Store},
+};
 
 use crate::{
     analysis::Settings,
@@ -62,23 +66,52 @@ pub struct IstioStores {
     pub destination_rules: Store<DynamicObject>,
 }
 
+impl Stores {
+    /// The cache of a dynamic kind (Istio's), if the controller watches it.
+    fn dynamic(&self, kind: &ApiResource) -> Option<&Store<DynamicObject>> {
+        let istio = self.istio.as_ref().filter(|_| kind.group == "networking.istio.io")?;
+        match kind.kind.as_str() {
+            crate::router::istio::VIRTUAL_SERVICE => Some(&istio.virtual_services),
+            crate::router::istio::DESTINATION_RULE => Some(&istio.destination_rules),
+            _ => None,
+        }
+    }
+
+    /// The cached objects of one namespace, as the routers read them.
+    pub fn live<'a>(&'a self, namespace: &'a str) -> Live<'a> {
+        Live { stores: self, namespace }
+    }
+}
+
+/// The caches of one namespace, as the routers read them ([`crate::router::Live`]).
+pub struct Live<'a> {
+    stores: &'a Stores,
+    namespace: &'a str,
+}
+
+impl crate::router::Live for Live<'_> {
+    fn get(&self, kind: &ApiResource, name: &str) -> Option<serde_json::Value> {
+        if kind.group == "networking.k8s.io" && kind.kind == "Ingress" {
+            let ingress = cached(&self.stores.ingresses, self.namespace, name)?;
+            return serde_json::to_value(ingress.as_ref()).ok();
+        }
+        let store = self.stores.dynamic(kind)?;
+        let object = store.get(&ObjectRef::new_with(name, kind.clone()).within(self.namespace))?;
+        serde_json::to_value(object.as_ref()).ok()
+    }
+
+    fn serves(&self, kind: &ApiResource) -> bool {
+        self.stores.dynamic(kind).is_some() || (kind.group == "networking.k8s.io" && kind.kind == "Ingress")
+    }
+}
+
 /// Looks an object up in a store by namespace and name.
 pub fn cached<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc<K>>
 where
     K: Resource + Clone + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    store.get(&kube::runtime::reflector::ObjectRef::new(name).within(namespace))
-}
-
-/// Looks up a dynamic object (Istio) by namespace and name.
-pub fn cached_dynamic(
-    store: &Store<DynamicObject>,
-    ar: &kube::api::ApiResource,
-    namespace: &str,
-    name: &str,
-) -> Option<Arc<DynamicObject>> {
-    store.get(&kube::runtime::reflector::ObjectRef::new_with(name, ar.clone()).within(namespace))
+    store.get(&ObjectRef::new(name).within(namespace))
 }
 
 /// The Canaries whose cached copy is older than a status this controller wrote: reconciling one of
@@ -329,7 +362,7 @@ impl Context {
             (reader, writer)
         }
         fn complete_dynamic(kind: &str) -> (Store<DynamicObject>, store::Writer<DynamicObject>) {
-            let mut writer = store::Writer::new(super::watches::istio_resource(kind));
+            let mut writer = store::Writer::new(crate::router::istio::resource(kind));
             writer.apply_watcher_event(&Event::InitDone);
             (writer.as_reader(), writer)
         }

@@ -5,16 +5,10 @@
 
 use std::time::Duration;
 
-use k8s_openapi::{
-    api::{
-        apps::v1::{DaemonSet, Deployment},
-        core::v1::Service,
-    },
-    jiff::Timestamp,
-};
+use k8s_openapi::{api::core::v1::Service, jiff::Timestamp};
 use kube::{
     Api, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{ApiResource, Patch, PatchParams},
     runtime::controller::Action,
 };
 use serde_json::{Value, json};
@@ -23,13 +17,12 @@ use super::{
     Error,
     context::{Context, cached},
     observe::{Resolved, TargetObject},
-    watches::istio_resource,
 };
 use crate::{
     analysis::Readiness,
     api::{Canary, Phase},
     meta::{FIELD_MANAGER, FINALIZER, LAST_APPLIED},
-    workload::{self, Role, Workload},
+    workload::{self, Role},
 };
 
 /// How long a deletion waits for the restored target to become ready before finishing anyway.
@@ -95,21 +88,17 @@ pub async fn finalize(canary: &std::sync::Arc<Canary>, ctx: &Context) -> Result<
     // When the target or its selector cannot be resolved there is nothing to restore.
     if let Ok(r) = Resolved::new(canary.clone(), ctx) {
         revert_target(&r, ctx).await?;
-        let ready = match r.target.view() {
-            Workload::Deployment(d) => {
-                workload::deployment_readiness(canary, Role::Canary, d, Timestamp::now())
-            }
-            Workload::DaemonSet(d) => {
-                workload::daemon_set_readiness(canary, Role::Canary, d, Timestamp::now())
-            }
-        };
+        let ready = r.target.readiness(canary, Role::Canary, Timestamp::now());
         let waited = started.duration_until(Timestamp::now()).as_secs_f64();
         if ready != Readiness::Ready && waited < REVERT_WAIT.as_secs_f64() {
             // The target must serve before the apex Service points at it again.
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         revert_apex_service(&r, ctx).await?;
-        revert_virtual_service(&r, ctx).await?;
+        let live = ctx.stores.live(&r.namespace);
+        for original in r.router.reverted(canary, &live) {
+            ctx.apply_desired(&original, &live).await?;
+        }
     }
     // With the resourceVersion of the status just written, if any.
     set_finalizer(&current, ctx, false).await?;
@@ -118,30 +107,19 @@ pub async fn finalize(canary: &std::sync::Arc<Canary>, ctx: &Context) -> Result<
 }
 
 async fn revert_target(r: &Resolved, ctx: &Context) -> Result<(), Error> {
-    let primary = match &r.primary {
-        Some(TargetObject::Deployment(p)) => Some(p.as_ref()),
-        _ => None,
-    };
-    let autoscaler_min = r.canary.spec.autoscaler_ref.as_ref().map(|a| {
-        cached(&ctx.stores.hpas, &r.namespace, &a.name).map(|h| workload::hpa_min_replicas(&h)).unwrap_or(1)
-    });
-    let patch = workload::revert_patch(r.target.view(), primary, autoscaler_min);
-    let name = &r.canary.spec.target_ref.name;
     if workload::is_scaled_up(r.target.view()) {
         return Ok(());
     }
-    match &r.target {
-        TargetObject::Deployment(_) => ctx.merge_patch::<Deployment>(&r.namespace, name, &patch).await,
-        TargetObject::DaemonSet(_) => ctx.merge_patch::<DaemonSet>(&r.namespace, name, &patch).await,
-    }
+    let primary = r.primary.as_ref().and_then(TargetObject::as_deployment);
+    let patch = workload::revert_patch(r.target.view(), primary, r.autoscaler_min(ctx));
+    ctx.merge_patch(&r.target.kind(), &r.namespace, &r.canary.spec.target_ref.name, &patch).await
 }
 
 /// An apex Service the Canary adopted (not controlled by it) selects the target's pods again: the
 /// selector from its last-applied configuration, or the target's selector label.
 async fn revert_apex_service(r: &Resolved, ctx: &Context) -> Result<(), Error> {
     let Some(svc) = cached(&ctx.stores.services, &r.namespace, &r.names.apex) else { return Ok(()) };
-    let owned = svc.owner_references().iter().any(|o| o.controller == Some(true) && o.kind == "Canary");
-    if owned {
+    if crate::router::controlling_canary(svc.owner_references()).is_some() {
         return Ok(());
     }
     let selector = svc
@@ -150,19 +128,6 @@ async fn revert_apex_service(r: &Resolved, ctx: &Context) -> Result<(), Error> {
         .and_then(|a| serde_json::from_str::<Value>(a).ok())
         .and_then(|v| v.pointer("/spec/selector").cloned())
         .unwrap_or_else(|| json!({ r.selector.key.clone(): r.selector.value.clone() }));
-    ctx.merge_patch::<Service>(&r.namespace, &r.names.apex, &json!({"spec": {"selector": selector}})).await
-}
-
-/// An adopted VirtualService gets its original spec back.
-async fn revert_virtual_service(r: &Resolved, ctx: &Context) -> Result<(), Error> {
-    let Some(vs) = r.virtual_service(ctx) else { return Ok(()) };
-    let owned = vs.owner_references().iter().any(|o| o.controller == Some(true) && o.kind == "Canary");
-    if owned {
-        return Ok(());
-    }
-    let json = serde_json::to_value(vs.as_ref()).map_err(Error::Serialize)?;
-    if let Some(original) = crate::router::istio::reverted_virtual_service(&json) {
-        ctx.apply_dynamic(&istio_resource("VirtualService"), &original, None).await?;
-    }
-    Ok(())
+    let patch = json!({"spec": {"selector": selector}});
+    ctx.merge_patch(&ApiResource::erase::<Service>(&()), &r.namespace, &r.names.apex, &patch).await
 }

@@ -22,7 +22,7 @@ use kube::runtime::{
 pub use context::{CacheHealth, Config, Context, Stores};
 pub use events::EventRecorder;
 pub use leader::{Leadership, run as lead};
-pub use watches::{build as watch, istio_resource};
+pub use watches::build as watch;
 pub use writes::is_subset;
 
 use crate::{api::Canary, signal::Shutdown};
@@ -49,10 +49,10 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// Something the user must fix, found while carrying out a decision (e.g. a VirtualService
-    /// whose routes cannot be rewritten).
-    #[error("{message}")]
-    Invalid { reason: &'static str, message: String },
+    /// Something the user must fix (e.g. a missing target, or a VirtualService whose routes cannot
+    /// be rewritten): shown on the Canary as a `Stalled` condition.
+    #[error(transparent)]
+    Stalled(#[from] observe::Stall),
     /// A panic inside the reconcile, caught.
     #[error("internal error: {0}")]
     Panic(String),
@@ -75,7 +75,7 @@ impl Error {
             Error::Conflict { .. } => "conflict",
             Error::Serialize(_) => "serialize",
             Error::Finalizer { .. } => "finalizer",
-            Error::Invalid { .. } => "invalid",
+            Error::Stalled(_) => "invalid",
             Error::Panic(_) => "panic",
             Error::NotLeader => "not-leader",
             Error::TimedOut(_) => "timeout",
@@ -98,7 +98,7 @@ impl Error {
     /// The reason of the `Stalled` condition that shows this failure on the Canary.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Invalid { reason, .. } => reason,
+            Error::Stalled(stall) => stall.reason,
             Error::Panic(_) | Error::Serialize(_) => "InternalError",
             _ if self.is_rejection() => "WriteRejected",
             _ => "ApiUnavailable",
@@ -131,7 +131,7 @@ impl Error {
                  controller's log",
                 quoted(message)
             ),
-            Error::Invalid { message, .. } => quoted(message),
+            Error::Stalled(stall) => quoted(&stall.message),
             Error::Write { source, .. } | Error::Finalizer { source, .. } if self.is_rejection() => {
                 let what = match self {
                     Error::Write { kind, name, .. } => format!("{kind} {name}"),

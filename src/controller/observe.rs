@@ -10,25 +10,19 @@ use k8s_openapi::{
     api::{
         apps::v1::{DaemonSet, Deployment},
         core::v1::{PodSpec, Secret},
-        networking::v1::Ingress,
     },
     jiff::Timestamp,
 };
-use kube::{ResourceExt, api::DynamicObject};
+use kube::{ResourceExt, api::ApiResource};
 use sha2::{Digest, Sha256};
 
-use super::{
-    context::{Context, cached, cached_dynamic},
-    watches::istio_resource,
-};
+use super::context::{Context, cached};
 use crate::{
-    analysis::{
-        HookResult, MetricResult, Observations, Params, Primary, Probe, Routes, Target, intended_routes,
-    },
+    analysis::{HookResult, MetricResult, Observations, Params, Primary, Probe, Routes, Target},
     api::{Canary, CanaryStatus, MetricTemplate, WebhookPayload},
     meta::{self, NameRule},
     metrics::MetricQuery,
-    router::{self, Provider, ServiceNames},
+    router::{self, Provider, Router, RouterConfig, ServiceNames},
     workload::{self, ConfigId, Role, Selector, TemplateMapping, TrackedConfigs, Workload, WorkloadSettings},
 };
 
@@ -39,11 +33,57 @@ pub enum TargetObject {
     DaemonSet(Arc<DaemonSet>),
 }
 
+/// Deployment and DaemonSet differ here, and only here, in the controller.
 impl TargetObject {
     pub fn view(&self) -> Workload<'_> {
         match self {
             TargetObject::Deployment(d) => Workload::Deployment(d),
             TargetObject::DaemonSet(d) => Workload::DaemonSet(d),
+        }
+    }
+
+    /// The API coordinates of the kind, for writes.
+    pub fn kind(&self) -> ApiResource {
+        match self {
+            TargetObject::Deployment(_) => ApiResource::erase::<Deployment>(&()),
+            TargetObject::DaemonSet(_) => ApiResource::erase::<DaemonSet>(&()),
+        }
+    }
+
+    pub fn as_deployment(&self) -> Option<&Deployment> {
+        match self {
+            TargetObject::Deployment(d) => Some(d),
+            TargetObject::DaemonSet(_) => None,
+        }
+    }
+
+    /// Whether the workload serves, as `role` of `canary`.
+    pub fn readiness(&self, canary: &Canary, role: Role, now: Timestamp) -> crate::analysis::Readiness {
+        match self.view() {
+            Workload::Deployment(d) => workload::deployment_readiness(canary, role, d, now),
+            Workload::DaemonSet(d) => workload::daemon_set_readiness(canary, role, d, now),
+        }
+    }
+
+    /// The primary built from this target (see [`workload::primary_deployment`]), as JSON to apply.
+    pub fn desired_primary(
+        &self,
+        existing: Option<&TargetObject>,
+        pctx: &workload::PrimaryContext<'_>,
+    ) -> Result<serde_json::Value, serde_json::Error> {
+        match self {
+            TargetObject::Deployment(t) => {
+                let existing = existing.and_then(TargetObject::as_deployment);
+                serde_json::to_value(workload::primary_deployment(t, existing, pctx))
+            }
+            TargetObject::DaemonSet(t) => serde_json::to_value(workload::primary_daemon_set(t, pctx)),
+        }
+    }
+
+    pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        match self {
+            TargetObject::Deployment(d) => serde_json::to_value(d.as_ref()),
+            TargetObject::DaemonSet(d) => serde_json::to_value(d.as_ref()),
         }
     }
 
@@ -57,11 +97,9 @@ impl TargetObject {
 pub struct Routing {
     pub canary: Arc<Canary>,
     pub namespace: String,
-    pub provider: Provider,
+    pub router: Router,
     pub params: Params,
     pub names: ServiceNames,
-    /// NGINX: the user's Ingress.
-    pub user_ingress: Option<Arc<Ingress>>,
 }
 
 /// Everything about a Canary that the caches know, resolved once per reconcile: its routing (see
@@ -85,15 +123,22 @@ impl std::ops::Deref for Resolved {
 }
 
 /// A problem that stops a Canary until the user fixes something: a `Stalled` condition.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Stall {
     pub reason: &'static str,
     pub message: String,
 }
 
 impl Stall {
-    fn new(reason: &'static str, message: impl Into<String>) -> Stall {
-        Stall { reason, message: message.into() }
+    pub fn new(reason: &'static str, message: impl ToString) -> Stall {
+        Stall { reason, message: message.to_string() }
+    }
+}
+
+impl From<router::RouterError> for Stall {
+    fn from(e: router::RouterError) -> Stall {
+        Stall::new(e.reason(), e)
     }
 }
 
@@ -102,8 +147,6 @@ impl Routing {
     pub fn new(canary: Arc<Canary>, ctx: &Context) -> Result<Routing, Stall> {
         let namespace = canary.namespace().unwrap_or_default();
         let display = format!("{}.{namespace}", canary.name_any());
-        let provider = Provider::of(&canary, &ctx.config.settings.mesh_provider);
-        provider.check(&canary).map_err(|e| Stall::new("UnsupportedProvider", e.to_string()))?;
         let params = Params::new(&canary.spec, &ctx.config.settings).map_err(|e| {
             Stall::new(crate::analysis::INVALID_SPEC, crate::analysis::invalid_spec_message(&canary, &e))
         })?;
@@ -125,35 +168,10 @@ impl Routing {
                 ),
             ));
         }
-        let user_ingress = match provider {
-            Provider::Nginx => {
-                let Some(r) = &canary.spec.ingress_ref else {
-                    return Err(Stall::new(
-                        "IngressRefMissing",
-                        format!("Canary {display}: spec.ingressRef is required by provider nginx"),
-                    ));
-                };
-                let Some(i) = cached(&ctx.stores.ingresses, &namespace, &r.name) else {
-                    return Err(Stall::new(
-                        "IngressNotFound",
-                        format!(
-                            "Ingress {}.{namespace} not found: create it, or fix spec.ingressRef of Canary {display}",
-                            r.name
-                        ),
-                    ));
-                };
-                Some(i)
-            }
-            Provider::Istio if ctx.stores.istio.is_none() => {
-                return Err(Stall::new(
-                    "IstioNotInstalled",
-                    format!(
-                        "Canary {display} uses provider istio but the Istio CRDs (networking.istio.io) are not installed; install Istio or set spec.provider"
-                    ),
-                ));
-            }
-            _ => None,
-        };
+        let provider = Provider::of(&canary, &ctx.config.settings.mesh_provider);
+        let config =
+            RouterConfig { ingress_annotations_prefix: ctx.config.ingress_annotations_prefix.clone() };
+        let router = Router::resolve(&provider, &canary, &ctx.stores.live(&namespace), &config)?;
         let names = router::service_names(&canary);
         for (what, name) in
             [("Service", &names.apex), ("Service", &names.primary), ("Service", &names.canary)]
@@ -167,7 +185,7 @@ impl Routing {
                 ));
             }
         }
-        Ok(Routing { names, canary, namespace, provider, params, user_ingress })
+        Ok(Routing { names, canary, namespace, router, params })
     }
 }
 
@@ -283,6 +301,13 @@ impl Resolved {
         Ok(Resolved { routing, target, primary, selector, tracked_ids, tracked, workload_settings })
     }
 
+    /// The minimum replicas of the target's autoscaler (1 when it is not cached), if it has one.
+    pub fn autoscaler_min(&self, ctx: &Context) -> Option<i32> {
+        let aref = self.canary.spec.autoscaler_ref.as_ref()?;
+        let hpa = cached(&ctx.stores.hpas, &self.namespace, &aref.name);
+        Some(hpa.map(|h| workload::hpa_min_replicas(&h)).unwrap_or(1))
+    }
+
     pub fn mapping(&self) -> TemplateMapping<'_> {
         TemplateMapping {
             target_name: &self.canary.spec.target_ref.name,
@@ -294,20 +319,15 @@ impl Resolved {
 
     /// The observations the decision starts from.
     pub fn observations(&self, ctx: &Context, now: Timestamp) -> Observations {
-        let canary = &self.canary;
-        let readiness = |w: Workload<'_>, role: Role| match w {
-            Workload::Deployment(d) => workload::deployment_readiness(canary, role, d, now),
-            Workload::DaemonSet(d) => workload::daemon_set_readiness(canary, role, d, now),
-        };
         let target = Target {
             revision: workload::target_revision(self.target.view()),
             configs: self.tracked.checksums(),
-            readiness: readiness(self.target.view(), Role::Canary),
+            readiness: self.target.readiness(&self.canary, Role::Canary, now),
             scaled_up: workload::is_scaled_up(self.target.view()),
         };
         let primary = self.primary.as_ref().map(|p| Primary {
             revision: workload::primary_revision(p.view(), &self.mapping()),
-            readiness: readiness(p.view(), Role::Primary),
+            readiness: p.readiness(&self.canary, Role::Primary, now),
         });
         Observations {
             target,
@@ -328,43 +348,10 @@ impl Routing {
         self.canary.status.clone().unwrap_or_default()
     }
 
-    /// The live VirtualService, if any.
-    pub fn virtual_service(&self, ctx: &Context) -> Option<Arc<DynamicObject>> {
-        let istio = ctx.stores.istio.as_ref()?;
-        cached_dynamic(
-            &istio.virtual_services,
-            &istio_resource("VirtualService"),
-            &self.namespace,
-            &self.names.apex,
-        )
-    }
-
-    /// The live canary Ingress (NGINX), if any.
-    pub fn canary_ingress(&self, ctx: &Context) -> Option<Arc<Ingress>> {
-        let name = router::nginx::canary_ingress_name(&self.canary).ok()?;
-        cached(&ctx.stores.ingresses, &self.namespace, &name)
-    }
-
     /// The routes in place, read back from the router.
     pub fn routes(&self, ctx: &Context) -> Result<Routes, String> {
-        match self.provider {
-            Provider::Istio => {
-                let vs = self.virtual_service(ctx).ok_or_else(|| {
-                    format!("VirtualService {}.{} not found yet", self.names.apex, self.namespace)
-                })?;
-                let json = serde_json::to_value(vs.as_ref()).map_err(|e| e.to_string())?;
-                router::istio::read_routes(&self.canary, &json).map_err(|e| e.to_string())
-            }
-            Provider::Nginx => {
-                let ingress = self
-                    .canary_ingress(ctx)
-                    .ok_or_else(|| format!("canary Ingress of Canary {} not found yet", self.display()))?;
-                router::nginx::read_routes(&self.canary, &ingress, &ctx.config.ingress_annotations_prefix)
-                    .map_err(|e| e.to_string())
-            }
-            // Nothing to read: the routes are what the status stands for.
-            _ => Ok(intended_routes(&self.status(), &self.params)),
-        }
+        let live = ctx.stores.live(&self.namespace);
+        self.router.read_routes(&self.canary, &self.status(), &self.params, &live)
     }
 
     /// The webhook payload for this Canary.

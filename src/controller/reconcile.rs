@@ -6,11 +6,7 @@ use std::{panic::AssertUnwindSafe, sync::Arc, time::Instant};
 use futures::FutureExt;
 
 use k8s_openapi::{
-    api::{
-        apps::v1::{DaemonSet, Deployment},
-        autoscaling::v2::HorizontalPodAutoscaler,
-        core::v1::Service,
-    },
+    api::{autoscaling::v2::HorizontalPodAutoscaler, core::v1::Service},
     jiff::Timestamp,
 };
 use kube::{ResourceExt, runtime::controller::Action};
@@ -21,32 +17,14 @@ use super::{
     context::{CacheHealth, Context, cached},
     finalize,
     observe::{Resolved, Routing, Stall, TargetObject},
-    watches::istio_resource,
 };
 use crate::{
     analysis::{self, Effect, Readiness, Routes, RunResult, Step, decide},
     api::{Canary, CanaryStatus, Phase},
-    failpoint,
-    router::{self, Provider},
+    failpoint, router,
     telemetry::{CanaryLabels, NamespaceLabels, RunLabels, WorkloadLabels},
-    workload::{self, PrimaryContext, Role, Workload},
+    workload::{self, PrimaryContext, Role},
 };
-
-/// A problem of a reconcile: something the user must fix, or an infrastructure error.
-enum Problem {
-    Stall(Stall),
-    Error(Error),
-}
-
-impl From<Error> for Problem {
-    fn from(e: Error) -> Self {
-        Problem::Error(e)
-    }
-}
-
-fn stall(reason: &'static str, e: impl ToString) -> Problem {
-    Problem::Stall(Stall { reason, message: e.to_string() })
-}
 
 /// The reconcile function given to kube-runtime's Controller: one tick of one Canary, contained.
 ///
@@ -146,10 +124,10 @@ async fn tick(canary: Arc<Canary>, ctx: &Context, latest: &mut Canary) -> Result
     };
     // A suspended Canary is left exactly as it is: nothing generated is touched either.
     if !canary.spec.suspend.unwrap_or(false) {
-        match ensure_objects(&resolved, ctx).await {
+        match ensure_objects(&resolved, ctx, now).await {
             Ok(()) => {}
-            Err(Problem::Stall(s)) => return stalled(&canary, ctx, latest, s, now).await,
-            Err(Problem::Error(e)) => return Err(e),
+            Err(Error::Stalled(s)) => return stalled(&canary, ctx, latest, s, now).await,
+            Err(e) => return Err(e),
         }
     }
 
@@ -261,7 +239,7 @@ async fn send_events(canary: &Canary, ctx: &Context, outcome: &analysis::Outcome
 /// Keeps the generated objects in place: the primary (created once; updated only by promotions),
 /// its config copies and autoscaler, the Services, and the routing objects with the current
 /// weights. Writes only what differs from the caches.
-async fn ensure_objects(r: &Resolved, ctx: &Context) -> Result<(), Problem> {
+async fn ensure_objects(r: &Resolved, ctx: &Context, now: Timestamp) -> Result<(), Error> {
     let status = r.status();
     if r.primary.is_none() {
         let id = flagger_id(&r.canary, &format!("init/{}", workload::target_revision(r.target.view())));
@@ -271,17 +249,8 @@ async fn ensure_objects(r: &Resolved, ctx: &Context) -> Result<(), Problem> {
     // Until the primary serves, the apex Service and the routes stay as they are: switching them
     // earlier would send traffic to pods that do not exist yet.
     let initializing = matches!(status.phase, Phase::Empty | Phase::Initializing);
-    let primary_ready = r.primary.as_ref().is_some_and(|p| {
-        let ready = match p.view() {
-            Workload::Deployment(d) => {
-                workload::deployment_readiness(&r.canary, Role::Primary, d, Timestamp::now())
-            }
-            Workload::DaemonSet(d) => {
-                workload::daemon_set_readiness(&r.canary, Role::Primary, d, Timestamp::now())
-            }
-        };
-        ready == Readiness::Ready
-    });
+    let primary_ready =
+        r.primary.as_ref().is_some_and(|p| p.readiness(&r.canary, Role::Primary, now) == Readiness::Ready);
     let serving = !initializing || primary_ready || r.params.skip_analysis;
 
     let svc = |name: &str| cached(&ctx.stores.services, &r.namespace, name);
@@ -293,7 +262,7 @@ async fn ensure_objects(r: &Resolved, ctx: &Context) -> Result<(), Problem> {
         r.target.pod_spec(),
         [existing[0].as_deref(), existing[1].as_deref(), existing[2].as_deref()],
     )
-    .map_err(|e| stall("InvalidService", e))?;
+    .map_err(|e| Stall::new("InvalidService", e))?;
     for (i, (want, live)) in desired.iter().zip(&existing).enumerate() {
         if i == 0 && !serving {
             continue;
@@ -308,65 +277,23 @@ async fn ensure_objects(r: &Resolved, ctx: &Context) -> Result<(), Problem> {
     write_routes(r, ctx, routes, &status).await
 }
 
-/// Writes the routing object for `routes`.
+/// Writes the routing objects for `routes`.
 async fn write_routes(
     r: &Routing,
     ctx: &Context,
     routes: Routes,
     status: &CanaryStatus,
-) -> Result<(), Problem> {
-    match r.provider {
-        Provider::Istio => {
-            let ar = istio_resource("DestinationRule");
-            let istio = ctx.stores.istio.as_ref().expect("checked when resolving");
-            for dr in router::istio::desired_destination_rules(&r.canary) {
-                let name = dr["metadata"]["name"].as_str().unwrap_or_default().to_string();
-                let live = super::context::cached_dynamic(&istio.destination_rules, &ar, &r.namespace, &name);
-                ctx.apply_dynamic(&ar, &dr, live.as_deref()).await?;
-            }
-            let live = r.virtual_service(ctx);
-            let live_json = live
-                .as_ref()
-                .map(|v| serde_json::to_value(v.as_ref()))
-                .transpose()
-                .map_err(Error::Serialize)?;
-            let vs = router::istio::desired_virtual_service(
-                &r.canary,
-                routes,
-                status,
-                live_json.as_ref(),
-                r.params.interval,
-            )
-            .map_err(|e| stall("InvalidRouting", e))?;
-            // A mirror Veer no longer sets goes only when the VirtualService is applied again.
-            let live =
-                live.filter(|_| !live_json.as_ref().is_some_and(|l| router::istio::has_stale_mirror(&vs, l)));
-            ctx.apply_dynamic(&istio_resource("VirtualService"), &vs, live.as_deref()).await?;
-        }
-        Provider::Nginx => {
-            let user = r.user_ingress.as_ref().expect("checked when resolving");
-            let ingress = router::nginx::desired_canary_ingress(
-                &r.canary,
-                user,
-                routes,
-                &ctx.config.ingress_annotations_prefix,
-            )
-            .map_err(|e| stall("InvalidRouting", e))?;
-            // Canary annotations Veer stopped setting (A/B conditions after a run) go only when the
-            // Ingress is applied again: never skip that write as "nothing to change".
-            let prefix = &ctx.config.ingress_annotations_prefix;
-            let live = r
-                .canary_ingress(ctx)
-                .filter(|l| !router::nginx::has_stale_canary_annotations(&ingress, l, prefix));
-            ctx.apply(&ingress, live.as_deref()).await?;
-        }
-        Provider::Kubernetes | Provider::Unsupported(_) => {}
+) -> Result<(), Error> {
+    let live = ctx.stores.live(&r.namespace);
+    let desired = r.router.desired(&r.canary, routes, status, &r.params, &live).map_err(Stall::from)?;
+    for object in &desired {
+        ctx.apply_desired(object, &live).await?;
     }
     Ok(())
 }
 
 /// Writes the primary workload and its config copies from the target's current template.
-async fn write_primary(r: &Resolved, ctx: &Context, flagger_id: &str) -> Result<(), Problem> {
+async fn write_primary(r: &Resolved, ctx: &Context, flagger_id: &str) -> Result<(), Error> {
     let prefixes = &ctx.config.label_prefixes;
     for cm in r.tracked.config_maps.values() {
         let existing = cached(&ctx.stores.configmaps, &r.namespace, &workload::primary_name(&cm.name_any()));
@@ -385,47 +312,20 @@ async fn write_primary(r: &Resolved, ctx: &Context, flagger_id: &str) -> Result<
         settings: &r.workload_settings,
         flagger_id,
     };
-    match (&r.target, &r.primary) {
-        (TargetObject::Deployment(t), existing) => {
-            let existing = match existing {
-                Some(TargetObject::Deployment(p)) => Some(p.as_ref()),
-                _ => None,
-            };
-            let mut primary = workload::primary_deployment(t, existing, &pctx);
-            set_owner(&mut primary.metadata, r);
-            ctx.apply::<Deployment>(&primary, existing).await?;
-        }
-        (TargetObject::DaemonSet(t), existing) => {
-            let existing = match existing {
-                Some(TargetObject::DaemonSet(p)) => Some(p.as_ref()),
-                _ => None,
-            };
-            let mut primary = workload::primary_daemon_set(t, &pctx);
-            set_owner(&mut primary.metadata, r);
-            ctx.apply::<DaemonSet>(&primary, existing).await?;
-        }
-    }
+    let primary = r.target.desired_primary(r.primary.as_ref(), &pctx).map_err(Error::Serialize)?;
+    let existing = r.primary.as_ref().map(TargetObject::to_json).transpose().map_err(Error::Serialize)?;
+    ctx.apply_json(&r.target.kind(), &primary, existing.as_ref()).await?;
     Ok(())
-}
-
-/// The primary workload is named `<target>-primary` in the target's namespace and owned by the
-/// Canary, so that it is garbage collected with it.
-fn set_owner(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, r: &Resolved) {
-    meta.name = Some(workload::primary_name(&r.canary.spec.target_ref.name));
-    meta.namespace = Some(r.namespace.clone());
-    if meta.owner_references.is_none() {
-        meta.owner_references = Some(vec![crate::meta::owner_reference(&r.canary)]);
-    }
 }
 
 /// Creates the primary HPA when missing; `update` also refreshes it from the target's HPA (at
 /// promotion: a change to the target's HPA reaches the primary only with a promotion).
-async fn ensure_primary_hpa(r: &Resolved, ctx: &Context, update: bool) -> Result<(), Problem> {
-    let Some(aref) = workload::hpa_ref(&r.canary).map_err(|e| stall("UnsupportedAutoscaler", e))? else {
+async fn ensure_primary_hpa(r: &Resolved, ctx: &Context, update: bool) -> Result<(), Error> {
+    let Some(aref) = workload::hpa_ref(&r.canary).map_err(|e| Stall::new("UnsupportedAutoscaler", e))? else {
         return Ok(());
     };
     let Some(hpa) = cached(&ctx.stores.hpas, &r.namespace, &aref.name) else {
-        return Err(stall(
+        return Err(Error::Stalled(Stall::new(
             "AutoscalerNotFound",
             format!(
                 "HorizontalPodAutoscaler {}.{} not found: create it, or fix spec.autoscalerRef of Canary {}",
@@ -433,7 +333,7 @@ async fn ensure_primary_hpa(r: &Resolved, ctx: &Context, update: bool) -> Result
                 r.namespace,
                 r.display()
             ),
-        ));
+        )));
     };
     let existing = cached(&ctx.stores.hpas, &r.namespace, &workload::primary_name(&aref.name));
     if existing.is_some() && !update {
@@ -470,19 +370,12 @@ async fn apply_effect(
 /// Scales the target (the canary) up from zero, or down to zero.
 async fn scale_canary(r: &Resolved, ctx: &Context, up: bool) -> Result<(), Error> {
     let patch = if up {
-        let primary = match &r.primary {
-            Some(TargetObject::Deployment(p)) => Some(p.as_ref()),
-            _ => None,
-        };
-        workload::scale_up_patch(r.target.view(), primary, autoscaler_min(r, ctx))
+        let primary = r.primary.as_ref().and_then(TargetObject::as_deployment);
+        workload::scale_up_patch(r.target.view(), primary, r.autoscaler_min(ctx))
     } else {
         workload::scale_to_zero_patch(r.target.view())
     };
-    let name = &r.canary.spec.target_ref.name;
-    match &r.target {
-        TargetObject::Deployment(_) => ctx.merge_patch::<Deployment>(&r.namespace, name, &patch).await,
-        TargetObject::DaemonSet(_) => ctx.merge_patch::<DaemonSet>(&r.namespace, name, &patch).await,
-    }
+    ctx.merge_patch(&r.target.kind(), &r.namespace, &r.canary.spec.target_ref.name, &patch).await
 }
 
 /// Copies the target's template (and tracked configs, and autoscaler) to the primary.
@@ -492,8 +385,8 @@ async fn promote(r: &Resolved, ctx: &Context, status: &CanaryStatus) -> Result<(
     for result in [write_primary(r, ctx, &id).await, ensure_primary_hpa(r, ctx, true).await] {
         match result {
             Ok(()) => {}
-            Err(Problem::Error(e)) => return Err(e),
-            Err(Problem::Stall(s)) => tracing::warn!(canary = %r.display(), "promotion: {}", s.message),
+            Err(Error::Stalled(s)) => tracing::warn!(canary = %r.display(), "promotion: {}", s.message),
+            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -510,13 +403,7 @@ async fn apply_routing_effect(
     let canary = &r.canary;
     match effect {
         Effect::SetRoutes(to) => {
-            match write_routes(r, ctx, *to, status).await {
-                Ok(()) => {}
-                Err(Problem::Error(e)) => return Err(e),
-                Err(Problem::Stall(s)) => {
-                    return Err(Error::Invalid { reason: s.reason, message: s.message });
-                }
-            }
+            write_routes(r, ctx, *to, status).await?;
             *routes = Some(*to);
         }
         Effect::PostRolloutHooks { phase } => post_rollout(r, ctx, *phase).await,
@@ -561,15 +448,6 @@ async fn post_rollout(r: &Routing, ctx: &Context, phase: Phase) {
         };
         ctx.event(&r.canary, message.0, &message.1, &r.payload(phase.as_str(), None)).await;
     }
-}
-
-fn autoscaler_min(r: &Resolved, ctx: &Context) -> Option<i32> {
-    let aref = r.canary.spec.autoscaler_ref.as_ref()?;
-    Some(
-        cached(&ctx.stores.hpas, &r.namespace, &aref.name)
-            .map(|h| workload::hpa_min_replicas(&h))
-            .unwrap_or(1),
-    )
 }
 
 /// A `flagger-id` for the primary's pod template, derived from the promotion so that applying the

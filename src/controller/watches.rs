@@ -12,7 +12,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ApiResource, DynamicObject, GroupVersionKind},
+    api::{DynamicObject, GroupVersionKind},
     runtime::{
         Controller, WatchStreamExt, reflector,
         reflector::{ObjectRef, Store},
@@ -26,11 +26,6 @@ use crate::api::{AlertProvider, Canary, MetricTemplate};
 
 /// Secrets Veer never needs (large, and never referenced as application config).
 const SECRET_FIELD_SELECTOR: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
-
-/// The Istio kinds Veer reads back, when their CRDs are installed.
-pub fn istio_resource(kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk("networking.istio.io", "v1beta1", kind))
-}
 
 fn api<K>(client: &Client, namespace: &str) -> Api<K>
 where
@@ -234,9 +229,9 @@ pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Sto
     let (controller, istio) = match istio_installed(client).await {
         true => {
             let (controller, virtual_services) =
-                watch_dynamic(controller, client, namespace, "VirtualService");
+                watch_dynamic(controller, client, namespace, crate::router::istio::VIRTUAL_SERVICE);
             let (controller, destination_rules) =
-                watch_dynamic(controller, client, namespace, "DestinationRule");
+                watch_dynamic(controller, client, namespace, crate::router::istio::DESTINATION_RULE);
             (controller, Some(IstioStores { virtual_services, destination_rules }))
         }
         false => {
@@ -261,7 +256,8 @@ pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Sto
 }
 
 async fn istio_installed(client: &Client) -> bool {
-    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1beta1", "VirtualService");
+    let vs = crate::router::istio::resource(crate::router::istio::VIRTUAL_SERVICE);
+    let gvk = GroupVersionKind::gvk(&vs.group, &vs.version, &vs.kind);
     kube::discovery::pinned_kind(client, &gvk).await.is_ok()
 }
 
@@ -271,7 +267,7 @@ fn watch_dynamic(
     namespace: &str,
     kind: &str,
 ) -> (Controller<Canary>, Store<DynamicObject>) {
-    let ar = istio_resource(kind);
+    let ar = crate::router::istio::resource(kind);
     let api: Api<DynamicObject> = if namespace.is_empty() {
         Api::all_with(client.clone(), &ar)
     } else {

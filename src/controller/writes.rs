@@ -1,14 +1,11 @@
 //! Writes to the API server: server-side apply with Veer's field manager, skipped when the cached
 //! object already has every field Veer would set; the status patch; Events.
 
-use std::fmt::Debug;
-
-use k8s_openapi::NamespaceResourceScope;
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DynamicObject, Patch, PatchParams},
+    api::{ApiResource, DynamicObject, Patch, PatchParams},
 };
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::{Error, context::Context};
@@ -37,30 +34,24 @@ fn params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// Server-side applies `desired` unless `cached` already has every field it sets; returns whether
-/// it wrote.
-pub async fn apply_object<K>(client: &Client, desired: &K, cached: Option<&K>) -> Result<bool, Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let desired_json = serde_json::to_value(desired).map_err(Error::Serialize)?;
-    if let Some(live) = cached
-        && is_subset(&desired_json, &serde_json::to_value(live).map_err(Error::Serialize)?)
-    {
+/// Server-side applies `desired` (of `kind`) unless `cached` already has every field it sets;
+/// returns whether it wrote. Every object Veer owns is written here, typed or not.
+async fn apply_json(
+    client: &Client,
+    kind: &ApiResource,
+    desired: &Value,
+    cached: Option<&Value>,
+) -> Result<bool, Error> {
+    if cached.is_some_and(|live| is_subset(desired, live)) {
         return Ok(false);
     }
-    let ns = desired.namespace().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(client.clone(), &ns);
-    api.patch(&desired.name_any(), &params(), &Patch::Apply(&desired_json)).await.map_err(|e| {
-        Error::Write {
-            kind: K::kind(&()).to_string(),
-            name: format!("{}.{ns}", desired.name_any()),
-            source: e,
-        }
+    let ns = desired["metadata"]["namespace"].as_str().unwrap_or_default();
+    let name = desired["metadata"]["name"].as_str().unwrap_or_default();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, kind);
+    api.patch(name, &params(), &Patch::Apply(desired)).await.map_err(|source| Error::Write {
+        kind: kind.kind.clone(),
+        name: format!("{name}.{ns}"),
+        source,
     })?;
     Ok(true)
 }
@@ -102,72 +93,62 @@ pub async fn write_status(
 }
 
 impl Context {
-    /// Server-side applies a namespaced object unless the cached copy already matches.
+    /// Server-side applies a typed object unless the cached copy already has every field it sets;
+    /// returns whether it wrote.
     pub async fn apply<K>(&self, desired: &K, cached: Option<&K>) -> Result<bool, Error>
     where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + Debug,
+        K: Resource<DynamicType = ()> + Serialize,
     {
-        let written = self.fenced(apply_object(&self.client, desired, cached)).await?;
+        let json = |o: &K| serde_json::to_value(o).map_err(Error::Serialize);
+        let cached = cached.map(json).transpose()?;
+        self.apply_json(&ApiResource::erase::<K>(&()), &json(desired)?, cached.as_ref()).await
+    }
+
+    /// Server-side applies a router's object (see [`crate::router::Desired`]) unless the cached copy
+    /// already has every field it sets; returns whether it wrote.
+    pub async fn apply_desired(
+        &self,
+        desired: &crate::router::Desired,
+        live: &dyn crate::router::Live,
+    ) -> Result<bool, Error> {
+        let cached = if desired.rewrite { None } else { live.get(&desired.kind, desired.name()) };
+        self.apply_json(&desired.kind, &desired.object, cached.as_ref()).await
+    }
+
+    /// Server-side applies an object given as JSON (see [`Context::apply`]).
+    pub async fn apply_json(
+        &self,
+        kind: &ApiResource,
+        desired: &Value,
+        cached: Option<&Value>,
+    ) -> Result<bool, Error> {
+        let written = self.fenced(apply_json(&self.client, kind, desired, cached)).await?;
         if written {
-            self.count_write(&K::kind(&()));
+            self.count_write(&kind.kind);
         }
         Ok(written)
     }
 
-    /// Server-side applies an Istio object (a full JSON object) unless the cache already matches.
-    pub async fn apply_dynamic(
-        &self,
-        ar: &kube::api::ApiResource,
-        desired: &Value,
-        cached: Option<&DynamicObject>,
-    ) -> Result<bool, Error> {
-        if let Some(live) = cached
-            && is_subset(desired, &serde_json::to_value(live).map_err(Error::Serialize)?)
-        {
-            return Ok(false);
-        }
-        let ns = desired["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
-        let name = desired["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, ar);
-        self.count_write(&ar.kind);
-        self.fenced(async {
-            api.patch(&name, &params(), &Patch::Apply(desired)).await.map_err(|e| Error::Write {
-                kind: ar.kind.clone(),
-                name: format!("{name}.{ns}"),
-                source: e,
-            })
-        })
-        .await?;
-        Ok(true)
-    }
-
     /// A JSON merge patch (for fields of user objects Veer changes without owning them, such as
     /// a target's replicas).
-    pub async fn merge_patch<K>(&self, ns: &str, name: &str, patch: &Value) -> Result<(), Error>
-    where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug,
-    {
-        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
-        let kind = K::kind(&()).to_string();
-        self.count_write(&kind);
+    pub async fn merge_patch(
+        &self,
+        kind: &ApiResource,
+        ns: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<(), Error> {
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, kind);
+        let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
         self.fenced(async {
-            api.patch(
-                name,
-                &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() },
-                &Patch::Merge(patch),
-            )
-            .await
-            .map_err(|e| Error::Write {
-                kind: kind.clone(),
+            api.patch(name, &params, &Patch::Merge(patch)).await.map_err(|source| Error::Write {
+                kind: kind.kind.clone(),
                 name: format!("{name}.{ns}"),
-                source: e,
+                source,
             })
         })
         .await?;
+        self.count_write(&kind.kind);
         Ok(())
     }
 
@@ -291,10 +272,11 @@ mod tests {
     #[tokio::test]
     async fn apply_skips_objects_the_cache_already_has() {
         let (client, mut handle) = mock();
+        let (ctx, _caches) = Context::test(client);
         let mut live = service("podinfo-primary");
         live.metadata.resource_version = Some("42".into());
         live.spec.as_mut().unwrap().cluster_ip = Some("10.0.0.1".into());
-        assert!(!apply_object(&client, &service("podinfo-primary"), Some(&live)).await.unwrap());
+        assert!(!ctx.apply(&service("podinfo-primary"), Some(&live)).await.unwrap());
         // Nothing was sent: the next request the mock sees is the one below.
         let server = tokio::spawn(async move {
             expect(
@@ -305,7 +287,7 @@ mod tests {
             )
             .await
         });
-        assert!(apply_object(&client, &service("podinfo"), Some(&live)).await.unwrap());
+        assert!(ctx.apply(&service("podinfo"), Some(&live)).await.unwrap());
         let sent = server.await.unwrap();
         assert_eq!(sent["spec"]["selector"]["app"], "podinfo");
     }

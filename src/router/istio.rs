@@ -10,12 +10,15 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::ResourceExt;
+use kube::{
+    ResourceExt,
+    api::{ApiResource, GroupVersionKind},
+};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Control, RouterError, Routes, ServiceNames, control, display_name, qualified, regex_escape,
-    service_names, service_spec,
+    Control, Desired, Live, Router, RouterError, Routes, ServiceNames, control, display_name, qualified,
+    regex_escape, service_names, service_spec,
 };
 use crate::{
     api::{
@@ -34,6 +37,69 @@ pub const STICKY_ROUTE: &str = "sticky-route";
 pub const STICKY_PRIMARY_ROUTE: &str = "sticky-route-primary";
 /// Cookie `Max-Age` when `sessionAffinity.maxAge` is unset or 0.
 pub const DEFAULT_COOKIE_MAX_AGE: i64 = 86400;
+
+/// The Istio kinds Veer writes and reads back.
+pub const VIRTUAL_SERVICE: &str = "VirtualService";
+pub const DESTINATION_RULE: &str = "DestinationRule";
+
+/// The API coordinates of an Istio kind ([`VIRTUAL_SERVICE`], [`DESTINATION_RULE`]).
+pub fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("networking.istio.io", "v1beta1", kind))
+}
+
+/// The Istio router, when the Istio CRDs are installed.
+pub(super) fn resolve(canary: &Canary, live: &dyn Live) -> Result<Router, RouterError> {
+    if live.serves(&resource(VIRTUAL_SERVICE)) {
+        Ok(Router::Istio)
+    } else {
+        Err(RouterError::IstioNotInstalled { canary: display_name(canary) })
+    }
+}
+
+/// The routes of the live VirtualService.
+pub(super) fn read(canary: &Canary, live: &dyn Live) -> Result<Routes, String> {
+    let name = service_names(canary).apex;
+    let vs = live.get(&resource(VIRTUAL_SERVICE), &name).ok_or_else(|| {
+        format!("VirtualService {} not found yet", qualified(&name, canary.namespace().as_deref()))
+    })?;
+    read_routes(canary, &vs).map_err(|e| e.to_string())
+}
+
+/// The DestinationRules and the VirtualService for `routes`, the VirtualService rewritten when the
+/// live one mirrors traffic that `routes` no longer mirrors (see [`has_stale_mirror`]).
+pub(super) fn desired(
+    canary: &Canary,
+    routes: Routes,
+    status: &CanaryStatus,
+    interval: Duration,
+    live: &dyn Live,
+) -> Result<Vec<Desired>, RouterError> {
+    let rules = desired_destination_rules(canary).into_iter();
+    let mut out: Vec<Desired> =
+        rules.map(|object| Desired { kind: resource(DESTINATION_RULE), object, rewrite: false }).collect();
+    let live_vs = live.get(&resource(VIRTUAL_SERVICE), &service_names(canary).apex);
+    let vs = desired_virtual_service(canary, routes, status, live_vs.as_ref(), interval)?;
+    let rewrite = live_vs.as_ref().is_some_and(|l| has_stale_mirror(&vs, l));
+    out.push(Desired { kind: resource(VIRTUAL_SERVICE), object: vs, rewrite });
+    Ok(out)
+}
+
+/// An adopted VirtualService (one no Canary controls) with its original spec back.
+pub(super) fn reverted(canary: &Canary, live: &dyn Live) -> Vec<Desired> {
+    let Some(vs) = live.get(&resource(VIRTUAL_SERVICE), &service_names(canary).apex) else {
+        return Vec::new();
+    };
+    let owners: Vec<OwnerReference> =
+        serde_json::from_value(vs["metadata"]["ownerReferences"].clone()).unwrap_or_default();
+    if super::controlling_canary(&owners).is_some() {
+        return Vec::new();
+    }
+    let reverted = reverted_virtual_service(&vs);
+    reverted
+        .map(|object| Desired { kind: resource(VIRTUAL_SERVICE), object, rewrite: true })
+        .into_iter()
+        .collect()
+}
 
 const COOKIE_HEADER: &str = "Cookie";
 const SET_COOKIE_HEADER: &str = "Set-Cookie";

@@ -22,11 +22,15 @@ pub mod services;
 #[cfg(test)]
 mod tests;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::ResourceExt;
+use k8s_openapi::{api::networking::v1::Ingress, apimachinery::pkg::apis::meta::v1::OwnerReference};
+use kube::{ResourceExt, api::ApiResource};
+use serde_json::Value;
 
 pub use crate::analysis::Routes;
-use crate::api::{Canary, CanaryService};
+use crate::{
+    analysis::Params,
+    api::{Canary, CanaryService, CanaryStatus},
+};
 
 /// What a router could not build or read. Each message names the object and the field, and says
 /// what to do.
@@ -62,6 +66,16 @@ pub enum RouterError {
     )]
     OwnedByAnotherCanary { kind: String, object: String, owner: String, canary: String },
 
+    /// Istio: the Istio CRDs are not installed.
+    #[error(
+        "Canary {canary} uses provider istio but the Istio CRDs (networking.istio.io) are not installed; install Istio or set spec.provider"
+    )]
+    IstioNotInstalled { canary: String },
+
+    /// NGINX: the Ingress `spec.ingressRef` names does not exist.
+    #[error("Ingress {ingress} not found: create it, or fix spec.ingressRef of Canary {canary}")]
+    IngressNotFound { ingress: String, canary: String },
+
     /// NGINX: `spec.ingressRef` is required.
     #[error(
         "Canary {canary}: spec.ingressRef is required by provider nginx; set it to the Ingress that routes to Service {service}"
@@ -85,6 +99,20 @@ pub enum RouterError {
         "Ingress {ingress}: annotation {annotation} is {value:?}, not a whole number from 0 to 100; remove it and Veer sets it again on the next reconcile"
     )]
     InvalidWeight { ingress: String, annotation: String, value: String },
+}
+
+impl RouterError {
+    /// The reason of the `Stalled` condition that shows this error on the Canary.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RouterError::MissingService { .. } => "ServiceMissing",
+            RouterError::UnsupportedProvider { .. } => "UnsupportedProvider",
+            RouterError::IstioNotInstalled { .. } => "IstioNotInstalled",
+            RouterError::IngressNotFound { .. } => "IngressNotFound",
+            RouterError::MissingIngressRef { .. } => "IngressRefMissing",
+            _ => "InvalidRouting",
+        }
+    }
 }
 
 /// The three Service names of a Canary: `<svc>`, `<svc>-primary`, `<svc>-canary`.
@@ -143,20 +171,14 @@ impl Provider {
         }
     }
 
-    /// An error for an unsupported provider, so that the Canary can be marked stalled with it.
-    pub fn check(&self, canary: &Canary) -> Result<(), RouterError> {
-        match self {
-            Provider::Unsupported(p) => {
-                let from_spec = canary.spec.provider.as_deref().is_some_and(|p| !p.is_empty());
-                let field =
-                    if from_spec { "spec.provider" } else { "--mesh-provider (spec.provider is empty)" };
-                Err(RouterError::UnsupportedProvider {
-                    canary: display_name(canary),
-                    field: field.into(),
-                    provider: p.clone(),
-                })
-            }
-            _ => Ok(()),
+    /// The error of an unsupported provider, naming the field it comes from.
+    pub(crate) fn unsupported(&self, canary: &Canary) -> RouterError {
+        let from_spec = canary.spec.provider.as_deref().is_some_and(|p| !p.is_empty());
+        let field = if from_spec { "spec.provider" } else { "--mesh-provider (spec.provider is empty)" };
+        RouterError::UnsupportedProvider {
+            canary: display_name(canary),
+            field: field.into(),
+            provider: self.as_str().to_string(),
         }
     }
 }
@@ -198,15 +220,19 @@ pub(crate) enum Control {
 /// Classifies the owner references of an existing object.
 pub(crate) fn control(owners: &[OwnerReference], canary: &Canary) -> Control {
     let uid = canary.metadata.uid.as_deref().unwrap_or_default();
-    let Some(owner) = owners.iter().find(|o| o.controller == Some(true)) else {
-        return Control::User;
-    };
-    let is_canary = owner.kind == "Canary" && owner.api_version.starts_with("flagger.app/");
-    match (is_canary, owner.uid == uid) {
-        (true, true) => Control::ThisCanary,
-        (true, false) => Control::AnotherCanary(owner.name.clone()),
-        (false, _) => Control::User,
+    match controlling_canary(owners) {
+        None => Control::User,
+        Some(owner) if owner.uid == uid => Control::ThisCanary,
+        Some(owner) => Control::AnotherCanary(owner.name.clone()),
     }
+}
+
+/// The Canary that controls an object (its controller owner reference), if a Canary does.
+pub(crate) fn controlling_canary(owners: &[OwnerReference]) -> Option<&OwnerReference> {
+    owners
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .filter(|o| o.kind == "Canary" && o.api_version.starts_with("flagger.app/"))
 }
 
 /// Escapes RE2 metacharacters, for patterns built from literal values.
@@ -219,4 +245,111 @@ pub(crate) fn regex_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// The cached objects a router reads, in the Canary's namespace: the controller's caches.
+pub trait Live: Sync {
+    /// The cached object of `kind` named `name`, as JSON.
+    fn get(&self, kind: &ApiResource, name: &str) -> Option<Value>;
+    /// Whether the API server serves `kind` (for a custom resource: its CRD is installed).
+    fn serves(&self, kind: &ApiResource) -> bool;
+}
+
+/// An object to server-side apply with [`crate::meta::FIELD_MANAGER`]: exactly the fields Veer owns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    pub kind: ApiResource,
+    pub object: Value,
+    /// Apply even when the cached object already has every field: the builder stopped setting a
+    /// field the live object still has, which a comparison of the fields set cannot see.
+    pub rewrite: bool,
+}
+
+impl Desired {
+    pub fn name(&self) -> &str {
+        self.object["metadata"]["name"].as_str().unwrap_or_default()
+    }
+}
+
+/// Router settings from the controller's flags.
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    /// `--ingress-annotations-prefix` (NGINX).
+    pub ingress_annotations_prefix: String,
+}
+
+/// The traffic router of one Canary, resolved once per reconcile together with what it needs from
+/// the caches. Each router is a module of pure builders; this enum registers it: adding a router is
+/// its module, a variant, and its arm in each method below.
+#[derive(Clone, Debug)]
+pub enum Router {
+    /// The VirtualService `<svc>` and the DestinationRules `<svc>-primary`, `<svc>-canary`.
+    Istio,
+    /// The canary Ingress, a copy of the user's Ingress (`spec.ingressRef`).
+    Nginx { user_ingress: Box<Ingress>, annotations_prefix: String },
+    /// No routing object: the Services alone (Blue/Green).
+    Kubernetes,
+}
+
+impl Router {
+    /// The router of a Canary whose provider is `provider`, or what the user must fix first.
+    pub fn resolve(
+        provider: &Provider,
+        canary: &Canary,
+        live: &dyn Live,
+        config: &RouterConfig,
+    ) -> Result<Router, RouterError> {
+        match provider {
+            Provider::Istio => istio::resolve(canary, live),
+            Provider::Nginx => Ok(Router::Nginx {
+                user_ingress: Box::new(nginx::user_ingress(canary, live)?),
+                annotations_prefix: config.ingress_annotations_prefix.clone(),
+            }),
+            Provider::Kubernetes => Ok(Router::Kubernetes),
+            Provider::Unsupported(_) => Err(provider.unsupported(canary)),
+        }
+    }
+
+    /// The routes in place, read back from the live routing object; without one, the routes the
+    /// status stands for.
+    pub fn read_routes(
+        &self,
+        canary: &Canary,
+        status: &CanaryStatus,
+        params: &Params,
+        live: &dyn Live,
+    ) -> Result<Routes, String> {
+        match self {
+            Router::Istio => istio::read(canary, live),
+            Router::Nginx { annotations_prefix, .. } => nginx::read(canary, live, annotations_prefix),
+            Router::Kubernetes => Ok(kubernetes::routes(status, params)),
+        }
+    }
+
+    /// The routing objects for `routes`.
+    pub fn desired(
+        &self,
+        canary: &Canary,
+        routes: Routes,
+        status: &CanaryStatus,
+        params: &Params,
+        live: &dyn Live,
+    ) -> Result<Vec<Desired>, RouterError> {
+        match self {
+            Router::Istio => istio::desired(canary, routes, status, params.interval, live),
+            Router::Nginx { user_ingress, annotations_prefix } => {
+                nginx::desired(canary, user_ingress, routes, annotations_prefix, live)
+            }
+            Router::Kubernetes => Ok(Vec::new()),
+        }
+    }
+
+    /// What deleting a Canary with `revertOnDeletion` restores: adopted routing objects as they
+    /// were before the Canary took them over.
+    pub fn reverted(&self, canary: &Canary, live: &dyn Live) -> Vec<Desired> {
+        match self {
+            Router::Istio => istio::reverted(canary, live),
+            Router::Nginx { .. } | Router::Kubernetes => Vec::new(),
+        }
+    }
 }

@@ -11,7 +11,9 @@ use k8s_openapi::{
 };
 use kube::ResourceExt;
 
-use super::{RouterError, Routes, display_name, qualified, regex_escape, service_names};
+use kube::api::ApiResource;
+
+use super::{Desired, Live, RouterError, Routes, display_name, qualified, regex_escape, service_names};
 use crate::{
     api::{Canary, HeaderMatch},
     meta::{LAST_APPLIED, flux_annotations, is_flux_key, owner_reference},
@@ -23,6 +25,46 @@ pub const DEFAULT_ANNOTATIONS_PREFIX: &str = "nginx.ingress.kubernetes.io";
 /// The name of the canary Ingress: `<ingressRef.name>-canary`.
 pub fn canary_ingress_name(canary: &Canary) -> Result<String, RouterError> {
     Ok(format!("{}-canary", ingress_ref_name(canary)?))
+}
+
+/// The user's Ingress (`spec.ingressRef`), from the caches.
+pub(super) fn user_ingress(canary: &Canary, live: &dyn Live) -> Result<Ingress, RouterError> {
+    let name = ingress_ref_name(canary)?;
+    let not_found = || RouterError::IngressNotFound {
+        ingress: qualified(name, canary.namespace().as_deref()),
+        canary: display_name(canary),
+    };
+    let ingress = live.get(&ApiResource::erase::<Ingress>(&()), name).ok_or_else(not_found)?;
+    serde_json::from_value(ingress).map_err(|_| not_found())
+}
+
+/// The live canary Ingress, if any.
+fn live_canary_ingress(canary: &Canary, live: &dyn Live) -> Option<Ingress> {
+    let name = canary_ingress_name(canary).ok()?;
+    serde_json::from_value(live.get(&ApiResource::erase::<Ingress>(&()), &name)?).ok()
+}
+
+/// The routes of the live canary Ingress.
+pub(super) fn read(canary: &Canary, live: &dyn Live, annotations_prefix: &str) -> Result<Routes, String> {
+    let ingress = live_canary_ingress(canary, live)
+        .ok_or_else(|| format!("canary Ingress of Canary {} not found yet", display_name(canary)))?;
+    read_routes(canary, &ingress, annotations_prefix).map_err(|e| e.to_string())
+}
+
+/// The canary Ingress for `routes`, rewritten when the live one carries canary annotations Veer
+/// stopped setting (A/B conditions after a run; see [`has_stale_canary_annotations`]).
+pub(super) fn desired(
+    canary: &Canary,
+    user_ingress: &Ingress,
+    routes: Routes,
+    annotations_prefix: &str,
+    live: &dyn Live,
+) -> Result<Vec<Desired>, RouterError> {
+    let ingress = desired_canary_ingress(canary, user_ingress, routes, annotations_prefix)?;
+    let rewrite = live_canary_ingress(canary, live)
+        .is_some_and(|l| has_stale_canary_annotations(&ingress, &l, annotations_prefix));
+    let object = serde_json::to_value(&ingress).unwrap_or_default();
+    Ok(vec![Desired { kind: ApiResource::erase::<Ingress>(&()), object, rewrite }])
 }
 
 fn ingress_ref_name(canary: &Canary) -> Result<&str, RouterError> {

@@ -381,8 +381,11 @@ spec:
 
 /// The canary destination's weight in the VirtualService `podinfo`.
 pub async fn vs_canary_weight(client: &Client, ns: &str) -> Option<i64> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), ns, &veer::controller::istio_resource("VirtualService"));
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &veer::router::istio::resource(veer::router::istio::VIRTUAL_SERVICE),
+    );
     let vs = api.get_opt("podinfo").await.ok()??;
     let routes = vs.data["spec"]["http"][0]["route"].as_array()?.clone();
     routes

@@ -4,6 +4,7 @@
 mod istio;
 mod nginx;
 mod proptests;
+mod registry;
 mod services;
 
 use serde_json::{Value, json};
@@ -86,17 +87,16 @@ fn provider_comes_from_the_spec_or_the_default() {
     assert_eq!(Provider::of(&c, "nginx"), Provider::Nginx, "empty means the default");
     c.spec.provider = Some("nginx".into());
     assert_eq!(Provider::of(&c, "istio"), Provider::Nginx);
-    assert!(Provider::of(&c, "istio").check(&c).is_ok());
     c.spec.provider = Some("linkerd".into());
     let p = Provider::of(&c, "istio");
     assert_eq!(p, Provider::Unsupported("linkerd".into()));
-    let err = p.check(&c).unwrap_err().to_string();
+    let err = p.unsupported(&c).to_string();
     assert_eq!(
         err,
         "Canary podinfo.test: spec.provider: provider linkerd is not supported by Veer yet; supported: istio, nginx, kubernetes"
     );
     c.spec.provider = None;
-    let err = Provider::of(&c, "contour").check(&c).unwrap_err().to_string();
+    let err = Provider::of(&c, "contour").unsupported(&c).to_string();
     assert!(
         err.contains(": --mesh-provider (spec.provider is empty): provider contour is not supported"),
         "{err}"
