@@ -666,9 +666,10 @@ async fn run_scenario(doc: &str, scenario: &Scenario) {
                     println!("---- {doc}:{line}: starting veer controller for {} {args:?}", runner.ns);
                     let args: Vec<&str> = args.iter().map(String::as_str).collect();
                     let controller = Process::controller(&runner.ns, &args);
-                    // As a pod would be before anyone talks to it: serving. (Not /readyz: it can
-                    // stay 503 when the Canary cache is the last to sync, a race between two
-                    // waiters on the same kube-runtime store.)
+                    // Serving is enough: every step that follows waits on the Canary itself.
+                    // (/readyz, the chart's readiness probe, would add a wait for the caches; the
+                    // race that once kept it 503 when two tasks waited on one store is fixed, see
+                    // `store_ready` in src/controller/mod.rs.)
                     let healthz = format!("{}/healthz", controller.url());
                     let http = veer::http::client_builder().build().expect("an HTTP client");
                     common::wait_for("the controller's /healthz", Duration::from_secs(60), || async {
