@@ -12,6 +12,7 @@
 //!   durations.
 //! - `inspect`: `veer status`, a Canary's state one line per change.
 //! - `failpoint`: named places where a debug build can be made to fail (for the end-to-end tests).
+//! - `fixtures` (unit tests only): shared test objects, a Canary builder.
 //! - `loadtester`: the Flagger-compatible load tester (`veer-loadtester`).
 //! - `trafficsim`: the metrics simulator used by the end-to-end tests.
 
@@ -23,6 +24,8 @@ pub mod cli;
 pub mod controller;
 pub mod duration;
 pub mod failpoint;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod http;
 pub mod inspect;
 pub mod loadtester;
