@@ -2,6 +2,7 @@
 //!
 //! - `api`: the `flagger.app/v1beta1` types and the CRD generation.
 //! - `analysis`: the canary state machine, a pure function.
+//! - `controller`: the watches, caches, reconcile and its writes, around `analysis`.
 //! - `metrics`: metric queries (templates, built-in PromQL, the Prometheus client).
 //! - `router`: the Services and routing objects (Istio, NGINX) as pure builders.
 //! - `workload`: the primary workload, tracked configs, readiness and scaling as pure builders.
@@ -9,6 +10,9 @@
 //! - `webhook`: the webhook client; `revision`: change-detection hashes; `meta`: shared names.
 //! - `cli`, `telemetry`, `http`, `duration`: flags, logs and self-metrics, the HTTP client setup, Go
 //!   durations.
+//! - `inspect`: `veer status`, a Canary's state one line per change.
+//! - `failpoint`: named places where a debug build can be made to fail (for the end-to-end tests).
+//! - `fixtures` (unit tests only): shared test objects, a Canary builder.
 //! - `loadtester`: the Flagger-compatible load tester (`veer-loadtester`).
 //! - `trafficsim`: the metrics simulator used by the end-to-end tests.
 
@@ -21,6 +25,8 @@ pub mod cli;
 pub mod controller;
 pub mod duration;
 pub mod failpoint;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod http;
 pub mod inspect;
 pub mod loadtester;

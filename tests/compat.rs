@@ -2,28 +2,12 @@
 //! decodes into Veer's types and passes Veer's generated schema; every one it rejects fails it.
 //! (`e2e_compat.rs` checks the same against a real API server.)
 
+#[path = "common/corpus.rs"]
+mod corpus;
 mod schema_check;
-
-use std::{fs, path::PathBuf};
 
 use serde_json::{Value, json};
 use veer::api::{AlertProvider, Canary, MetricTemplate, schema::crds};
-
-fn corpus(kind: &str) -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/compat/flagger").join(kind);
-    let mut docs: Vec<(String, Value)> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("the Flagger corpus must be at {}: {e}", dir.display()))
-        .map(|entry| {
-            let path = entry.unwrap().path();
-            let text = fs::read_to_string(&path).unwrap();
-            let doc: Value = serde_saphyr::from_str(&text)
-                .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
-            (path.file_name().unwrap().to_string_lossy().into_owned(), doc)
-        })
-        .collect();
-    docs.sort_by(|a, b| a.0.cmp(&b.0));
-    docs
-}
 
 fn schema_of(kind: &str) -> Value {
     let crd =
@@ -49,7 +33,7 @@ fn decodes(doc: &Value) -> Result<(), String> {
 
 #[test]
 fn every_valid_flagger_manifest_is_accepted() {
-    let docs = corpus("valid");
+    let docs = corpus::documents("valid");
     assert_eq!(docs.len(), 93, "the corpus has 93 valid manifests");
     let mut failures = Vec::new();
     for (name, doc) in &docs {
@@ -66,7 +50,7 @@ fn every_valid_flagger_manifest_is_accepted() {
 
 #[test]
 fn every_invalid_flagger_manifest_is_rejected() {
-    let docs = corpus("invalid");
+    let docs = corpus::documents("invalid");
     assert_eq!(docs.len(), 19, "the corpus has 19 invalid manifests");
     let accepted: Vec<&String> =
         docs.iter().filter(|(_, doc)| violations(doc).is_empty()).map(|(name, _)| name).collect();

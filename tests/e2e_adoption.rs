@@ -114,11 +114,14 @@ async fn a_target_changed_while_nobody_watched_is_analysed() {
             }
         })
         .await;
-        let events = events(&client, ns, "podinfo").await;
-        assert!(
-            events.iter().any(|e| e.starts_with("New revision detected! Scaling up podinfo.")),
-            "{events:#?}"
-        );
+        wait_event(
+            &client,
+            ns,
+            "podinfo",
+            None,
+            Message::StartsWith("New revision detected! Scaling up podinfo."),
+        )
+        .await;
         assert_eq!(image(&client, ns, "podinfo-primary").await, "ghcr.io/stefanprodan/podinfo:6.0.1");
     })
     .await;

@@ -267,8 +267,16 @@ spec:
         assert_eq!(on_call[0].body["attachments"][0]["text"], ROLLBACK);
         assert_eq!(on_call[0].authorization, None);
 
-        let events = events(&client, ns, "podinfo").await;
-        assert!(!events.iter().any(|e| e.starts_with("Alert not sent")), "{events:#?}");
+        // Read once the rollback's last Event is there (a tick's Events follow its status).
+        let events = wait_event(
+            &client,
+            ns,
+            "podinfo",
+            Some("Warning"),
+            Message::Is(&format!("Canary failed! Scaling down podinfo.{ns}")),
+        )
+        .await;
+        assert!(!events.iter().any(|e| e.message.starts_with("Alert not sent")), "{events:#?}");
         sim.delete_istio(ns, "podinfo").await.ok();
     })
     .await;

@@ -12,7 +12,7 @@ use std::{
 };
 
 use common::harness::*;
-use k8s_openapi::api::{apps::v1::Deployment, networking::v1::Ingress};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::{Api, Client, api::DynamicObject};
 use veer::{
     api::{CanaryStatus, CheckRecord, Phase},
@@ -81,12 +81,24 @@ fn assert_close(actual: Option<f64>, expected: f64, what: &str) {
     assert!((v - expected).abs() < 1e-6, "{what}: {v}, expected {expected}");
 }
 
-async fn assert_events(client: &Client, ns: &str, expected: &[String]) -> Vec<String> {
-    let events = events(client, ns, "podinfo").await;
+/// Waits until each of `expected` is the message of an Event on podinfo (the Events follow the
+/// status that the test waited for, see [`wait_event`]).
+async fn assert_events(client: &Client, ns: &str, expected: &[String]) {
     for e in expected {
-        assert!(events.iter().any(|m| m == e), "no Event {e:?} in {events:#?}");
+        wait_event(client, ns, "podinfo", None, Message::Is(e)).await;
     }
-    events
+}
+
+/// Waits until the VirtualService sends all traffic to the primary: the routes of a rollback follow
+/// its status.
+async fn wait_all_on_primary(client: &Client, ns: &str) {
+    common::wait_for("the VirtualService back on the primary", AFTER_STATUS, || async {
+        match vs_weights(client, ns).await {
+            (100, 0) => Ok(()),
+            other => Err(format!("(primary, canary) weights {other:?}")),
+        }
+    })
+    .await;
 }
 
 /// The canary's VirtualService route weights (primary, canary).
@@ -106,11 +118,6 @@ async fn vs_weights(client: &Client, ns: &str) -> (i64, i64) {
             .unwrap_or(0)
     };
     (weight("podinfo-primary"), weight("podinfo-canary"))
-}
-
-async fn replicas(client: &Client, ns: &str, name: &str) -> Option<i32> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    api.get(name).await.expect("the Deployment").spec.and_then(|s| s.replicas)
 }
 
 /// Polls the Canary until it reaches `phase`, recording every canary weight seen on the way.
@@ -152,6 +159,22 @@ async fn scrape(port: u16) -> Vec<Sample> {
         .unwrap();
     veer::trafficsim::exposition::parse(&body)
         .unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{body}"))
+}
+
+/// Scrapes the controller's `/metrics` until `done` holds for the samples (the run counters and
+/// gauges of a tick follow its status), and returns them.
+async fn scrape_until(port: u16, what: &str, done: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
+    common::wait_for(what, AFTER_STATUS, || async {
+        let m = scrape(port).await;
+        if done(&m) {
+            Ok(m)
+        } else {
+            let flagger: Vec<String> =
+                m.iter().filter(|s| s.name.starts_with("flagger_")).map(|s| format!("{s:?}")).collect();
+            Err(format!("{flagger:#?}"))
+        }
+    })
+    .await
 }
 
 /// The value of the one sample named `name` whose labels include `labels`.
@@ -199,20 +222,24 @@ async fn istio_canary_with_20_percent_errors_is_rolled_back() {
             ],
         )
         .await;
-        assert_eq!(vs_weights(&client, ns).await, (100, 0));
+        wait_all_on_primary(&client, ns).await;
         assert_eq!(image(&client, ns, "podinfo-primary").await, OLD);
-        assert_eq!(replicas(&client, ns, "podinfo").await, Some(0));
+        wait_replicas(&client, ns, "podinfo", 0, "the canary is scaled down").await;
 
-        // The controller's own metrics tell the same story.
-        let m = scrape(controller.port).await;
+        // The controller's own metrics tell the same story, once the rollback's tick has ended.
         let canary = [("name", "podinfo"), ("namespace", ns.as_str())];
+        let run = [canary[0], canary[1], ("deployment_strategy", "canary"), ("analysis_status", "completed")];
+        let m = scrape_until(controller.port, "the failed run counted", |m| {
+            sample(m, "flagger_canary_failures_total", &run) == Some(1.0)
+                && sample(m, "flagger_canary_weight", &[("workload", "podinfo"), canary[1]]) == Some(0.0)
+        })
+        .await;
         assert_eq!(sample(&m, "flagger_canary_status", &canary), Some(2.0));
         assert_close(
             sample(&m, "flagger_canary_metric_analysis", &[("metric", "request-success-rate"), canary[1]]),
             80.0,
             "flagger_canary_metric_analysis",
         );
-        let run = [canary[0], canary[1], ("deployment_strategy", "canary"), ("analysis_status", "completed")];
         assert_eq!(sample(&m, "flagger_canary_failures_total", &run), Some(1.0));
         assert_eq!(sample(&m, "flagger_canary_successes_total", &run).unwrap_or(0.0), 0.0);
         assert_eq!(sample(&m, "flagger_canary_weight", &[("workload", "podinfo"), canary[1]]), Some(0.0));
@@ -280,7 +307,7 @@ async fn istio_canary_without_traffic_is_never_promoted() {
         assert_events(&client, ns, &[halt, format!("Rolling back podinfo.{ns} failed checks threshold reached 3")])
             .await;
         assert_eq!(image(&client, ns, "podinfo-primary").await, OLD);
-        assert_eq!(vs_weights(&client, ns).await, (100, 0));
+        wait_all_on_primary(&client, ns).await;
     })
     .await;
 }
@@ -443,7 +470,14 @@ async fn nginx_canary_with_errors_is_rolled_back() {
         let halt = format!("Halt podinfo.{ns} advancement success rate 70.00% < 99%");
         assert_events(&client, ns, &[halt, format!("Canary failed! Scaling down podinfo.{ns}")]).await;
         assert_eq!(image(&client, ns, "podinfo-primary").await, OLD);
-        assert_eq!(canary_ingress(&client, ns).await, (Some("true".into()), Some("0".into())));
+        // The rollback's routes follow its status.
+        common::wait_for("the canary Ingress back at weight 0", AFTER_STATUS, || async {
+            match canary_ingress(&client, ns).await {
+                (Some(c), Some(w)) if c == "true" && w == "0" => Ok(()),
+                other => Err(format!("(canary, canary-weight) {other:?}")),
+            }
+        })
+        .await;
         sim().delete_nginx(ns, "podinfo").await.ok();
     })
     .await;
@@ -607,8 +641,7 @@ async fn prometheus_outage_fails_checks_and_the_canary_promotes_once_it_is_back(
         // The server is named once; the request URL with its query is left out.
         assert!(!rate.message.contains("query="), "{}", rate.message);
         assert_eq!(during.decision.clone().unwrap().reason, "MetricError");
-        let events = events(&client, ns, "podinfo").await;
-        assert!(events.contains(&rate.message), "no Event {:?}: {events:#?}", rate.message);
+        wait_event(&client, ns, "podinfo", None, Message::Is(&rate.message)).await;
         assert_eq!(image(&client, ns, "podinfo-primary").await, OLD);
 
         prometheus.resume().await;
@@ -673,10 +706,14 @@ async fn controller_metrics_follow_the_canary() {
         assert_eq!(info[0].label("version"), Some(env!("CARGO_PKG_VERSION")));
 
         wait_phase(&client, ns, "podinfo", Phase::Succeeded, Duration::from_secs(90)).await;
-        let m = scrape(controller.port).await;
+        // The run is counted after the Succeeded status is written.
+        let run = [canary[0], canary[1], ("deployment_strategy", "canary"), ("analysis_status", "completed")];
+        let m = scrape_until(controller.port, "the promotion counted", |m| {
+            sample(m, "flagger_canary_successes_total", &run) == Some(1.0)
+        })
+        .await;
         assert_eq!(sample(&m, "flagger_canary_status", &canary), Some(1.0));
         assert_eq!((weight(&m, "podinfo"), weight(&m, "podinfo-primary")), (Some(0.0), Some(100.0)));
-        let run = [canary[0], canary[1], ("deployment_strategy", "canary"), ("analysis_status", "completed")];
         assert_eq!(sample(&m, "flagger_canary_successes_total", &run), Some(1.0));
         assert_eq!(sample(&m, "flagger_canary_failures_total", &run).unwrap_or(0.0), 0.0);
         // One observation per tick that queried metrics: at weights 10, 20 and 30.

@@ -4,55 +4,16 @@
 //! (unknown or duplicate fields are errors), in a namespace of its own test.
 //!
 //! The corpus lives beside the repository (`../shared/compat/flagger`, see its README); set
-//! `VEER_COMPAT_DIR` to use another copy.
+//! `VEER_COMPAT_DIR` to use another copy (`common::corpus` reads it).
 
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use kube::Client;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::core::{Request, Resource};
 use serde_json::Value;
-
-fn corpus_dir(which: &str) -> PathBuf {
-    let root = std::env::var_os("VEER_COMPAT_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join("compat").join("flagger")
-    });
-    let dir = root.join(which);
-    assert!(
-        dir.is_dir(),
-        "the Flagger corpus is missing: {} is not a directory (it is expected beside the repository; \
-         VEER_COMPAT_DIR=/path/to/compat/flagger points elsewhere)",
-        dir.display()
-    );
-    dir
-}
-
-/// Every YAML document of every file in the directory, with the file name, sorted by file name.
-fn documents(dir: &Path) -> Vec<(String, Value)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
-    files.sort();
-    let mut docs = Vec::new();
-    for path in files {
-        let name = path.file_name().expect("a file name").to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
-        let parsed: Vec<Value> =
-            serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{name} is not YAML: {e}"));
-        assert!(!parsed.is_empty(), "{name} has no YAML document");
-        let many = parsed.len() > 1;
-        for (i, doc) in parsed.into_iter().enumerate() {
-            docs.push((if many { format!("{name}#{i}") } else { name.clone() }, doc));
-        }
-    }
-    assert!(!docs.is_empty(), "no manifests in {}", dir.display());
-    docs
-}
 
 /// What the API server said to one dry-run create.
 enum Outcome {
@@ -110,7 +71,7 @@ impl DryRun {
 }
 
 async fn dry_run_corpus(which: &str) -> (Vec<(String, Outcome)>, usize) {
-    let docs = documents(&corpus_dir(which));
+    let docs = common::corpus::documents(which);
     let count = docs.len();
     let client = common::client().await;
     let outcomes = common::with_namespace(&client, &format!("compat-{which}"), async |ns| {
@@ -172,7 +133,7 @@ async fn flagger_invalid_manifests_are_rejected_by_the_schema() {
 #[tokio::test]
 #[ignore = "needs the local control plane (make test)"]
 async fn strict_field_validation_refuses_an_unknown_field() {
-    let (name, mut doc) = documents(&corpus_dir("valid")).swap_remove(0);
+    let (name, mut doc) = common::corpus::documents("valid").swap_remove(0);
     doc["spec"]["veerUnknownField"] = Value::Bool(true);
     let client = common::client().await;
     let outcome = common::with_namespace(&client, "compat-strict", async |ns| {

@@ -66,7 +66,7 @@ async fn istio_canary_bootstraps_and_promotes_on_healthy_metrics() {
         );
         assert_eq!(pod_spec.volumes.unwrap()[0].config_map.as_ref().unwrap().name, "podinfo-config-primary");
         assert!(spec.template.metadata.unwrap().annotations.unwrap().contains_key("flagger-id"));
-        assert_eq!(deployments.get("podinfo").await.unwrap().spec.unwrap().replicas, Some(0));
+        wait_replicas(&client, ns, "podinfo", 0, "the canary is scaled down").await;
         let services: Api<Service> = Api::namespaced(client.clone(), ns);
         for (name, selector) in [
             ("podinfo", "podinfo-primary"),
@@ -106,19 +106,19 @@ async fn istio_canary_bootstraps_and_promotes_on_healthy_metrics() {
         assert_eq!(image(&client, ns, "podinfo-primary").await, "ghcr.io/stefanprodan/podinfo:6.0.1");
         assert!(weights.windows(2).all(|w| w[1] > w[0]), "weights only grow: {weights:?}");
         assert!(weights.iter().all(|w| *w <= 30), "never above maxWeight: {weights:?}");
-        let events = events(&client, ns, "podinfo").await;
+        // The Succeeded tick's Event and scaling follow its status.
         for expected in [
             "New revision detected! Scaling up podinfo.",
             "Advance podinfo.",
             "Copying podinfo.",
             "Promotion completed! Scaling down podinfo.",
         ] {
-            assert!(events.iter().any(|e| e.starts_with(expected)), "no Event {expected}: {events:#?}");
+            wait_event(&client, ns, "podinfo", None, Message::StartsWith(expected)).await;
         }
         let s = status(&client, ns, "podinfo").await;
         let check = s.checks.iter().find(|c| c.name == "request-success-rate").expect("a check record");
         assert_eq!((check.result.as_str(), check.value), ("Passed", Some(100.0)));
-        assert_eq!(deployments.get("podinfo").await.unwrap().spec.unwrap().replicas, Some(0));
+        wait_replicas(&client, ns, "podinfo", 0, "the canary is scaled down").await;
         sim.delete_istio(ns, "podinfo").await.ok();
     })
     .await;

@@ -205,18 +205,9 @@ fn event_messages(events: &[RecordedEvent]) -> Vec<String> {
 }
 
 /// Waits until an Event of `type_` whose message starts with `prefix` is recorded on the Canary,
-/// and returns all its Events. The controller records a tick's Events after writing its status, so
-/// an Event may follow the phase it belongs to by a moment.
+/// and returns all its Events (see [`wait_event`]).
 async fn expect_event(client: &Client, ns: &str, type_: &str, prefix: &str) -> Vec<RecordedEvent> {
-    common::wait_for(&format!("a {type_} Event starting with {prefix:?}"), REACT, || async {
-        let events = recorded_events(client, ns, "podinfo").await;
-        if events.iter().any(|e| e.type_ == type_ && e.message.starts_with(prefix)) {
-            Ok(events)
-        } else {
-            Err(format!("{:#?}", event_messages(&events)))
-        }
-    })
-    .await
+    wait_event(client, ns, "podinfo", Some(type_), Message::StartsWith(prefix)).await
 }
 
 /// Waits until the controller's `/metrics` has `line`.
@@ -787,7 +778,9 @@ async fn new_revision_mid_analysis_restarts_it() {
         let drop = drop.expect("the VirtualService went back to the primary");
         assert_eq!(routed[drop..], ["0", "10", "20", "30", "40", "50", "0"], "VirtualService: {routed:?}");
 
-        let events = recorded_events(&client, ns, "podinfo").await;
+        // Counted once the last Event of the run is there.
+        let events =
+            expect_event(&client, ns, "Normal", &format!("Promotion completed! Scaling down podinfo.{ns}")).await;
         assert_eq!(
             times_recorded(&events, &format!("New revision detected! Restarting analysis for podinfo.{ns}")),
             1
@@ -853,7 +846,11 @@ async fn killed_controller_resumes_without_repeating_or_skipping_a_step() {
 
         assert_eq!(follow.weights_in(Phase::Progressing), vec![0, 10, 20, 30, 40, 50]);
         assert_eq!(follow.routed(), vec!["0", "10", "20", "30", "40", "50", "0"], "VirtualService weights");
-        let events = recorded_events(&client, ns, "podinfo").await;
+        // Counted once the last Event of the run is there (an end-of-run effect: carried out at
+        // least once, also when a controller was killed right after the status).
+        let events =
+            expect_event(&client, ns, "Normal", &format!("Promotion completed! Scaling down podinfo.{ns}"))
+                .await;
         for step in [10, 20, 30, 40, 50] {
             let message = format!("Advance podinfo.{ns} canary weight {step}");
             let n: i32 = events.iter().filter(|e| e.message == message).map(|e| e.count).sum();
@@ -908,7 +905,11 @@ async fn repeatedly_killed_controller_never_repeats_or_skips_a_step() {
 
         assert_eq!(follow.weights_in(Phase::Progressing), vec![0, 10, 20, 30, 40, 50]);
         assert_eq!(follow.routed(), vec!["0", "10", "20", "30", "40", "50", "0"], "VirtualService weights");
-        let events = recorded_events(&client, ns, "podinfo").await;
+        // Counted once the last Event of the run is there (an end-of-run effect: carried out at
+        // least once, also when a controller was killed right after the status).
+        let events =
+            expect_event(&client, ns, "Normal", &format!("Promotion completed! Scaling down podinfo.{ns}"))
+                .await;
         for step in [10, 20, 30, 40, 50] {
             // An Event may be lost with a controller killed between a step's routes and its Event, never repeated.
             let message = format!("Advance podinfo.{ns} canary weight {step}");

@@ -74,19 +74,6 @@ async fn wait_stalled(client: &Client, ns: &str, name: &str, reason: &str) -> St
     .await
 }
 
-/// Waits until an Event whose message contains `needle` is recorded on `name`.
-async fn wait_event(client: &Client, ns: &str, name: &str, type_: &str, needle: &str) {
-    common::wait_for(&format!("a {type_} Event with {needle:?} on {name}"), REACT, || async {
-        let events = recorded_events(client, ns, name).await;
-        if events.iter().any(|e| e.type_ == type_ && e.message.contains(needle)) {
-            Ok(())
-        } else {
-            Err(format!("{:#?}", events.iter().map(|e| &e.message).collect::<Vec<_>>()))
-        }
-    })
-    .await
-}
-
 /// The value of the first sample of `/metrics` whose line starts with `prefix`.
 fn sample(metrics: &str, prefix: &str) -> Option<f64> {
     metrics.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
@@ -178,14 +165,8 @@ async fn kill_at_boundary(client: &Client, end: End, boundary: Option<usize>) {
             End::Promotion => "Promotion completed! Scaling down podinfo.",
             End::Rollback => "Canary failed! Scaling down podinfo.",
         };
-        wait_event(
-            client,
-            ns,
-            "podinfo",
-            if matches!(end, End::Rollback) { "Warning" } else { "Normal" },
-            finished,
-        )
-        .await;
+        let type_ = if matches!(end, End::Rollback) { "Warning" } else { "Normal" };
+        wait_event(client, ns, "podinfo", Some(type_), Message::Contains(finished)).await;
         say!("run-end", "{tag}: finished by the next controller (post-rollout calls: {want})");
     })
     .await;
@@ -241,7 +222,14 @@ async fn a_panic_is_contained_to_its_canary() {
             message.contains("internal error while reconciling: failpoint reconcile/podinfo"),
             "{message}"
         );
-        wait_event(&client, ns, "podinfo", "Warning", "internal error while reconciling").await;
+        wait_event(
+            &client,
+            ns,
+            "podinfo",
+            Some("Warning"),
+            Message::Contains("internal error while reconciling"),
+        )
+        .await;
         // The other Canary is not held up: it initializes and promotes a new revision.
         wait_phase(&client, ns, "other", Phase::Initialized, BOOT).await;
         set_image(&client, ns, "other", NEW).await;
@@ -301,7 +289,14 @@ async fn a_rejected_write_shows_on_the_canary_and_clears() {
         assert!(message.contains("the API server rejected the write of Service podinfo"), "{message}");
         assert!(message.contains("exceeded quota: two-services"), "{message}");
         assert!(message.contains("HTTP 403"), "{message}");
-        wait_event(&client, ns, "podinfo", "Warning", "exceeded quota: two-services").await;
+        wait_event(
+            &client,
+            ns,
+            "podinfo",
+            Some("Warning"),
+            Message::Contains("exceeded quota: two-services"),
+        )
+        .await;
 
         quotas.delete("two-services", &DeleteParams::default()).await.expect("quota deleted");
         let s = wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
@@ -329,7 +324,7 @@ async fn cross_namespace_references_can_be_refused() {
             message.contains("can't access metric template latency.flagger-system, cross-namespace references are blocked"),
             "{message}"
         );
-        wait_event(&client, ns, "podinfo", "Warning", "cross-namespace references are blocked").await;
+        wait_event(&client, ns, "podinfo", Some("Warning"), Message::Contains("cross-namespace references are blocked")).await;
         // The reference moved into the Canary's namespace: it proceeds.
         let fixed = analysis.replace("namespace: flagger-system", &format!("namespace: {ns}"));
         apply_yaml(&client, ns, &canary_yaml("  provider: kubernetes\n  service: {port: 9898}", &fixed)).await;
@@ -439,7 +434,7 @@ async fn caches_that_cannot_fill_are_reported_on_the_canaries() {
         say!("no-list", "reported after {:.1}s: {message}", started.elapsed().as_secs_f64());
         assert!(message.contains("its cache of HorizontalPodAutoscalers is still incomplete"), "{message}");
         assert!(message.contains("forbidden"), "the API server's answer: {message}");
-        wait_event(&client, ns, "podinfo", "Warning", "may list and watch them").await;
+        wait_event(&client, ns, "podinfo", Some("Warning"), Message::Contains("may list and watch them")).await;
         tokio::time::sleep(Duration::from_secs(12)).await; // a few retries (every 5 s)
         let events = recorded_events(&client, ns, "podinfo").await;
         let reported: i32 = events.iter().filter(|e| e.message.contains("may list and watch them")).map(|e| e.count).sum();
@@ -513,7 +508,14 @@ async fn a_target_deleted_mid_run_sends_the_traffic_back_to_the_primary() {
         let (reason, message) = stalled(&s).expect("a Stalled condition");
         assert_eq!(reason, "TargetNotFound");
         assert!(message.contains(&format!("Deployment podinfo.{ns} not found")), "{message}");
-        wait_event(&client, ns, "podinfo", "Warning", "all traffic is back on podinfo-primary").await;
+        wait_event(
+            &client,
+            ns,
+            "podinfo",
+            Some("Warning"),
+            Message::Contains("all traffic is back on podinfo-primary"),
+        )
+        .await;
 
         // The target is back: the Canary no longer stalls, and waits for a new revision.
         apply_yaml(&client, ns, &podinfo_yaml("podinfo", NEW)).await;
@@ -554,12 +556,14 @@ async fn a_rollback_from_mirrored_traffic_stops_the_mirror() {
         })
         .await;
         wait_phase(&client, ns, "podinfo", Phase::Failed, RUN).await;
-        common::wait_for("the mirror gone", REACT, || async {
+        // The routes follow the status: poll for both the mirror gone and the weight back.
+        common::wait_for("the mirror gone and all traffic on the primary", REACT, || async {
             let v = vs.get("podinfo").await.map_err(|e| e.to_string())?;
-            if v.data["spec"]["http"][0].get("mirror").is_none() { Ok(()) } else { Err(v.data["spec"].to_string()) }
+            let mirror = v.data["spec"]["http"][0].get("mirror").is_some();
+            let weight = vs_canary_weight(&client, ns).await;
+            if !mirror && weight == Some(0) { Ok(()) } else { Err(v.data["spec"].to_string()) }
         })
         .await;
-        assert_eq!(vs_canary_weight(&client, ns).await, Some(0));
     })
     .await;
 }

@@ -85,9 +85,9 @@ async fn confirm_promotion_gate_holds_the_promotion_until_opened() {
         assert_eq!((s.phase, s.canary_weight), (Phase::WaitingPromotion, 20));
         assert_eq!(s.decision.clone().unwrap().reason, "WaitConfirmPromotion");
         assert_eq!(image(&client, ns, "podinfo-primary").await, OLD);
-        let seen = events(&client, ns, "podinfo").await;
         let halt = format!("Halt podinfo.{ns} advancement waiting for promotion approval approval");
-        assert_eq!(seen.iter().filter(|e| **e == halt).count(), 1, "{seen:#?}");
+        let seen = wait_event(&client, ns, "podinfo", None, Message::Is(&halt)).await;
+        assert_eq!(seen.iter().filter(|e| e.message == halt).count(), 1, "{seen:#?}");
 
         let body = serde_json::json!({"name": "podinfo", "namespace": ns});
         let opened = Instant::now();
@@ -97,12 +97,11 @@ async fn confirm_promotion_gate_holds_the_promotion_until_opened() {
         println!("[{ns}] gate opened → Succeeded in {:?}", opened.elapsed());
         assert_eq!(record(&s, "webhook", "approval").result, "Passed");
         assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
-        let events = events(&client, ns, "podinfo").await;
         for e in [
             "Confirm-promotion check approval passed".to_string(),
             format!("Promotion completed! Scaling down podinfo.{ns}"),
         ] {
-            assert!(events.contains(&e), "no Event {e:?}: {events:#?}");
+            wait_event(&client, ns, "podinfo", None, Message::Is(&e)).await;
         }
     })
     .await;
@@ -205,13 +204,10 @@ async fn load_test_webhook_traffic_with_errors_rolls_the_canary_back() {
         let view = sim.get_istio(ns, "podinfo").await.unwrap().expect("the simulator workload");
         assert!(view.errors_total > 0.0 && view.real_requests > 0);
         assert!(load_requests(&lt, ns, "http_error").await > 0.0);
-        let events = events(&client, ns, "podinfo").await;
         let halt = format!("Halt podinfo.{ns} advancement success rate ");
-        assert!(events.iter().any(|e| e.starts_with(&halt)), "{events:#?}");
-        assert!(
-            events.contains(&format!("Rolling back podinfo.{ns} failed checks threshold reached 3")),
-            "{events:#?}"
-        );
+        wait_event(&client, ns, "podinfo", None, Message::StartsWith(&halt)).await;
+        let rollback = format!("Rolling back podinfo.{ns} failed checks threshold reached 3");
+        wait_event(&client, ns, "podinfo", None, Message::Is(&rollback)).await;
         sim.delete_istio(ns, "podinfo").await.ok();
     })
     .await;

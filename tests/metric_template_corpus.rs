@@ -1,7 +1,10 @@
 //! Every MetricTemplate of the Flagger compatibility corpus (`../shared/compat/flagger/valid`,
-//! beside the repository) renders with Veer's template engine.
+//! beside the repository, or `$VEER_COMPAT_DIR/valid`) renders with Veer's template engine.
 
-use std::{collections::BTreeMap, path::PathBuf};
+#[path = "common/corpus.rs"]
+mod corpus;
+
+use std::collections::BTreeMap;
 
 use veer::{
     api::{Canary, CanaryMetric, MetricTemplate},
@@ -9,22 +12,7 @@ use veer::{
 };
 
 fn corpus() -> Vec<(String, MetricTemplate)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/compat/flagger/valid");
-    let entries = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("the compatibility corpus must be at {}: {e}", dir.display()));
-    let mut templates: Vec<(String, MetricTemplate)> = entries
-        .map(|e| e.expect("a directory entry").path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("MetricTemplate--")))
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).expect("readable");
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let parsed: MetricTemplate = serde_saphyr::from_str(&text)
-                .unwrap_or_else(|e| panic!("{name} parses as a MetricTemplate: {e}"));
-            (name, parsed)
-        })
-        .collect();
-    templates.sort_by(|a, b| a.0.cmp(&b.0));
-    templates
+    corpus::of_kind("valid", "MetricTemplate")
 }
 
 /// A Canary with every name distinct, so the test can see which function filled which slot.

@@ -3,7 +3,10 @@
 //! `ingressRef`, the NGINX canary Ingress from a synthetic user Ingress. What they build reads back
 //! as the routes it was built for.
 
-use std::{fs, path::PathBuf, time::Duration};
+#[path = "common/corpus.rs"]
+mod corpus;
+
+use std::time::Duration;
 
 use k8s_openapi::api::{core::v1::PodSpec, networking::v1::Ingress};
 use serde_json::{Value, json};
@@ -14,20 +17,11 @@ use veer::{
 };
 
 fn canaries() -> Vec<(String, Canary)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/compat/flagger/valid");
-    let mut out: Vec<(String, Canary)> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("the Flagger corpus must be at {}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.file_name().unwrap().to_string_lossy().starts_with("Canary--"))
-        .map(|path| {
-            let text = fs::read_to_string(&path).unwrap();
-            let mut canary: Canary = serde_saphyr::from_str(&text).unwrap();
-            // Objects read from the API server have a uid (owner references need it).
-            canary.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
-            (path.file_name().unwrap().to_string_lossy().into_owned(), canary)
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<(String, Canary)> = corpus::of_kind("valid", "Canary");
+    for (_, canary) in &mut out {
+        // Objects read from the API server have a uid (owner references need it).
+        canary.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
+    }
     out
 }
 

@@ -1,9 +1,12 @@
 //! The workload layer over Flagger's corpus: for every Deployment-targeted Canary of
-//! `../shared/compat/flagger/valid`, with a podinfo-like target (selector `app: podinfo`, a Secret in
+//! `../shared/compat/flagger/valid` (or `$VEER_COMPAT_DIR/valid`), with a podinfo-like target (selector `app: podinfo`, a Secret in
 //! `envFrom`, a ConfigMap volume), the primary, its configs and its HPA can be built, and the primary
 //! is recognised as running the target's template.
 
-use std::{collections::BTreeMap, fs, path::PathBuf, sync::Arc};
+#[path = "common/corpus.rs"]
+mod corpus;
+
+use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::{
     ByteString,
@@ -29,18 +32,7 @@ use veer::{
 };
 
 fn canaries() -> Vec<(String, Canary)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/compat/flagger/valid");
-    let mut out: Vec<(String, Canary)> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("the Flagger corpus must be at {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("Canary--"))
-        .map(|p| {
-            let doc: serde_json::Value = serde_saphyr::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
-            (p.file_name().unwrap().to_string_lossy().into_owned(), serde_json::from_value(doc).unwrap())
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    corpus::of_kind("valid", "Canary")
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {

@@ -264,21 +264,15 @@ mod tests {
 
     use super::*;
     use crate::api::CrossNamespaceRef;
+    use crate::fixtures;
     use crate::metrics::test_server::{TestServer, vector};
 
+    /// `podinfo.test` on port 80 with an empty analysis, and the spec fields of `spec`.
     fn canary(spec: serde_json::Value) -> Canary {
-        let mut base = json!({
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-            "service": {"port": 80},
-            "analysis": {}
-        });
-        base.as_object_mut().unwrap().extend(spec.as_object().unwrap().clone());
-        serde_json::from_value(json!({
-            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-            "metadata": {"name": "podinfo", "namespace": "test"},
-            "spec": base
-        }))
-        .unwrap()
+        fixtures::canary("podinfo", "test")
+            .spec(json!({"service": {"port": 80}, "analysis": {}}))
+            .spec(spec)
+            .build()
     }
 
     fn template(provider: serde_json::Value, query: &str) -> MetricTemplate {

@@ -186,6 +186,13 @@ pub struct ParseError {
 
 /// Parses the text format: comment lines are skipped, timestamps ignored. Enough for the output of
 /// this simulator and of similar exporters, not a full implementation.
+///
+/// Not the `prometheus-parse` crate, which the design names for parsing exposition text in tests:
+/// this parser is needed at run time, by [`super::Client::metrics`] (the simulator's client, used
+/// by its users: `tests/trafficsim_http.rs`, the e2e tests), so a crate for it would be a normal
+/// dependency of the library, and prometheus-parse 0.2.5 (edition 2018) brings chrono along for
+/// these few lines. The e2e tests that read the controller's and the load tester's `/metrics` use
+/// this parser as well, so that the project has one, tested below.
 pub fn parse(text: &str) -> Result<Vec<Sample>, ParseError> {
     text.lines()
         .enumerate()

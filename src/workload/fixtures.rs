@@ -1,5 +1,5 @@
 //! Test objects: a podinfo-like Deployment and DaemonSet (Flagger's e2e fixtures), their configs and
-//! a Canary, in namespace `test`.
+//! a Canary (from the crate's shared [`crate::fixtures`]), in namespace `test`.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -15,7 +15,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
 
-use crate::api::{Canary, CanarySpec, LocalObjectReference};
+use crate::{api::Canary, fixtures};
 
 pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -25,21 +25,12 @@ pub fn meta(name: &str) -> ObjectMeta {
     ObjectMeta { name: Some(name.into()), namespace: Some("test".into()), ..Default::default() }
 }
 
+/// The uid of [`canary`]'s Canary.
+pub const CANARY_UID: &str = "c0ffee00-0000-4000-8000-000000000001";
+
+/// A Canary named like its target, in namespace `test` (uid [`CANARY_UID`]).
 pub fn canary(target_kind: &str, target: &str) -> Canary {
-    let mut c = Canary::new(
-        target,
-        CanarySpec {
-            target_ref: LocalObjectReference {
-                api_version: "apps/v1".into(),
-                kind: target_kind.into(),
-                name: target.into(),
-            },
-            ..Default::default()
-        },
-    );
-    c.metadata.namespace = Some("test".into());
-    c.metadata.uid = Some("c0ffee00-0000-4000-8000-000000000001".into());
-    c
+    fixtures::canary(target, "test").uid(CANARY_UID).target(target_kind, target).build()
 }
 
 /// A pod spec using the Secret `podinfo-secret` (envFrom) and the ConfigMap `podinfo-config` (volume).

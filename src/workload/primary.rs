@@ -29,7 +29,9 @@ pub struct PrimaryContext<'a> {
     /// The tracked configs (`TrackedConfigs::ids`); their references get `-primary`.
     pub tracked: &'a BTreeSet<ConfigId>,
     pub settings: &'a WorkloadSettings,
-    /// A fresh `flagger-id` (a random UUID) for the pod template.
+    /// The `flagger-id` of the pod template: UUID-shaped, and new for each primary write (the
+    /// controller derives it from the Canary's uid and the initialization or promotion it makes,
+    /// so that a write repeated after a restart carries the same id).
     pub flagger_id: &'a str,
 }
 

@@ -499,6 +499,58 @@ pub async fn recorded_events(client: &Client, ns: &str, name: &str) -> Vec<Recor
         .collect()
 }
 
+/// How long the effects of a tick (routes, scaling, Events, alerts, run counters) may follow its
+/// status: see [`wait_event`].
+pub const AFTER_STATUS: Duration = Duration::from_secs(60);
+
+/// The message of the Event [`wait_event`] waits for.
+#[derive(Clone, Copy, Debug)]
+pub enum Message<'a> {
+    Is(&'a str),
+    StartsWith(&'a str),
+    Contains(&'a str),
+}
+
+impl Message<'_> {
+    pub fn matches(self, message: &str) -> bool {
+        match self {
+            Message::Is(m) => message == m,
+            Message::StartsWith(m) => message.starts_with(m),
+            Message::Contains(m) => message.contains(m),
+        }
+    }
+}
+
+/// Waits (up to [`AFTER_STATUS`]) until an Event of `type_` (`Normal`, `Warning`; `None`: any)
+/// whose message matches `message` is recorded on `name`, and returns all the Events recorded on
+/// it, oldest first.
+///
+/// The controller writes a tick's status first and carries out its effects afterwards (routes,
+/// scaling, Events, alerts, counters), so the Event of a phase can follow the phase by a moment:
+/// after waiting for a status, read Events through this, not with one [`recorded_events`]. To
+/// count Events of earlier ticks, wait first for the last Event of the tick that was waited for.
+pub async fn wait_event(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    type_: Option<&str>,
+    message: Message<'_>,
+) -> Vec<RecordedEvent> {
+    let what =
+        format!("a {} Event on {name} whose message {message:?}", type_.unwrap_or("Normal or Warning"));
+    wait_for(&what, AFTER_STATUS, || async {
+        let events = recorded_events(client, ns, name).await;
+        if events.iter().any(|e| type_.is_none_or(|t| e.type_ == t) && message.matches(&e.message)) {
+            Ok(events)
+        } else {
+            let seen: Vec<String> =
+                events.iter().map(|e| format!("{} x{}: {}", e.type_, e.count, e.message)).collect();
+            Err(format!("{seen:#?}"))
+        }
+    })
+    .await
+}
+
 /// How many times a message starting with `prefix` was recorded (the sum of the Event counts).
 pub fn times_recorded(events: &[RecordedEvent], prefix: &str) -> i32 {
     events.iter().filter(|e| e.message.starts_with(prefix)).map(|e| e.count).sum()
@@ -519,7 +571,8 @@ pub async fn loadtester_post(loadtester: &Process, path: &str, canary: &str, ns:
     response.status().as_u16()
 }
 
-/// Messages of the Events recorded on an object, oldest first.
+/// Messages of the Events recorded on an object, oldest first. A read once: right after a status
+/// wait, use [`wait_event`].
 pub async fn events(client: &Client, ns: &str, name: &str) -> Vec<String> {
     let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
     let list = api

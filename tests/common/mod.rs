@@ -7,6 +7,7 @@
 // Each test binary compiles this module and uses a different subset of it.
 #![allow(dead_code)]
 
+pub mod corpus;
 pub mod helm;
 pub mod proxy;
 
@@ -30,6 +31,20 @@ pub fn env(name: &str) -> String {
              `e2e/up.sh && . e2e/.run/env` and then `cargo test -- --include-ignored`."
         ),
     }
+}
+
+/// Panics, saying how to start Flux or how to leave its tests out, unless `e2e/up.sh` started Flux's
+/// controllers (`VEER_E2E_FLUX_RUNNING=1` in `e2e/.run/env`). The tests that call it live in a module
+/// named `flux`, which `VEER_E2E_FLUX=0 make test` skips (`--skip flux::`).
+pub fn require_flux() {
+    let running = env("VEER_E2E_FLUX_RUNNING");
+    assert!(
+        running == "1",
+        "Flux is not running (VEER_E2E_FLUX_RUNNING={running}): this test needs Flux's source-controller \
+         and helm-controller. Start them with `make up` (or `VEER_E2E_FLUX=1 e2e/up.sh`), then \
+         `. e2e/.run/env`; or leave the Flux tests out: `VEER_E2E_FLUX=0 make test` skips them, and so \
+         does `cargo test -- --include-ignored --skip flux::`."
+    );
 }
 
 /// A client for the local control plane, from `KUBECONFIG`.

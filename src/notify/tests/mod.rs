@@ -13,34 +13,20 @@ use kube::api::ObjectMeta;
 use super::{Alert, ProviderLookup};
 use crate::{
     analysis::{Params, Settings, Severity},
-    api::{
-        AlertProvider, AlertProviderSpec, Canary, CanaryAlert, CanaryAnalysis, CanarySpec, CrossNamespaceRef,
-        LocalObjectReference, SecretReference,
-    },
+    api::{AlertProvider, AlertProviderSpec, Canary, CanaryAlert, CrossNamespaceRef, SecretReference},
+    fixtures,
 };
 
 /// `podinfo.test`, Deployment `podinfo-app`, threshold 5, step 10 max 50, deadline 60s.
 fn canary(alerts: Option<Vec<CanaryAlert>>) -> Canary {
-    let mut c = Canary::new(
-        "podinfo",
-        CanarySpec {
-            target_ref: LocalObjectReference {
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into(),
-                name: "podinfo-app".into(),
-            },
-            progress_deadline_seconds: Some(60),
-            analysis: Some(CanaryAnalysis {
-                threshold: Some(5),
-                step_weight: Some(10),
-                max_weight: Some(50),
-                alerts,
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    );
-    c.metadata.namespace = Some("test".into());
+    let mut c = fixtures::canary("podinfo", "test")
+        .target("Deployment", "podinfo-app")
+        .spec(serde_json::json!({
+            "progressDeadlineSeconds": 60,
+            "analysis": {"threshold": 5, "stepWeight": 10, "maxWeight": 50},
+        }))
+        .build();
+    c.spec.analysis.as_mut().expect("an analysis").alerts = alerts;
     c
 }
 

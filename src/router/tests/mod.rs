@@ -10,7 +10,7 @@ mod services;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::api::Canary;
+use crate::{api::Canary, fixtures};
 
 pub(super) const UID: &str = "0b5a7c52-7d5e-4c3f-9a43-6c2f5e1e7a10";
 
@@ -24,14 +24,9 @@ pub(super) fn canary(service: Value, analysis: Value) -> Canary {
     }))
 }
 
+/// A Canary `podinfo` in namespace `test` (uid [`UID`]) with this spec.
 pub(super) fn canary_spec(spec: Value) -> Canary {
-    serde_json::from_value(json!({
-        "apiVersion": "flagger.app/v1beta1",
-        "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": "test", "uid": UID},
-        "spec": spec,
-    }))
-    .expect("a valid Canary")
+    fixtures::canary("podinfo", "test").uid(UID).spec(spec).build()
 }
 
 pub(super) fn progressive() -> Value {

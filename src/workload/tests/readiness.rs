@@ -49,13 +49,13 @@ fn with_conditions(mut d: Deployment, conditions: Vec<DeploymentCondition>) -> D
 }
 
 fn canary_with(primary_threshold: Option<i32>, canary_threshold: Option<i32>) -> Canary {
-    let mut c = canary("Deployment", "podinfo");
-    c.spec.analysis = Some(CanaryAnalysis {
-        primary_ready_threshold: primary_threshold,
-        canary_ready_threshold: canary_threshold,
-        ..Default::default()
-    });
-    c
+    crate::fixtures::canary("podinfo", "test")
+        .uid(CANARY_UID)
+        .spec(serde_json::json!({"analysis": {
+            "primaryReadyThreshold": primary_threshold,
+            "canaryReadyThreshold": canary_threshold,
+        }}))
+        .build()
 }
 
 fn check(c: &Canary, role: Role, d: &Deployment) -> Readiness {
