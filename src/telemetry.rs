@@ -4,6 +4,8 @@
 //! series are `veer_*`.
 
 use std::{
+    ffi::OsStr,
+    io::IsTerminal,
     net::SocketAddr,
     sync::{
         Arc,
@@ -32,7 +34,8 @@ pub enum LogFormat {
     Plain,
 }
 
-/// Initializes logging. `level` is a tracing filter (`info`, `debug`, `veer=debug,kube=info`).
+/// Initializes logging to stdout. `level` is a tracing filter (`info`, `debug`,
+/// `veer=debug,kube=info`).
 pub fn init_logging(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
@@ -40,10 +43,20 @@ pub fn init_logging(level: &str, format: LogFormat) {
         LogFormat::Json => {
             registry.with(fmt::layer().json().flatten_event(true).with_current_span(false)).try_init()
         }
-        LogFormat::Plain => registry.with(fmt::layer()).try_init(),
+        LogFormat::Plain => {
+            let ansi = plain_ansi(std::io::stdout().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+            registry.with(fmt::layer().with_writer(std::io::stdout).with_ansi(ansi)).try_init()
+        }
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
+}
+
+/// Whether plain log lines carry ANSI colour codes: only for a person at a terminal (not in a
+/// file, a pipe or collected pod logs), and not when `NO_COLOR` is set to a non-empty value
+/// (<https://no-color.org>, which tracing-subscriber's default honours as well).
+fn plain_ansi(is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(OsStr::is_empty)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -221,6 +234,15 @@ async fn readyz(State(admin): State<Admin>) -> (StatusCode, &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_logs_are_coloured_only_on_a_terminal() {
+        assert!(plain_ansi(true, None));
+        assert!(plain_ansi(true, Some(OsStr::new(""))));
+        assert!(!plain_ansi(true, Some(OsStr::new("1"))));
+        assert!(!plain_ansi(false, None));
+        assert!(!plain_ansi(false, Some(OsStr::new(""))));
+    }
 
     #[tokio::test]
     async fn admin_endpoints() {
