@@ -15,8 +15,8 @@
 //! - `fixtures` (unit tests only): shared test objects, a Canary builder.
 //! - `loadtester`: the Flagger-compatible load tester (`veer-loadtester`).
 //! - `trafficsim`: the metrics simulator used by the end-to-end tests.
-
-#![forbid(unsafe_code)]
+//!
+//! Unsafe code is forbidden in every target (Cargo.toml, `[lints.rust]`).
 
 pub mod analysis;
 pub mod api;

@@ -59,7 +59,7 @@ pub struct Message {
 
 impl Message {
     /// The message of an alert; `cluster_name` (`--cluster-name`) adds a `Cluster` field when set.
-    pub fn new(alert: &Alert, cluster_name: &str) -> Message {
+    pub fn new(alert: &Alert<'_>, cluster_name: &str) -> Message {
         let canary = alert.canary;
         let namespace = canary.namespace().unwrap_or_default();
         let mut fields = Vec::new();

@@ -98,7 +98,7 @@ pub enum ResolveError {
 /// `analysis.alerts` gets its entries whose severity accepts the alert, in order; a Canary without
 /// gets the global Slack and MS Teams receivers (when set), whatever the severity.
 pub fn targets(
-    alert: &Alert,
+    alert: &Alert<'_>,
     lookup: &dyn ProviderLookup,
     global: &GlobalAlerts,
 ) -> Vec<Result<Delivery, ResolveError>> {

@@ -63,7 +63,7 @@ impl Notifier {
     /// Sends an alert to every receiver without waiting, and returns why some receivers cannot
     /// get it (missing AlertProvider, Secret, address...) for the caller to report. Must be called
     /// within a Tokio runtime.
-    pub fn alert(&self, alert: &Alert, lookup: &dyn ProviderLookup) -> Vec<ResolveError> {
+    pub fn alert(&self, alert: &Alert<'_>, lookup: &dyn ProviderLookup) -> Vec<ResolveError> {
         let mut errors = Vec::new();
         for target in targets(alert, lookup, &self.global) {
             match target {
