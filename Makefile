@@ -1,5 +1,8 @@
-# `make test` is what CI runs (.ci/run): it starts the local Kubernetes control plane (e2e/up.sh),
-# runs every test including the ones that need the cluster, and always stops the control plane again.
+# `make lint` then `make test` is what CI runs (.ci/run). `make lint`: formatting, clippy with
+# warnings as errors, and the dependency audit (audit/deny.sh: RustSec advisories from the snapshot
+# in audit/advisory-db/, the `backoff` ban), no cluster needed. `make test` starts the local
+# Kubernetes control plane (e2e/up.sh), runs every test including the ones that need the cluster,
+# and always stops the control plane again.
 # `make up` / `make down` keep it running between manual test runs (then `. e2e/.run/env`).
 
 SHELL := bash
@@ -11,7 +14,7 @@ SHELL := bash
 # the tests that need Flux (each in a module named `flux`, so `--skip flux::` selects them).
 export VEER_E2E_FLUX ?= 1
 
-.PHONY: test up down demo
+.PHONY: lint test up down demo
 
 test:
 	@# down.sh runs on every exit; with failed=1 it prints the component log tails. The exit status is
@@ -28,6 +31,11 @@ test:
 	fi
 	cargo test --all-targets -- --include-ignored $$skip
 	failed=0
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	audit/deny.sh
 
 # The local demo: a canary rolled out and one rolled back, progress printed live; stops everything.
 demo:
