@@ -55,7 +55,7 @@ pub fn line(canary: &Canary, now: &str) -> String {
         .map_or_else(|_| "?".to_string(), |p| p.threshold.to_string());
     let mut out = format!(
         "{now}  {:<22} {:<16} weight {:>3}  failed {}/{}",
-        format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default()),
+        crate::router::display_name(canary),
         phase_name(s.phase),
         s.canary_weight,
         s.failed_checks,

@@ -328,21 +328,56 @@ impl Context {
     }
 }
 
-/// The writers of a test [`Context`]'s caches: what a test puts in them, the reconcile reads.
+/// Declares [`TestCaches`] from one list of cached kinds.
 #[cfg(test)]
-pub struct TestCaches {
-    pub canaries: kube::runtime::reflector::store::Writer<Canary>,
-    pub deployments: kube::runtime::reflector::store::Writer<Deployment>,
-    pub daemonsets: kube::runtime::reflector::store::Writer<DaemonSet>,
-    pub services: kube::runtime::reflector::store::Writer<Service>,
-    pub configmaps: kube::runtime::reflector::store::Writer<ConfigMap>,
-    pub secrets: kube::runtime::reflector::store::Writer<Secret>,
-    pub hpas: kube::runtime::reflector::store::Writer<HorizontalPodAutoscaler>,
-    pub ingresses: kube::runtime::reflector::store::Writer<Ingress>,
-    pub metric_templates: kube::runtime::reflector::store::Writer<MetricTemplate>,
-    pub alert_providers: kube::runtime::reflector::store::Writer<AlertProvider>,
-    pub virtual_services: kube::runtime::reflector::store::Writer<DynamicObject>,
-    pub destination_rules: kube::runtime::reflector::store::Writer<DynamicObject>,
+macro_rules! test_caches {
+    ($($kind:ident: $ty:ty),* $(,)?) => {
+        /// The writers of a test [`Context`]'s caches: what a test puts in them, the reconcile
+        /// reads. Every cache starts empty and complete.
+        pub struct TestCaches {
+            $(pub $kind: kube::runtime::reflector::store::Writer<$ty>,)*
+            pub virtual_services: kube::runtime::reflector::store::Writer<DynamicObject>,
+            pub destination_rules: kube::runtime::reflector::store::Writer<DynamicObject>,
+        }
+
+        impl TestCaches {
+            fn new() -> TestCaches {
+                use kube::runtime::{reflector::store::Writer, watcher::Event};
+                fn complete<K>(mut writer: Writer<K>) -> Writer<K>
+                where
+                    K: Resource + Clone + 'static,
+                    K::DynamicType: Eq + std::hash::Hash + Clone,
+                {
+                    writer.apply_watcher_event(&Event::InitDone);
+                    writer
+                }
+                let istio = |kind| complete(Writer::new(crate::router::istio::resource(kind)));
+                TestCaches {
+                    $($kind: complete(Writer::default()),)*
+                    virtual_services: istio(crate::router::istio::VIRTUAL_SERVICE),
+                    destination_rules: istio(crate::router::istio::DESTINATION_RULE),
+                }
+            }
+
+            /// The caches these writers fill.
+            fn stores(&self) -> Stores {
+                Stores {
+                    $($kind: self.$kind.as_reader(),)*
+                    istio: Some(IstioStores {
+                        virtual_services: self.virtual_services.as_reader(),
+                        destination_rules: self.destination_rules.as_reader(),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+test_caches! {
+    canaries: Canary, deployments: Deployment, daemonsets: DaemonSet, services: Service,
+    configmaps: ConfigMap, secrets: Secret, hpas: HorizontalPodAutoscaler, ingresses: Ingress,
+    metric_templates: MetricTemplate, alert_providers: AlertProvider,
 }
 
 #[cfg(test)]
@@ -351,46 +386,7 @@ impl Context {
     /// complete, and filled through the returned writers; this replica leads; default settings
     /// (provider istio, Istio installed).
     pub fn test(client: Client) -> (Context, TestCaches) {
-        use kube::runtime::{reflector::store, watcher::Event};
-        fn complete<K>() -> (Store<K>, store::Writer<K>)
-        where
-            K: Resource + Clone + 'static,
-            K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-        {
-            let (reader, mut writer) = store::store();
-            writer.apply_watcher_event(&Event::InitDone);
-            (reader, writer)
-        }
-        fn complete_dynamic(kind: &str) -> (Store<DynamicObject>, store::Writer<DynamicObject>) {
-            let mut writer = store::Writer::new(crate::router::istio::resource(kind));
-            writer.apply_watcher_event(&Event::InitDone);
-            (writer.as_reader(), writer)
-        }
-        let (canaries, canaries_w) = complete();
-        let (deployments, deployments_w) = complete();
-        let (daemonsets, daemonsets_w) = complete();
-        let (services, services_w) = complete();
-        let (configmaps, configmaps_w) = complete();
-        let (secrets, secrets_w) = complete();
-        let (hpas, hpas_w) = complete();
-        let (ingresses, ingresses_w) = complete();
-        let (metric_templates, metric_templates_w) = complete();
-        let (alert_providers, alert_providers_w) = complete();
-        let (virtual_services, virtual_services_w) = complete_dynamic("VirtualService");
-        let (destination_rules, destination_rules_w) = complete_dynamic("DestinationRule");
-        let stores = Stores {
-            canaries,
-            deployments,
-            daemonsets,
-            services,
-            configmaps,
-            secrets,
-            hpas,
-            ingresses,
-            metric_templates,
-            alert_providers,
-            istio: Some(IstioStores { virtual_services, destination_rules }),
-        };
+        let caches = TestCaches::new();
         let config = Config {
             settings: Settings::default(),
             metrics_server: "http://127.0.0.1:9".into(),
@@ -407,7 +403,7 @@ impl Context {
             recorder: super::events::EventRecorder::new(client.clone(), "veer"),
             client,
             config,
-            stores,
+            stores: caches.stores(),
             webhooks: WebhookClient::new().expect("webhook client"),
             queries: crate::metrics::Metrics::new(Default::default()).expect("metrics client"),
             notifier: crate::notify::Notifier::new(Default::default()).expect("alert client"),
@@ -417,20 +413,6 @@ impl Context {
             leadership: super::leader::Leadership::always(),
             synced: Arc::new(AtomicBool::new(true)),
             caches: Default::default(),
-        };
-        let caches = TestCaches {
-            canaries: canaries_w,
-            deployments: deployments_w,
-            daemonsets: daemonsets_w,
-            services: services_w,
-            configmaps: configmaps_w,
-            secrets: secrets_w,
-            hpas: hpas_w,
-            ingresses: ingresses_w,
-            metric_templates: metric_templates_w,
-            alert_providers: alert_providers_w,
-            virtual_services: virtual_services_w,
-            destination_rules: destination_rules_w,
         };
         (ctx, caches)
     }

@@ -68,7 +68,7 @@ pub async fn finalize(canary: &std::sync::Arc<Canary>, ctx: &Context) -> Result<
     if !has_finalizer(canary) {
         return Ok(Action::await_change());
     }
-    let display = format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default());
+    let display = crate::router::display_name(canary);
     let mut status = canary.status.clone().unwrap_or_default();
     let payload = crate::api::WebhookPayload {
         name: canary.name_any(),

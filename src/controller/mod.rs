@@ -209,11 +209,7 @@ pub async fn run(watched: Controller<Canary>, ctx: Arc<Context>, concurrency: u1
 }
 
 fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Action {
-    let name = format!(
-        "{}.{}",
-        canary.metadata.name.as_deref().unwrap_or(""),
-        canary.metadata.namespace.as_deref().unwrap_or("")
-    );
+    let name = crate::router::display_name(&canary);
     let delay = ctx.retries.delay(&canary);
     tracing::warn!(canary = %name, error = %error, retry_in = ?delay, "reconcile failed; retrying");
     ctx.metrics
@@ -231,8 +227,8 @@ async fn wait_synced(stores: &Stores, health: &CacheHealth) -> bool {
         health: &CacheHealth,
     ) -> bool
     where
-        K: kube::Resource + Clone + 'static,
-        K::DynamicType: Eq + std::hash::Hash + Clone,
+        K: kube::Resource + Clone + Send + Sync + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
     {
         health.filling(kind);
         let ready = store_ready(store).await;
@@ -241,33 +237,23 @@ async fn wait_synced(stores: &Stores, health: &CacheHealth) -> bool {
         }
         ready
     }
-    let istio = async {
-        match &stores.istio {
-            Some(i) => {
-                let (v, d) = futures::join!(
-                    track(&i.virtual_services, "VirtualServices", health),
-                    track(&i.destination_rules, "DestinationRules", health)
-                );
-                v && d
-            }
-            None => true,
-        }
-    };
-    let ready = futures::join!(
-        track(&stores.canaries, "Canaries", health),
-        track(&stores.deployments, "Deployments", health),
-        track(&stores.daemonsets, "DaemonSets", health),
-        track(&stores.services, "Services", health),
-        track(&stores.configmaps, "ConfigMaps", health),
-        track(&stores.secrets, "Secrets", health),
-        track(&stores.hpas, "HorizontalPodAutoscalers", health),
-        track(&stores.ingresses, "Ingresses", health),
-        track(&stores.metric_templates, "MetricTemplates", health),
-        track(&stores.alert_providers, "AlertProviders", health),
-        istio,
-    );
-    let (a, b, c, d, e, f, g, h, i, j, k) = ready;
-    [a, b, c, d, e, f, g, h, i, j, k].into_iter().all(|ok| ok)
+    let mut caches: Vec<futures::future::BoxFuture<'_, bool>> = vec![
+        Box::pin(track(&stores.canaries, "Canaries", health)),
+        Box::pin(track(&stores.deployments, "Deployments", health)),
+        Box::pin(track(&stores.daemonsets, "DaemonSets", health)),
+        Box::pin(track(&stores.services, "Services", health)),
+        Box::pin(track(&stores.configmaps, "ConfigMaps", health)),
+        Box::pin(track(&stores.secrets, "Secrets", health)),
+        Box::pin(track(&stores.hpas, "HorizontalPodAutoscalers", health)),
+        Box::pin(track(&stores.ingresses, "Ingresses", health)),
+        Box::pin(track(&stores.metric_templates, "MetricTemplates", health)),
+        Box::pin(track(&stores.alert_providers, "AlertProviders", health)),
+    ];
+    if let Some(istio) = &stores.istio {
+        caches.push(Box::pin(track(&istio.virtual_services, "VirtualServices", health)));
+        caches.push(Box::pin(track(&istio.destination_rules, "DestinationRules", health)));
+    }
+    futures::future::join_all(caches).await.into_iter().all(|ready| ready)
 }
 
 /// Whether the store got its first complete list (false: its writer is gone).

@@ -146,7 +146,7 @@ impl Routing {
     /// Resolves the routing of a Canary from its spec and the caches, or says what is wrong.
     pub fn new(canary: Arc<Canary>, ctx: &Context) -> Result<Routing, Stall> {
         let namespace = canary.namespace().unwrap_or_default();
-        let display = format!("{}.{namespace}", canary.name_any());
+        let display = router::display_name(&canary);
         let params = Params::new(&canary.spec, &ctx.config.settings).map_err(|e| {
             Stall::new(crate::analysis::INVALID_SPEC, crate::analysis::invalid_spec_message(&canary, &e))
         })?;
@@ -341,7 +341,7 @@ impl Resolved {
 
 impl Routing {
     pub fn display(&self) -> String {
-        format!("{}.{}", self.canary.name_any(), self.namespace)
+        router::display_name(&self.canary)
     }
 
     pub fn status(&self) -> CanaryStatus {

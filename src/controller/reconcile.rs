@@ -78,7 +78,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// failure it is and whose message names the object, the API server's answer and the fix, and a
 /// Warning Event when that is new. The next tick that gets through clears it.
 async fn report(latest: &Canary, ctx: &Context, e: &Error) {
-    let name = format!("{}.{}", latest.name_any(), latest.namespace().unwrap_or_default());
+    let name = crate::router::display_name(latest);
     let outcome = analysis::stalled(latest, e.reason(), &e.advice(&name), Timestamp::now());
     let mut current = latest.clone();
     if let Err(write) = ctx.write_status(&mut current, &outcome.status).await {
@@ -104,7 +104,7 @@ async fn tick(canary: Arc<Canary>, ctx: &Context, latest: &mut Canary) -> Result
         // that are not cached yet for missing: a TargetNotFound or ConfigNotFound stall until the
         // 5-minute safety requeue, or writes of Services that exist. Wait for every cache instead,
         // and say so on the Canary when that lasts (a kind the controller may not list, say).
-        let name = format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default());
+        let name = crate::router::display_name(&canary);
         if let Some(message) = ctx.caches.problem(&name, CacheHealth::PATIENCE) {
             let stall = Stall { reason: "CachesIncomplete", message };
             stalled(&canary, ctx, latest, stall, Timestamp::now()).await?;
@@ -526,42 +526,19 @@ mod tests {
     #[test]
     fn steps_are_interval_spaced_moves_of_a_running_canary() {
         let mut canary = Canary::new("podinfo", CanarySpec::default());
+        // (old phase and step time, new phase, step time and reason, is a step)
         let cases = [
-            // (old, new, is a step)
-            (
-                status(Phase::Progressing, Some(10), "Started"),
-                status(Phase::Progressing, Some(20), "AdvanceIteration"),
-                true,
-            ),
-            (
-                status(Phase::Promoting, Some(10), "Promote"),
-                status(Phase::Finalising, Some(20), "RouteToPrimary"),
-                true,
-            ),
-            (
-                status(Phase::Progressing, Some(10), "Started"),
-                status(Phase::Progressing, Some(10), "WaitCanaryReady"),
-                false,
-            ),
-            (
-                status(Phase::Progressing, Some(10), "Started"),
-                status(Phase::Progressing, Some(20), "Restarted"),
-                false,
-            ),
-            (
-                status(Phase::Succeeded, Some(10), "Succeeded"),
-                status(Phase::Progressing, Some(20), "Started"),
-                false,
-            ),
-            (
-                status(Phase::Initializing, None, "WaitPrimaryReady"),
-                status(Phase::Initialized, None, "Initialized"),
-                false,
-            ),
+            ((Phase::Progressing, Some(10)), (Phase::Progressing, Some(20), "AdvanceIteration"), true),
+            ((Phase::Promoting, Some(10)), (Phase::Finalising, Some(20), "RouteToPrimary"), true),
+            ((Phase::Progressing, Some(10)), (Phase::Progressing, Some(10), "WaitCanaryReady"), false),
+            ((Phase::Progressing, Some(10)), (Phase::Progressing, Some(20), "Restarted"), false),
+            ((Phase::Succeeded, Some(10)), (Phase::Progressing, Some(20), "Started"), false),
+            ((Phase::Initializing, None), (Phase::Initialized, None, "Initialized"), false),
         ];
-        for (old, new, expected) in cases {
-            canary.status = Some(old.clone());
-            assert_eq!(is_step(&canary, &new), expected, "{:?} -> {:?}", old.phase, new.decision);
+        for ((old_phase, old_step), (phase, step, reason), expected) in cases {
+            canary.status = Some(status(old_phase, old_step, "Started"));
+            let new = status(phase, step, reason);
+            assert_eq!(is_step(&canary, &new), expected, "{old_phase:?} -> {phase:?} {reason}");
         }
     }
 }

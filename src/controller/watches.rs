@@ -2,12 +2,10 @@
 //! the changed object belongs to. A change to a target's pod template or to a ConfigMap/Secret it
 //! uses reaches its Canary at once, whatever the analysis interval.
 
-use std::collections::BTreeSet;
-
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment},
     autoscaling::v2::HorizontalPodAutoscaler,
-    core::v1::{ConfigMap, PodSpec, Secret, Service},
+    core::v1::{ConfigMap, Secret, Service},
     networking::v1::Ingress,
 };
 use kube::{
@@ -22,7 +20,10 @@ use kube::{
 use serde::de::DeserializeOwned;
 
 use super::context::{IstioStores, Stores};
-use crate::api::{AlertProvider, Canary, MetricTemplate};
+use crate::{
+    api::{AlertProvider, Canary, MetricTemplate},
+    workload::{self, ConfigId},
+};
 
 /// Secrets Veer never needs (large, and never referenced as application config).
 const SECRET_FIELD_SELECTOR: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
@@ -60,12 +61,7 @@ where
 /// Canaries owning an object through a controller ownerReference.
 fn owners<K: Resource>(obj: &K) -> Option<ObjectRef<Canary>> {
     let ns = obj.meta().namespace.clone()?;
-    obj.owner_references()
-        .iter()
-        .find(|o| {
-            o.controller == Some(true) && o.kind == "Canary" && o.api_version.starts_with("flagger.app/")
-        })
-        .map(|o| ObjectRef::new(&o.name).within(&ns))
+    crate::router::controlling_canary(obj.owner_references()).map(|o| ObjectRef::new(&o.name).within(&ns))
 }
 
 /// Canaries in `ns` matching a predicate.
@@ -90,52 +86,8 @@ fn target_canaries(canaries: &Store<Canary>, ns: &str, kind: &str, name: &str) -
     })
 }
 
-/// ConfigMap and Secret names a pod spec refers to.
-pub fn config_names(spec: &PodSpec) -> BTreeSet<(bool, String)> {
-    let mut out = BTreeSet::new();
-    let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
-    for c in containers {
-        for e in c.env_from.iter().flatten() {
-            if let Some(r) = &e.config_map_ref {
-                out.insert((false, r.name.clone()));
-            }
-            if let Some(r) = &e.secret_ref {
-                out.insert((true, r.name.clone()));
-            }
-        }
-        for e in c.env.iter().flatten() {
-            if let Some(v) = &e.value_from {
-                if let Some(r) = &v.config_map_key_ref {
-                    out.insert((false, r.name.clone()));
-                }
-                if let Some(r) = &v.secret_key_ref {
-                    out.insert((true, r.name.clone()));
-                }
-            }
-        }
-    }
-    for v in spec.volumes.iter().flatten() {
-        if let Some(cm) = &v.config_map {
-            out.insert((false, cm.name.clone()));
-        }
-        if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
-            out.insert((true, name));
-        }
-        for s in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
-            if let Some(cm) = &s.config_map {
-                out.insert((false, cm.name.clone()));
-            }
-            if let Some(sec) = &s.secret {
-                out.insert((true, sec.name.clone()));
-            }
-        }
-    }
-    out
-}
-
-/// Canaries whose target uses the ConfigMap (`secret == false`) or Secret `name`.
-fn config_canaries(stores: &PartialStores, ns: &str, secret: bool, name: &str) -> Vec<ObjectRef<Canary>> {
-    let key = (secret, name.to_string());
+/// Canaries whose target uses the ConfigMap or Secret `config`.
+fn config_canaries(stores: &PartialStores, ns: &str, config: &ConfigId) -> Vec<ObjectRef<Canary>> {
     canaries_where(&stores.canaries, ns, |c| {
         let t = &c.spec.target_ref;
         let spec = match t.kind.as_str() {
@@ -144,7 +96,7 @@ fn config_canaries(stores: &PartialStores, ns: &str, secret: bool, name: &str) -
             _ => super::context::cached(&stores.deployments, ns, &t.name)
                 .and_then(|d| d.spec.as_ref().and_then(|s| s.template.spec.clone())),
         };
-        spec.is_some_and(|s| config_names(&s).contains(&key))
+        spec.is_some_and(|s| workload::config_refs(&s).iter().any(|r| r.id == *config))
     })
 }
 
@@ -180,7 +132,11 @@ pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Sto
     let p = partial.clone();
     let (controller, configmaps) =
         watch(controller, api::<ConfigMap>(client, namespace), wc.clone(), move |cm: ConfigMap| {
-            let mut refs = config_canaries(&p, &cm.namespace().unwrap_or_default(), false, &cm.name_any());
+            let mut refs = config_canaries(
+                &p,
+                &cm.namespace().unwrap_or_default(),
+                &ConfigId::config_map(cm.name_any()),
+            );
             refs.extend(owners(&cm));
             refs
         });
@@ -190,7 +146,8 @@ pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Sto
         api::<Secret>(client, namespace),
         wc.clone().fields(SECRET_FIELD_SELECTOR),
         move |s: Secret| {
-            let mut refs = config_canaries(&p, &s.namespace().unwrap_or_default(), true, &s.name_any());
+            let mut refs =
+                config_canaries(&p, &s.namespace().unwrap_or_default(), &ConfigId::secret(s.name_any()));
             refs.extend(owners(&s));
             refs
         },

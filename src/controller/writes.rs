@@ -170,7 +170,7 @@ impl Context {
     /// Records an Event on the Canary (reason `Synced`, as Flagger), logs it, and forwards it to the
     /// event webhooks without waiting for them.
     pub async fn event(&self, canary: &Canary, warning: bool, message: &str, payload: &WebhookPayload) {
-        let name = format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default());
+        let name = crate::router::display_name(canary);
         if warning {
             tracing::warn!(canary = %name, "{message}");
         } else {

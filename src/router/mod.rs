@@ -190,7 +190,7 @@ impl std::fmt::Display for Provider {
 }
 
 /// `<name>.<namespace>`, as Flagger writes objects in messages.
-pub(crate) fn display_name(canary: &Canary) -> String {
+pub fn display_name(canary: &Canary) -> String {
     qualified(&canary.name_any(), canary.namespace().as_deref())
 }
 
