@@ -78,6 +78,20 @@ fn canaries_where(
         .collect()
 }
 
+/// The Canaries that name `obj` in a spec field (`field`: the name a Canary refers to), and the
+/// Canary that owns it.
+fn referring<K: Resource>(
+    canaries: &Store<Canary>,
+    obj: &K,
+    field: impl Fn(&Canary) -> Option<&str>,
+) -> Vec<ObjectRef<Canary>> {
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let mut refs = canaries_where(canaries, &ns, |c| field(c) == Some(name.as_str()));
+    refs.extend(owners(obj));
+    refs
+}
+
 /// Canaries whose target (or its primary) is the workload `name` of `kind`.
 fn target_canaries(canaries: &Store<Canary>, ns: &str, kind: &str, name: &str) -> Vec<ObjectRef<Canary>> {
     canaries_where(canaries, ns, |c| {
@@ -160,23 +174,13 @@ pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Sto
         api::<HorizontalPodAutoscaler>(client, namespace),
         wc.clone(),
         move |h: HorizontalPodAutoscaler| {
-            let ns = h.namespace().unwrap_or_default();
-            let name = h.name_any();
-            let mut refs =
-                canaries_where(&c, &ns, |c| c.spec.autoscaler_ref.as_ref().is_some_and(|a| a.name == name));
-            refs.extend(owners(&h));
-            refs
+            referring(&c, &h, |c| c.spec.autoscaler_ref.as_ref().map(|a| a.name.as_str()))
         },
     );
     let c = canaries.clone();
     let (controller, ingresses) =
         watch(controller, api::<Ingress>(client, namespace), wc.clone(), move |i: Ingress| {
-            let ns = i.namespace().unwrap_or_default();
-            let name = i.name_any();
-            let mut refs =
-                canaries_where(&c, &ns, |c| c.spec.ingress_ref.as_ref().is_some_and(|r| r.name == name));
-            refs.extend(owners(&i));
-            refs
+            referring(&c, &i, |c| c.spec.ingress_ref.as_ref().map(|r| r.name.as_str()))
         });
     let (controller, metric_templates) =
         watch(controller, api::<MetricTemplate>(client, namespace), wc.clone(), |_: MetricTemplate| None);
