@@ -9,7 +9,7 @@ use k8s_openapi::{
 use sha2::{Digest, Sha256};
 
 use super::{
-    Effect, HookResult, HookType, Observations, Outcome, Params, Probe, Readiness, Routes, RunResult,
+    Effect, HookResult, HookType, Observations, Outcome, Params, Probe, Readiness, Reason, Routes, RunResult,
     Settings, Severity, Step, Strategy, verdict,
 };
 use crate::{
@@ -30,7 +30,9 @@ const MAX_PENDING: usize = 64;
 pub fn decide(canary: &Canary, obs: &Observations, settings: &Settings, now: Timestamp) -> Step {
     let p = match Params::new(&canary.spec, settings) {
         Ok(p) => p,
-        Err(e) => return Step::Done(stalled(canary, INVALID_SPEC, &invalid_spec_message(canary, &e), now)),
+        Err(e) => {
+            return Step::Done(stalled(canary, Reason::InvalidSpec, &invalid_spec_message(canary, &e), now));
+        }
     };
     let mut tick = Tick::new(canary, p, obs, now);
     match tick.run() {
@@ -38,9 +40,6 @@ pub fn decide(canary: &Canary, obs: &Observations, settings: &Settings, now: Tim
         Ok(()) | Err(Interrupt::Stop) => Step::Done(tick.finish()),
     }
 }
-
-/// Stall reason of a Canary whose spec has a value Veer cannot act on.
-pub const INVALID_SPEC: &str = "InvalidSpec";
 
 /// The Stalled message for a spec value out of bounds: the Canary, the field, the fix.
 pub fn invalid_spec_message(canary: &Canary, e: &super::SpecError) -> String {
@@ -53,11 +52,11 @@ pub fn invalid_spec_message(canary: &Canary, e: &super::SpecError) -> String {
 
 /// The outcome for a Canary that cannot be reconciled (missing target, invalid spec, unsupported
 /// provider): a `Stalled` condition and a Warning Event when the problem is new.
-pub fn stalled(canary: &Canary, reason: &str, message: &str, now: Timestamp) -> Outcome {
+pub fn stalled(canary: &Canary, reason: Reason, message: &str, now: Timestamp) -> Outcome {
     let old = canary.status.clone().unwrap_or_default();
     let mut status = old.clone();
     let mut effects = Vec::new();
-    let changed = set_condition(&mut status.conditions, STALLED, "True", reason, message, now);
+    let changed = set_condition(&mut status.conditions, STALLED, "True", reason.as_str(), message, now);
     if changed {
         effects.push(Effect::Event { warning: true, message: message.to_string() });
     }
@@ -70,9 +69,6 @@ pub fn stalled(canary: &Canary, reason: &str, message: &str, now: Timestamp) -> 
     Outcome { status, effects, requeue: None }
 }
 
-/// Stall reason of a Canary whose target does not exist.
-pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
-
 /// The outcome for a Canary whose target disappeared. During a run its traffic must not stay on a
 /// canary Service without pods: all of it goes back to the primary, the run ends as failed (with
 /// its Events, alert, counters and post-rollout hooks), and the Canary stalls until the target is
@@ -81,7 +77,7 @@ pub fn target_lost(canary: &Canary, message: &str, settings: &Settings, now: Tim
     let old = canary.status.clone().unwrap_or_default();
     let p = match Params::new(&canary.spec, settings) {
         Ok(p) if old.phase.is_running() => p,
-        _ => return stalled(canary, TARGET_NOT_FOUND, message, now),
+        _ => return stalled(canary, Reason::TargetNotFound, message, now),
     };
     let obs = Observations {
         target: super::Target {
@@ -98,7 +94,7 @@ pub fn target_lost(canary: &Canary, message: &str, settings: &Settings, now: Tim
     let mut tick = Tick::new(canary, p, &obs, now);
     let _ = tick.lose_target(message);
     let mut out = tick.finish();
-    set_condition(&mut out.status.conditions, STALLED, "True", TARGET_NOT_FOUND, message, now);
+    set_condition(&mut out.status.conditions, STALLED, "True", Reason::TargetNotFound.as_str(), message, now);
     out
 }
 
@@ -214,10 +210,10 @@ impl<'a> Tick<'a> {
         self.own_effects = self.effects.len();
         if self.canary.spec.suspend.unwrap_or(false) {
             let msg = "skipping canary run as object is suspended";
-            if self.decision_is_new("Suspended", msg) {
+            if self.decision_is_new(Reason::Suspended, msg) {
                 self.event(false, msg.to_string());
             }
-            self.decide_reason("Suspended", msg.to_string());
+            self.decide_reason(Reason::Suspended, msg.to_string());
             return Ok(());
         }
         match self.old.phase {
@@ -241,12 +237,12 @@ impl<'a> Tick<'a> {
     fn initialize(&mut self) -> Flow {
         self.status.phase = Phase::Initializing;
         let Some(primary) = &self.obs.primary else {
-            return self.wait("WaitPrimaryCreated", format!("creating {}-primary", self.target()));
+            return self.wait(Reason::WaitPrimaryCreated, format!("creating {}-primary", self.target()));
         };
         if !self.p.skip_analysis {
             match &primary.readiness {
                 Readiness::Ready => {}
-                Readiness::Waiting(msg) => return self.wait("WaitPrimaryReady", msg.clone()),
+                Readiness::Waiting(msg) => return self.wait(Reason::WaitPrimaryReady, msg.clone()),
                 Readiness::Failed(msg) => {
                     let msg = msg.clone();
                     return self.rollback(Rollback::Deadline(msg));
@@ -268,7 +264,7 @@ impl<'a> Tick<'a> {
         self.event(false, format!("Initialization done! {}.{}", self.name, self.namespace));
         self.alert(Severity::Info, format!("New {kind} detected, initialization completed."), true);
         self.decide_reason(
-            "Initialized",
+            Reason::Initialized,
             format!("{kind} {} initialized; waiting for a new revision", self.target()),
         );
         Ok(())
@@ -305,7 +301,7 @@ impl<'a> Tick<'a> {
         self.old.last_promoted_spec = self.status.last_promoted_spec.clone();
         self.old.canary_weight = self.status.canary_weight;
         self.old.tracked_configs = self.status.tracked_configs.clone();
-        self.decide_reason("Adopted", message.to_string());
+        self.decide_reason(Reason::Adopted, message.to_string());
     }
 
     /// Brings the router back to the routes the status stands for.
@@ -314,7 +310,7 @@ impl<'a> Tick<'a> {
             Ok(r) => *r,
             Err(e) => {
                 let msg = e.clone();
-                return self.wait("RoutesUnavailable", msg);
+                return self.wait(Reason::RoutesUnavailable, msg);
             }
         };
         let intended = intended_routes(&self.old, &self.p);
@@ -328,8 +324,7 @@ impl<'a> Tick<'a> {
             // The last step was decided (its status written) but its routes never reached the
             // router: a crash or a failed write in between. Its Event comes after the routes in the
             // effects, so it was not sent either; send it now, once, with the routes.
-            if let Some(d) = self.old.decision.as_ref().filter(|d| d.reason == super::reason::ADVANCE_WEIGHT)
-            {
+            if let Some(d) = self.old.decision.as_ref().filter(|d| d.reason == Reason::AdvanceWeight) {
                 self.event(false, d.message.clone());
             }
         } else {
@@ -357,7 +352,7 @@ impl<'a> Tick<'a> {
         {
             self.effects.push(Effect::Promote);
             return self.decide(
-                "RepeatPromotion",
+                Reason::RepeatPromotion,
                 format!("{} does not run the promoted template yet: copying it again", self.primary_name()),
             );
         }
@@ -395,7 +390,7 @@ impl<'a> Tick<'a> {
                     }
                     self.requeue = Some(self.p.interval);
                     return self.decide(
-                        "WaitConfirmRollout",
+                        Reason::WaitConfirmRollout,
                         format!("confirm-rollout webhook {hook} has not approved the new revision"),
                     );
                 }
@@ -411,7 +406,7 @@ impl<'a> Tick<'a> {
         self.reset_run(Phase::Progressing);
         self.status.last_step_time = Some(self.now);
         self.requeue = Some(self.p.interval);
-        self.decide_reason("Started", format!("new revision of {}: analysis starts", self.target()));
+        self.decide_reason(Reason::Started, format!("new revision of {}: analysis starts", self.target()));
         Ok(())
     }
 
@@ -443,7 +438,7 @@ impl<'a> Tick<'a> {
             // The promotion was decided but the primary does not run the promoted template yet.
             self.effects.push(Effect::Promote);
             return self.wait(
-                "WaitPrimaryPromoted",
+                Reason::WaitPrimaryPromoted,
                 format!("copying {} template spec to the primary", self.target()),
             );
         }
@@ -483,7 +478,7 @@ impl<'a> Tick<'a> {
             && !superseded
         {
             let msg = msg.clone();
-            return self.wait("WaitCanaryReady", msg);
+            return self.wait(Reason::WaitCanaryReady, msg);
         }
         self.status.last_step_time = Some(self.now);
         self.requeue = Some(self.p.interval);
@@ -521,7 +516,7 @@ impl<'a> Tick<'a> {
         self.status.last_step_time = Some(self.now);
         self.requeue = Some(self.p.interval);
         self.decide_reason(
-            super::reason::RESTARTED,
+            Reason::Restarted,
             format!("new revision of {} during the analysis: it starts over", self.target()),
         );
         Ok(())
@@ -562,7 +557,7 @@ impl<'a> Tick<'a> {
                             "Halt {}.{} advancement pre-rollout check {hook} failed {e}",
                             self.name, self.namespace
                         );
-                        return self.failed_check("PreRolloutFailed", msg);
+                        return self.failed_check(Reason::PreRolloutFailed, msg);
                     }
                 }
             }
@@ -574,7 +569,7 @@ impl<'a> Tick<'a> {
                     "Halt {}.{} advancement external check {hook} failed {e}",
                     self.name, self.namespace
                 );
-                return self.failed_check("WebhookFailed", msg);
+                return self.failed_check(Reason::WebhookFailed, msg);
             }
         }
         let metrics = self.canary.spec.analysis.as_ref().and_then(|a| a.metrics.clone()).unwrap_or_default();
@@ -611,12 +606,14 @@ impl<'a> Tick<'a> {
                 message: message.clone(),
                 time: self.now,
             });
-            if !v.passed() && first_failure.is_none() {
-                first_failure = Some((v.word(), message));
+            if let Some(reason) = v.failure_reason()
+                && first_failure.is_none()
+            {
+                first_failure = Some((reason, message));
             }
         }
         match first_failure {
-            Some((word, message)) => self.failed_check(&format!("Metric{word}"), message),
+            Some((reason, message)) => self.failed_check(reason, message),
             None => Ok(()),
         }
     }
@@ -631,8 +628,10 @@ impl<'a> Tick<'a> {
             // One step of mirrored (shadow) traffic before the canary receives real traffic.
             self.set_routes(Routes { mirrored: true, ..Routes::PRIMARY });
             self.status.iterations = 1;
-            return self
-                .decide("MirrorTraffic", "mirroring traffic to the canary before shifting weight".into());
+            return self.decide(
+                Reason::MirrorTraffic,
+                "mirroring traffic to the canary before shifting weight".into(),
+            );
         }
         if !self.routes.mirrored {
             self.confirm_traffic_increase()?;
@@ -643,7 +642,7 @@ impl<'a> Tick<'a> {
         self.ensure_session_cookies();
         let msg = format!("Advance {}.{} canary weight {next}", self.name, self.namespace);
         self.event(false, msg.clone());
-        self.decide(super::reason::ADVANCE_WEIGHT, msg)
+        self.decide(Reason::AdvanceWeight, msg)
     }
 
     fn ab_step(&mut self) -> Flow {
@@ -675,7 +674,7 @@ impl<'a> Tick<'a> {
             self.event(false, msg.into());
             self.set_routes(Routes::canary(100));
             self.status.iterations = n + 1;
-            return self.decide("RouteToCanary", msg.into());
+            return self.decide(Reason::RouteToCanary, msg.into());
         }
         self.promote()
     }
@@ -686,7 +685,7 @@ impl<'a> Tick<'a> {
         let msg =
             format!("Advance {}.{} canary iteration {i}/{}", self.name, self.namespace, self.p.iterations);
         self.event(false, msg.clone());
-        self.decide("AdvanceIteration", msg)
+        self.decide(Reason::AdvanceIteration, msg)
     }
 
     fn confirm_traffic_increase(&mut self) -> Flow {
@@ -700,7 +699,7 @@ impl<'a> Tick<'a> {
                         "Halt {}.{} advancement waiting for traffic increase approval {hook}",
                         self.name, self.namespace
                     );
-                    if self.decision_is_new("WaitConfirmTrafficIncrease", &msg) {
+                    if self.decision_is_new(Reason::WaitConfirmTrafficIncrease, &msg) {
                         self.event(true, msg.clone());
                         if !self.muted(index) {
                             self.alert(
@@ -710,7 +709,7 @@ impl<'a> Tick<'a> {
                             );
                         }
                     }
-                    return self.decide("WaitConfirmTrafficIncrease", msg);
+                    return self.decide(Reason::WaitConfirmTrafficIncrease, msg);
                 }
             }
         }
@@ -737,7 +736,7 @@ impl<'a> Tick<'a> {
                             );
                         }
                     }
-                    return self.decide("WaitConfirmPromotion", msg);
+                    return self.decide(Reason::WaitConfirmPromotion, msg);
                 }
             }
         }
@@ -754,7 +753,7 @@ impl<'a> Tick<'a> {
         self.status.phase = Phase::Promoting;
         // From here the status' weight is the routed one, whatever the strategy.
         self.status.canary_weight = self.routes.canary;
-        self.decide("Promote", msg)
+        self.decide(Reason::Promote, msg)
     }
 
     /// Promoting: the primary runs the new template; move traffic back to it (all at once when a
@@ -763,7 +762,7 @@ impl<'a> Tick<'a> {
         if self.p.provider == "kubernetes" {
             self.status.phase = Phase::Finalising;
             self.status.canary_weight = 0;
-            return self.decide("Finalise", "primary promoted".into());
+            return self.decide(Reason::Finalise, "primary promoted".into());
         }
         let primary = if superseded { 100 } else { self.p.next_primary_weight(self.routes.primary) };
         self.set_routes(Routes::canary(100 - primary));
@@ -783,10 +782,10 @@ impl<'a> Tick<'a> {
         if primary >= 100 {
             self.status.phase = Phase::Finalising;
             self.status.canary_weight = 0;
-            self.decide("RouteToPrimary", "all traffic routed to the primary".into())
+            self.decide(Reason::RouteToPrimary, "all traffic routed to the primary".into())
         } else {
             self.status.canary_weight = 100 - primary;
-            self.decide("AdvancePrimaryWeight", format!("primary weight {primary}"))
+            self.decide(Reason::AdvancePrimaryWeight, format!("primary weight {primary}"))
         }
     }
 
@@ -801,7 +800,7 @@ impl<'a> Tick<'a> {
             false,
         );
         self.requeue = None;
-        self.decide("Succeeded", format!("promotion of {} finished", self.target()))
+        self.decide(Reason::Succeeded, format!("promotion of {} finished", self.target()))
     }
 
     fn promote_skipping_analysis(&mut self) -> Flow {
@@ -813,12 +812,12 @@ impl<'a> Tick<'a> {
         self.alert(Severity::Info, "Canary analysis was skipped, promotion finished.".into(), false);
         self.requeue = None;
         self.decide(
-            "Succeeded",
+            Reason::Succeeded,
             format!("promotion of {} finished without analysis (skipAnalysis)", self.target()),
         )
     }
 
-    fn failed_check(&mut self, reason: &str, message: String) -> Flow {
+    fn failed_check(&mut self, reason: Reason, message: String) -> Flow {
         self.status.failed_checks = self.old.failed_checks + 1;
         self.event(true, message.clone());
         if self.status.failed_checks >= self.p.threshold {
@@ -852,7 +851,7 @@ impl<'a> Tick<'a> {
         self.effects.push(Effect::ScaleCanary { up: false });
         self.finish_run(Phase::Failed, RunResult::Failed);
         self.requeue = None;
-        self.decide("RolledBack", format!("rolled back {}: {reason}", self.target()))
+        self.decide(Reason::RolledBack, format!("rolled back {}: {reason}", self.target()))
     }
 
     /// The target is gone during a run: all traffic to the primary, the run ends as failed.
@@ -866,7 +865,7 @@ impl<'a> Tick<'a> {
         self.alert(Severity::Error, format!("Rolled back: {message}"), false);
         self.finish_run(Phase::Failed, RunResult::Failed);
         self.requeue = None;
-        self.decide("TargetLost", format!("rolled back {}: {message}", self.target()))
+        self.decide(Reason::TargetLost, format!("rolled back {}: {message}", self.target()))
     }
 
     fn failed_promotion(&mut self, msg: String) -> Flow {
@@ -877,7 +876,7 @@ impl<'a> Tick<'a> {
         self.finish_run(Phase::Failed, RunResult::Failed);
         self.status.canary_weight = 100;
         self.requeue = None;
-        self.decide("PromotionFailed", format!("primary not ready: {msg}"))
+        self.decide(Reason::PromotionFailed, format!("primary not ready: {msg}"))
     }
 
     // ---------------------------------------------------------------- helpers
@@ -924,11 +923,13 @@ impl<'a> Tick<'a> {
             return Ok(());
         }
         match self.obs.primary.as_ref().map(|p| &p.readiness) {
-            None => self.wait("WaitPrimaryCreated", format!("{}-primary does not exist yet", self.target())),
+            None => {
+                self.wait(Reason::WaitPrimaryCreated, format!("{}-primary does not exist yet", self.target()))
+            }
             Some(Readiness::Ready) => Ok(()),
             Some(Readiness::Waiting(msg)) => {
                 let msg = msg.clone();
-                self.wait("WaitPrimaryReady", msg)
+                self.wait(Reason::WaitPrimaryReady, msg)
             }
             Some(Readiness::Failed(msg)) => {
                 let msg = msg.clone();
@@ -954,25 +955,25 @@ impl<'a> Tick<'a> {
 
     /// Nothing can happen until something changes: record why (with an Event when the reason is
     /// new), check again after an interval.
-    fn wait(&mut self, reason: &str, message: String) -> Flow {
-        if self.decision_is_new(reason, &message) && reason != "WaitPrimaryCreated" {
-            self.event(reason == "RoutesUnavailable", message.clone());
+    fn wait(&mut self, reason: Reason, message: String) -> Flow {
+        if self.decision_is_new(reason, &message) && reason != Reason::WaitPrimaryCreated {
+            self.event(reason == Reason::RoutesUnavailable, message.clone());
         }
         self.requeue = Some(self.p.interval);
         self.decide(reason, message)
     }
 
     /// Records the decision and ends the tick.
-    fn decide(&mut self, reason: &str, message: String) -> Flow {
+    fn decide(&mut self, reason: Reason, message: String) -> Flow {
         self.decide_reason(reason, message);
         Err(Interrupt::Stop)
     }
 
-    fn decide_reason(&mut self, reason: &str, message: String) {
+    fn decide_reason(&mut self, reason: Reason, message: String) {
         record_decision(&mut self.status, reason, &message, self.now);
     }
 
-    fn decision_is_new(&self, reason: &str, message: &str) -> bool {
+    fn decision_is_new(&self, reason: Reason, message: &str) -> bool {
         self.old.decision.as_ref().is_none_or(|d| d.reason != reason || d.message != message)
     }
 
@@ -1094,10 +1095,12 @@ fn upsert_check(checks: &mut Vec<CheckRecord>, record: CheckRecord) {
     }
 }
 
-fn record_decision(status: &mut CanaryStatus, reason: &str, message: &str, now: Timestamp) {
+/// Records a decision in the status (its time moves only when the reason or message changes).
+fn record_decision(status: &mut CanaryStatus, reason: Reason, message: &str, now: Timestamp) {
     let same = status.decision.as_ref().is_some_and(|d| d.reason == reason && d.message == message);
     if !same {
-        status.decision = Some(Decision { time: now, reason: reason.into(), message: message.into() });
+        status.decision =
+            Some(Decision { time: now, reason: reason.as_str().into(), message: message.into() });
     }
 }
 

@@ -26,6 +26,7 @@ use k8s_openapi::{api::networking::v1::Ingress, apimachinery::pkg::apis::meta::v
 use kube::{ResourceExt, api::ApiResource};
 use serde_json::Value;
 
+use crate::analysis::Reason;
 pub use crate::analysis::Routes;
 use crate::{
     analysis::Params,
@@ -103,14 +104,14 @@ pub enum RouterError {
 
 impl RouterError {
     /// The reason of the `Stalled` condition that shows this error on the Canary.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            RouterError::MissingService { .. } => "ServiceMissing",
-            RouterError::UnsupportedProvider { .. } => "UnsupportedProvider",
-            RouterError::IstioNotInstalled { .. } => "IstioNotInstalled",
-            RouterError::IngressNotFound { .. } => "IngressNotFound",
-            RouterError::MissingIngressRef { .. } => "IngressRefMissing",
-            _ => "InvalidRouting",
+            RouterError::MissingService { .. } => Reason::ServiceMissing,
+            RouterError::UnsupportedProvider { .. } => Reason::UnsupportedProvider,
+            RouterError::IstioNotInstalled { .. } => Reason::IstioNotInstalled,
+            RouterError::IngressNotFound { .. } => Reason::IngressNotFound,
+            RouterError::MissingIngressRef { .. } => Reason::IngressRefMissing,
+            _ => Reason::InvalidRouting,
         }
     }
 }
