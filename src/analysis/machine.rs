@@ -13,7 +13,7 @@ use super::{
     Settings, Severity, Step, Strategy, verdict,
 };
 use crate::{
-    api::{Canary, CanaryCondition, CanaryStatus, CheckRecord, Decision, Phase},
+    api::{Canary, CanaryCondition, CanaryStatus, CheckRecord, ConditionStatus, Decision, Phase},
     revision,
 };
 
@@ -56,7 +56,8 @@ pub fn stalled(canary: &Canary, reason: Reason, message: &str, now: Timestamp) -
     let old = canary.status.clone().unwrap_or_default();
     let mut status = old.clone();
     let mut effects = Vec::new();
-    let changed = set_condition(&mut status.conditions, STALLED, "True", reason.as_str(), message, now);
+    let changed =
+        set_condition(&mut status.conditions, STALLED, ConditionStatus::True, reason.as_str(), message, now);
     if changed {
         effects.push(Effect::Event { warning: true, message: message.to_string() });
     }
@@ -94,7 +95,14 @@ pub fn target_lost(canary: &Canary, message: &str, settings: &Settings, now: Tim
     let mut tick = Tick::new(canary, p, &obs, now);
     let _ = tick.lose_target(message);
     let mut out = tick.finish();
-    set_condition(&mut out.status.conditions, STALLED, "True", Reason::TargetNotFound.as_str(), message, now);
+    set_condition(
+        &mut out.status.conditions,
+        STALLED,
+        ConditionStatus::True,
+        Reason::TargetNotFound.as_str(),
+        message,
+        now,
+    );
     out
 }
 
@@ -1122,7 +1130,7 @@ fn touch(old: &CanaryStatus, status: &mut CanaryStatus, now: Timestamp) {
 fn set_condition(
     conditions: &mut Vec<CanaryCondition>,
     type_: &str,
-    status: &str,
+    status: ConditionStatus,
     reason: &str,
     message: &str,
     now: Timestamp,
@@ -1134,7 +1142,7 @@ fn set_condition(
             if c.status != status {
                 c.last_transition_time = time.clone();
             }
-            c.status = status.into();
+            c.status = status.as_str().into();
             c.reason = reason.into();
             c.message = Some(message.into());
             c.last_update_time = time;
@@ -1143,7 +1151,7 @@ fn set_condition(
         None => {
             conditions.push(CanaryCondition {
                 type_: type_.into(),
-                status: status.into(),
+                status: status.as_str().into(),
                 last_update_time: time.clone(),
                 last_transition_time: time,
                 reason: reason.into(),
@@ -1156,15 +1164,16 @@ fn set_condition(
 
 /// Flagger's `Promoted` condition for the status' phase.
 fn set_promoted(status: &mut CanaryStatus, kind: &str, now: Timestamp) {
+    use ConditionStatus::{False, True, Unknown};
     let (s, message) = match status.phase {
-        Phase::Initialized => ("True", format!("{kind} initialization completed.")),
-        Phase::Waiting | Phase::WaitingPromotion => ("Unknown", "Waiting for approval.".into()),
-        Phase::Progressing => ("Unknown", "New revision detected, progressing canary analysis.".into()),
-        Phase::Promoting => ("Unknown", "Canary analysis completed, starting primary rolling update.".into()),
-        Phase::Finalising => ("Unknown", "Canary analysis completed, routing all traffic to primary.".into()),
-        Phase::Succeeded => ("True", "Canary analysis completed successfully, promotion finished.".into()),
-        Phase::Failed => ("False", format!("Canary analysis failed, {kind} scaled to zero.")),
-        _ => ("Unknown", format!("New {kind} detected, starting initialization.")),
+        Phase::Initialized => (True, format!("{kind} initialization completed.")),
+        Phase::Waiting | Phase::WaitingPromotion => (Unknown, "Waiting for approval.".into()),
+        Phase::Progressing => (Unknown, "New revision detected, progressing canary analysis.".into()),
+        Phase::Promoting => (Unknown, "Canary analysis completed, starting primary rolling update.".into()),
+        Phase::Finalising => (Unknown, "Canary analysis completed, routing all traffic to primary.".into()),
+        Phase::Succeeded => (True, "Canary analysis completed successfully, promotion finished.".into()),
+        Phase::Failed => (False, format!("Canary analysis failed, {kind} scaled to zero.")),
+        _ => (Unknown, format!("New {kind} detected, starting initialization.")),
     };
     let reason = match status.phase {
         Phase::Empty => Phase::Initializing.as_str(),

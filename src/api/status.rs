@@ -213,6 +213,39 @@ pub struct CanaryCondition {
     pub message: Option<String>,
 }
 
+/// The status of a condition (`CanaryCondition.status`, and the conditions of Kubernetes objects).
+/// The CRD keeps the field a string; this is the vocabulary code sets and compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    /// The value as written: `True`, `False` or `Unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<ConditionStatus> for String {
+    /// A status read back from an object against a value of the vocabulary.
+    fn eq(&self, other: &ConditionStatus) -> bool {
+        self == other.as_str()
+    }
+}
+
 /// Veer: a decision of the controller.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct Decision {
