@@ -13,7 +13,7 @@ use super::{
     Settings, Severity, Step, Strategy, verdict,
 };
 use crate::{
-    api::{Canary, CanaryCondition, CanaryStatus, CheckRecord, ConditionStatus, Decision, Phase},
+    api::{Canary, CanaryCondition, CanaryStatus, CheckKind, CheckRecord, ConditionStatus, Decision, Phase},
     revision,
 };
 
@@ -605,7 +605,7 @@ impl<'a> Tick<'a> {
                 _ => None,
             };
             self.record_check(CheckRecord {
-                kind: "metric".into(),
+                kind: CheckKind::Metric.as_str().into(),
                 name: metric.name.clone(),
                 result: v.word().into(),
                 value,
@@ -996,7 +996,7 @@ impl<'a> Tick<'a> {
             HookResult::Failed(e) => ("Failed", e.clone()),
         };
         self.record_check(CheckRecord {
-            kind: "webhook".into(),
+            kind: CheckKind::Webhook.as_str().into(),
             name: hook.name.clone(),
             result: word.into(),
             message,

@@ -258,6 +258,32 @@ pub struct Decision {
     pub message: String,
 }
 
+/// What a check record is about (`CheckRecord.kind`, a string in the CRD).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CheckKind {
+    /// A metric query of `analysis.metrics`.
+    Metric,
+    /// A webhook of `analysis.webhooks`.
+    Webhook,
+}
+
+impl CheckKind {
+    /// The kind as written: `metric` or `webhook`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Metric => "metric",
+            CheckKind::Webhook => "webhook",
+        }
+    }
+}
+
+impl PartialEq<CheckKind> for String {
+    /// A kind read back from the status against a value of the vocabulary.
+    fn eq(&self, other: &CheckKind) -> bool {
+        self == other.as_str()
+    }
+}
+
 /// Veer: the result of one metric check or webhook.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
