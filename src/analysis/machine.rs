@@ -322,7 +322,7 @@ impl<'a> Tick<'a> {
             }
         };
         let intended = intended_routes(&self.old, &self.p);
-        let differs = if self.p.router_mirrors() {
+        let differs = if self.p.provider.mirrors() {
             current != intended
         } else {
             (current.primary, current.canary) != (intended.primary, intended.canary)
@@ -592,7 +592,7 @@ impl<'a> Tick<'a> {
         let mut first_failure = None;
         for (index, metric) in metrics.iter().enumerate() {
             let result = &self.obs.metrics[&index];
-            let v = verdict::judge(metric, result, &target, &self.p.provider);
+            let v = verdict::judge(metric, result, &target, self.p.provider.as_str());
             let (min, max) = verdict::bounds(metric);
             let message = match &v {
                 verdict::Verdict::Pass => String::new(),
@@ -632,7 +632,7 @@ impl<'a> Tick<'a> {
             self.confirm_promotion()?;
             return self.promote();
         }
-        if self.p.mirror && self.p.router_mirrors() && weight == 0 && !self.routes.mirrored {
+        if self.p.mirror && self.p.provider.mirrors() && weight == 0 && !self.routes.mirrored {
             // One step of mirrored (shadow) traffic before the canary receives real traffic.
             self.set_routes(Routes { mirrored: true, ..Routes::PRIMARY });
             self.status.iterations = 1;
@@ -666,14 +666,14 @@ impl<'a> Tick<'a> {
     fn blue_green_step(&mut self) -> Flow {
         let n = self.p.iterations;
         if self.old.iterations < n {
-            if self.p.mirror && self.p.router_mirrors() && !self.routes.mirrored {
+            if self.p.mirror && self.p.provider.mirrors() && !self.routes.mirrored {
                 self.set_routes(Routes { mirrored: true, ..Routes::PRIMARY });
             }
             return self.advance_iteration();
         }
         // The gate is asked before switching traffic and again before promoting.
         self.confirm_promotion()?;
-        if self.old.iterations == n && self.p.provider != "kubernetes" {
+        if self.old.iterations == n && self.p.provider.routes_traffic() {
             let msg = if self.routes.mirrored {
                 "Stop traffic mirroring and route all traffic to canary"
             } else {
@@ -767,7 +767,7 @@ impl<'a> Tick<'a> {
     /// Promoting: the primary runs the new template; move traffic back to it (all at once when a
     /// newer revision `superseded` the promoted one and is reaching the canary's pods).
     fn promotion_step(&mut self, superseded: bool) -> Flow {
-        if self.p.provider == "kubernetes" {
+        if !self.p.provider.routes_traffic() {
             self.status.phase = Phase::Finalising;
             self.status.canary_weight = 0;
             return self.decide(Reason::Finalise, "primary promoted".into());
