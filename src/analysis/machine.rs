@@ -1084,11 +1084,12 @@ fn letters(seed: &str, salt: &str) -> String {
     digest.iter().take(10).map(|b| (b'a' + b % 26) as char).collect()
 }
 
-/// The kind of a Canary's target: `spec.targetRef.kind`, `Deployment` when empty.
+/// The kind of a Canary's target as messages name it: its [`TargetKind`](super::TargetKind)
+/// (`Deployment` when empty), or an unsupported kind as written.
 pub fn target_kind(canary: &Canary) -> &str {
-    match canary.spec.target_ref.kind.as_str() {
-        "" => "Deployment",
-        k => k,
+    match super::TargetKind::of(canary) {
+        Ok(kind) => kind.as_str(),
+        Err(other) => other,
     }
 }
 

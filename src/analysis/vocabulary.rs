@@ -70,9 +70,60 @@ impl std::fmt::Display for Provider {
     }
 }
 
+/// The kind of workload a Canary rolls out (`spec.targetRef.kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TargetKind {
+    Deployment,
+    DaemonSet,
+}
+
+impl TargetKind {
+    /// Parses `spec.targetRef.kind`; empty means `Deployment`. Any other kind (`Service`, which the
+    /// CRD allows, or a value stored without the CRD) is returned as the error, as written, for
+    /// the message saying it is not supported.
+    pub fn parse(kind: &str) -> Result<TargetKind, &str> {
+        match kind {
+            "" | "Deployment" => Ok(TargetKind::Deployment),
+            "DaemonSet" => Ok(TargetKind::DaemonSet),
+            other => Err(other),
+        }
+    }
+
+    /// The kind of a Canary's target (see [`parse`](Self::parse)).
+    pub fn of(canary: &Canary) -> Result<TargetKind, &str> {
+        TargetKind::parse(&canary.spec.target_ref.kind)
+    }
+
+    /// The kind's name: `Deployment` or `DaemonSet`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Deployment => "Deployment",
+            TargetKind::DaemonSet => "DaemonSet",
+        }
+    }
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_kinds_parse_with_the_unsupported_kind_reported() {
+        assert_eq!(TargetKind::parse(""), Ok(TargetKind::Deployment));
+        assert_eq!(TargetKind::parse("Deployment"), Ok(TargetKind::Deployment));
+        assert_eq!(TargetKind::parse("DaemonSet"), Ok(TargetKind::DaemonSet));
+        assert_eq!(TargetKind::parse("Service"), Err("Service"));
+        assert_eq!(TargetKind::parse("deployment"), Err("deployment"));
+        for k in [TargetKind::Deployment, TargetKind::DaemonSet] {
+            assert_eq!(TargetKind::parse(k.as_str()), Ok(k));
+        }
+    }
 
     #[test]
     fn providers_parse_and_print_as_written() {

@@ -116,7 +116,8 @@ pub fn metrics_provider(spec: &CanarySpec, mesh_provider: &str) -> MetricsProvid
     } else {
         Provider::of_spec(spec, mesh_provider)
     };
-    // `Service` is a target kind of the CRD that Veer does not roll out (such a Canary stalls).
+    // `Service` is a kind of the CRD that Veer does not roll out (it is no `TargetKind`; such a
+    // Canary stalls before any query): compared as written, as Flagger does.
     let service = spec.target_ref.kind == "Service" && provider.as_str() != "knative";
     MetricsProvider { provider, service }
 }
