@@ -221,7 +221,7 @@ impl<'a> Tick<'a> {
             if self.decision_is_new(Reason::Suspended, msg) {
                 self.event(false, msg.to_string());
             }
-            self.decide_reason(Reason::Suspended, msg.to_string());
+            self.record(Reason::Suspended, msg.to_string());
             return Ok(());
         }
         match self.old.phase {
@@ -271,7 +271,7 @@ impl<'a> Tick<'a> {
         let kind = target_kind(self.canary).to_string();
         self.event(false, format!("Initialization done! {}.{}", self.name, self.namespace));
         self.alert(Severity::Info, format!("New {kind} detected, initialization completed."), true);
-        self.decide_reason(
+        self.record(
             Reason::Initialized,
             format!("{kind} {} initialized; waiting for a new revision", self.target()),
         );
@@ -309,7 +309,7 @@ impl<'a> Tick<'a> {
         self.old.last_promoted_spec = self.status.last_promoted_spec.clone();
         self.old.canary_weight = self.status.canary_weight;
         self.old.tracked_configs = self.status.tracked_configs.clone();
-        self.decide_reason(Reason::Adopted, message.to_string());
+        self.record(Reason::Adopted, message.to_string());
     }
 
     /// Brings the router back to the routes the status stands for.
@@ -359,7 +359,7 @@ impl<'a> Tick<'a> {
             && self.obs.primary.as_ref().is_some_and(|p| p.revision != self.old.last_promoted_spec)
         {
             self.effects.push(Effect::Promote);
-            return self.decide(
+            return self.conclude(
                 Reason::RepeatPromotion,
                 format!("{} does not run the promoted template yet: copying it again", self.primary_name()),
             );
@@ -397,7 +397,7 @@ impl<'a> Tick<'a> {
                         }
                     }
                     self.requeue = Some(self.p.interval);
-                    return self.decide(
+                    return self.conclude(
                         Reason::WaitConfirmRollout,
                         format!("confirm-rollout webhook {hook} has not approved the new revision"),
                     );
@@ -414,7 +414,7 @@ impl<'a> Tick<'a> {
         self.reset_run(Phase::Progressing);
         self.status.last_step_time = Some(self.now);
         self.requeue = Some(self.p.interval);
-        self.decide_reason(Reason::Started, format!("new revision of {}: analysis starts", self.target()));
+        self.record(Reason::Started, format!("new revision of {}: analysis starts", self.target()));
         Ok(())
     }
 
@@ -523,7 +523,7 @@ impl<'a> Tick<'a> {
         self.reset_run(Phase::Progressing);
         self.status.last_step_time = Some(self.now);
         self.requeue = Some(self.p.interval);
-        self.decide_reason(
+        self.record(
             Reason::Restarted,
             format!("new revision of {} during the analysis: it starts over", self.target()),
         );
@@ -636,7 +636,7 @@ impl<'a> Tick<'a> {
             // One step of mirrored (shadow) traffic before the canary receives real traffic.
             self.set_routes(Routes { mirrored: true, ..Routes::PRIMARY });
             self.status.iterations = 1;
-            return self.decide(
+            return self.conclude(
                 Reason::MirrorTraffic,
                 "mirroring traffic to the canary before shifting weight".into(),
             );
@@ -650,7 +650,7 @@ impl<'a> Tick<'a> {
         self.ensure_session_cookies();
         let msg = format!("Advance {}.{} canary weight {next}", self.name, self.namespace);
         self.event(false, msg.clone());
-        self.decide(Reason::AdvanceWeight, msg)
+        self.conclude(Reason::AdvanceWeight, msg)
     }
 
     fn ab_step(&mut self) -> Flow {
@@ -682,7 +682,7 @@ impl<'a> Tick<'a> {
             self.event(false, msg.into());
             self.set_routes(Routes::canary(100));
             self.status.iterations = n + 1;
-            return self.decide(Reason::RouteToCanary, msg.into());
+            return self.conclude(Reason::RouteToCanary, msg.into());
         }
         self.promote()
     }
@@ -693,7 +693,7 @@ impl<'a> Tick<'a> {
         let msg =
             format!("Advance {}.{} canary iteration {i}/{}", self.name, self.namespace, self.p.iterations);
         self.event(false, msg.clone());
-        self.decide(Reason::AdvanceIteration, msg)
+        self.conclude(Reason::AdvanceIteration, msg)
     }
 
     fn confirm_traffic_increase(&mut self) -> Flow {
@@ -717,7 +717,7 @@ impl<'a> Tick<'a> {
                             );
                         }
                     }
-                    return self.decide(Reason::WaitConfirmTrafficIncrease, msg);
+                    return self.conclude(Reason::WaitConfirmTrafficIncrease, msg);
                 }
             }
         }
@@ -744,7 +744,7 @@ impl<'a> Tick<'a> {
                             );
                         }
                     }
-                    return self.decide(Reason::WaitConfirmPromotion, msg);
+                    return self.conclude(Reason::WaitConfirmPromotion, msg);
                 }
             }
         }
@@ -761,7 +761,7 @@ impl<'a> Tick<'a> {
         self.status.phase = Phase::Promoting;
         // From here the status' weight is the routed one, whatever the strategy.
         self.status.canary_weight = self.routes.canary;
-        self.decide(Reason::Promote, msg)
+        self.conclude(Reason::Promote, msg)
     }
 
     /// Promoting: the primary runs the new template; move traffic back to it (all at once when a
@@ -770,7 +770,7 @@ impl<'a> Tick<'a> {
         if !self.p.provider.routes_traffic() {
             self.status.phase = Phase::Finalising;
             self.status.canary_weight = 0;
-            return self.decide(Reason::Finalise, "primary promoted".into());
+            return self.conclude(Reason::Finalise, "primary promoted".into());
         }
         let primary = if superseded { 100 } else { self.p.next_primary_weight(self.routes.primary) };
         self.set_routes(Routes::canary(100 - primary));
@@ -790,10 +790,10 @@ impl<'a> Tick<'a> {
         if primary >= 100 {
             self.status.phase = Phase::Finalising;
             self.status.canary_weight = 0;
-            self.decide(Reason::RouteToPrimary, "all traffic routed to the primary".into())
+            self.conclude(Reason::RouteToPrimary, "all traffic routed to the primary".into())
         } else {
             self.status.canary_weight = 100 - primary;
-            self.decide(Reason::AdvancePrimaryWeight, format!("primary weight {primary}"))
+            self.conclude(Reason::AdvancePrimaryWeight, format!("primary weight {primary}"))
         }
     }
 
@@ -808,7 +808,7 @@ impl<'a> Tick<'a> {
             false,
         );
         self.requeue = None;
-        self.decide(Reason::Succeeded, format!("promotion of {} finished", self.target()))
+        self.conclude(Reason::Succeeded, format!("promotion of {} finished", self.target()))
     }
 
     fn promote_skipping_analysis(&mut self) -> Flow {
@@ -819,7 +819,7 @@ impl<'a> Tick<'a> {
         self.event(false, format!("Promotion completed! Canary analysis was skipped for {}", self.target()));
         self.alert(Severity::Info, "Canary analysis was skipped, promotion finished.".into(), false);
         self.requeue = None;
-        self.decide(
+        self.conclude(
             Reason::Succeeded,
             format!("promotion of {} finished without analysis (skipAnalysis)", self.target()),
         )
@@ -832,7 +832,7 @@ impl<'a> Tick<'a> {
             // Veer rolls back in the tick that reaches the threshold (Flagger waits one interval).
             return self.rollback(Rollback::Threshold);
         }
-        self.decide(
+        self.conclude(
             reason,
             format!("{message} ({}/{} failed checks)", self.status.failed_checks, self.p.threshold),
         )
@@ -859,7 +859,7 @@ impl<'a> Tick<'a> {
         self.effects.push(Effect::ScaleCanary { up: false });
         self.finish_run(Phase::Failed, RunResult::Failed);
         self.requeue = None;
-        self.decide(Reason::RolledBack, format!("rolled back {}: {reason}", self.target()))
+        self.conclude(Reason::RolledBack, format!("rolled back {}: {reason}", self.target()))
     }
 
     /// The target is gone during a run: all traffic to the primary, the run ends as failed.
@@ -873,7 +873,7 @@ impl<'a> Tick<'a> {
         self.alert(Severity::Error, format!("Rolled back: {message}"), false);
         self.finish_run(Phase::Failed, RunResult::Failed);
         self.requeue = None;
-        self.decide(Reason::TargetLost, format!("rolled back {}: {message}", self.target()))
+        self.conclude(Reason::TargetLost, format!("rolled back {}: {message}", self.target()))
     }
 
     fn failed_promotion(&mut self, msg: String) -> Flow {
@@ -884,7 +884,7 @@ impl<'a> Tick<'a> {
         self.finish_run(Phase::Failed, RunResult::Failed);
         self.status.canary_weight = 100;
         self.requeue = None;
-        self.decide(Reason::PromotionFailed, format!("primary not ready: {msg}"))
+        self.conclude(Reason::PromotionFailed, format!("primary not ready: {msg}"))
     }
 
     // ---------------------------------------------------------------- helpers
@@ -968,16 +968,17 @@ impl<'a> Tick<'a> {
             self.event(reason == Reason::RoutesUnavailable, message.clone());
         }
         self.requeue = Some(self.p.interval);
-        self.decide(reason, message)
+        self.conclude(reason, message)
     }
 
     /// Records the decision and ends the tick.
-    fn decide(&mut self, reason: Reason, message: String) -> Flow {
-        self.decide_reason(reason, message);
+    fn conclude(&mut self, reason: Reason, message: String) -> Flow {
+        self.record(reason, message);
         Err(Interrupt::Stop)
     }
 
-    fn decide_reason(&mut self, reason: Reason, message: String) {
+    /// Records the decision; the tick goes on (a later decision of the same tick replaces it).
+    fn record(&mut self, reason: Reason, message: String) {
         record_decision(&mut self.status, reason, &message, self.now);
     }
 
