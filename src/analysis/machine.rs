@@ -378,32 +378,7 @@ impl<'a> Tick<'a> {
     /// A new revision: confirm-rollout gates, then scale the canary up and start the analysis.
     fn start_run(&mut self) -> Flow {
         self.require_primary_ready()?;
-        for (index, hook) in self.hooks(HookType::ConfirmRollout) {
-            match self.hook(index, self.old.phase)? {
-                HookResult::Passed => self.event(false, format!("Confirm-rollout check {} passed", hook)),
-                HookResult::Failed(_) => {
-                    if self.old.phase != Phase::Waiting {
-                        self.status.phase = Phase::Waiting;
-                        self.status.last_step_time = Some(self.now);
-                        self.event(
-                            true,
-                            format!(
-                                "Halt {}.{} advancement waiting for approval {hook}",
-                                self.name, self.namespace
-                            ),
-                        );
-                        if !self.muted(index) {
-                            self.alert(Severity::Warn, "Canary is waiting for approval.".into(), false);
-                        }
-                    }
-                    self.requeue = Some(self.p.interval);
-                    return self.conclude(
-                        Reason::WaitConfirmRollout,
-                        format!("confirm-rollout webhook {hook} has not approved the new revision"),
-                    );
-                }
-            }
-        }
+        self.confirm_rollout()?;
         self.event(false, format!("New revision detected! Scaling up {}", self.target()));
         self.alert(Severity::Info, "New revision detected, progressing canary analysis.".into(), true);
         if self.routes != Routes::PRIMARY {
@@ -696,59 +671,92 @@ impl<'a> Tick<'a> {
         self.conclude(Reason::AdvanceIteration, msg)
     }
 
-    fn confirm_traffic_increase(&mut self) -> Flow {
-        for (index, hook) in self.hooks(HookType::ConfirmTrafficIncrease) {
-            match self.hook(index, Phase::Progressing)? {
-                HookResult::Passed => {
-                    self.event(false, format!("Confirm-traffic-increase check {hook} passed"))
-                }
-                HookResult::Failed(_) => {
-                    let msg = format!(
-                        "Halt {}.{} advancement waiting for traffic increase approval {hook}",
-                        self.name, self.namespace
-                    );
-                    if self.decision_is_new(Reason::WaitConfirmTrafficIncrease, &msg) {
-                        self.event(true, msg.clone());
-                        if !self.muted(index) {
-                            self.alert(
-                                Severity::Warn,
-                                "Canary traffic increase is waiting for approval.".into(),
-                                false,
-                            );
-                        }
-                    }
-                    return self.conclude(Reason::WaitConfirmTrafficIncrease, msg);
-                }
+    /// The webhooks of a confirm gate, in spec order, called with `phase`: an Event for each one
+    /// that approves; the first one that does not is returned (index and name), and the ones after
+    /// it are not called.
+    fn unapproved(
+        &mut self,
+        gate: HookType,
+        phase: Phase,
+        what: &str,
+    ) -> Result<Option<(usize, String)>, Interrupt> {
+        for (index, hook) in self.hooks(gate) {
+            match self.hook(index, phase)? {
+                HookResult::Passed => self.event(false, format!("{what} check {hook} passed")),
+                HookResult::Failed(_) => return Ok(Some((index, hook))),
             }
         }
-        Ok(())
+        Ok(None)
     }
 
-    fn confirm_promotion(&mut self) -> Flow {
-        for (index, hook) in self.hooks(HookType::ConfirmPromotion) {
-            match self.hook(index, Phase::Progressing)? {
-                HookResult::Passed => self.event(false, format!("Confirm-promotion check {hook} passed")),
-                HookResult::Failed(_) => {
-                    let msg = format!(
-                        "Halt {}.{} advancement waiting for promotion approval {hook}",
-                        self.name, self.namespace
-                    );
-                    if self.old.phase != Phase::WaitingPromotion {
-                        self.status.phase = Phase::WaitingPromotion;
-                        self.event(true, msg.clone());
-                        if !self.muted(index) {
-                            self.alert(
-                                Severity::Warn,
-                                "Canary promotion is waiting for approval.".into(),
-                                false,
-                            );
-                        }
-                    }
-                    return self.conclude(Reason::WaitConfirmPromotion, msg);
-                }
+    /// A new revision waits (phase `Waiting`) until every confirm-rollout webhook approves it.
+    fn confirm_rollout(&mut self) -> Flow {
+        let Some((index, hook)) =
+            self.unapproved(HookType::ConfirmRollout, self.old.phase, "Confirm-rollout")?
+        else {
+            return Ok(());
+        };
+        if self.old.phase != Phase::Waiting {
+            self.status.phase = Phase::Waiting;
+            self.status.last_step_time = Some(self.now);
+            self.event(
+                true,
+                format!("Halt {}.{} advancement waiting for approval {hook}", self.name, self.namespace),
+            );
+            if !self.muted(index) {
+                self.alert(Severity::Warn, "Canary is waiting for approval.".into(), false);
             }
         }
-        Ok(())
+        self.requeue = Some(self.p.interval);
+        self.conclude(
+            Reason::WaitConfirmRollout,
+            format!("confirm-rollout webhook {hook} has not approved the new revision"),
+        )
+    }
+
+    /// The canary weight advances only when every confirm-traffic-increase webhook approves.
+    fn confirm_traffic_increase(&mut self) -> Flow {
+        let Some((index, hook)) = self.unapproved(
+            HookType::ConfirmTrafficIncrease,
+            Phase::Progressing,
+            "Confirm-traffic-increase",
+        )?
+        else {
+            return Ok(());
+        };
+        let msg = format!(
+            "Halt {}.{} advancement waiting for traffic increase approval {hook}",
+            self.name, self.namespace
+        );
+        if self.decision_is_new(Reason::WaitConfirmTrafficIncrease, &msg) {
+            self.event(true, msg.clone());
+            if !self.muted(index) {
+                self.alert(Severity::Warn, "Canary traffic increase is waiting for approval.".into(), false);
+            }
+        }
+        self.conclude(Reason::WaitConfirmTrafficIncrease, msg)
+    }
+
+    /// The promotion waits (phase `WaitingPromotion`) until every confirm-promotion webhook
+    /// approves it.
+    fn confirm_promotion(&mut self) -> Flow {
+        let Some((index, hook)) =
+            self.unapproved(HookType::ConfirmPromotion, Phase::Progressing, "Confirm-promotion")?
+        else {
+            return Ok(());
+        };
+        let msg = format!(
+            "Halt {}.{} advancement waiting for promotion approval {hook}",
+            self.name, self.namespace
+        );
+        if self.old.phase != Phase::WaitingPromotion {
+            self.status.phase = Phase::WaitingPromotion;
+            self.event(true, msg.clone());
+            if !self.muted(index) {
+                self.alert(Severity::Warn, "Canary promotion is waiting for approval.".into(), false);
+            }
+        }
+        self.conclude(Reason::WaitConfirmPromotion, msg)
     }
 
     /// The analysis passed: copy the canary to the primary.
