@@ -11,7 +11,7 @@ use kube::{
 
 use crate::{
     analysis::Params,
-    api::{Canary, CanaryStatus, CheckRecord, Phase},
+    api::{Canary, CanaryStatus, CheckKind, CheckRecord, Phase},
 };
 
 /// Flags of `veer status`.
@@ -61,7 +61,7 @@ pub fn line(canary: &Canary, now: &str) -> String {
         s.failed_checks,
         threshold
     );
-    for c in s.checks.iter().filter(|c| c.kind == "metric") {
+    for c in s.checks.iter().filter(|c| c.kind == CheckKind::Metric) {
         let _ = write!(out, "  {}", check(c));
     }
     if let Some(d) = &s.decision {

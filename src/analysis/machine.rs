@@ -9,11 +9,11 @@ use k8s_openapi::{
 use sha2::{Digest, Sha256};
 
 use super::{
-    Effect, HookResult, HookType, Observations, Outcome, Params, Probe, Readiness, Routes, RunResult,
+    Effect, HookResult, HookType, Observations, Outcome, Params, Probe, Readiness, Reason, Routes, RunResult,
     Settings, Severity, Step, Strategy, verdict,
 };
 use crate::{
-    api::{Canary, CanaryCondition, CanaryStatus, CheckRecord, Decision, Phase},
+    api::{Canary, CanaryCondition, CanaryStatus, CheckKind, CheckRecord, ConditionStatus, Decision, Phase},
     revision,
 };
 
@@ -30,7 +30,9 @@ const MAX_PENDING: usize = 64;
 pub fn decide(canary: &Canary, obs: &Observations, settings: &Settings, now: Timestamp) -> Step {
     let p = match Params::new(&canary.spec, settings) {
         Ok(p) => p,
-        Err(e) => return Step::Done(stalled(canary, INVALID_SPEC, &invalid_spec_message(canary, &e), now)),
+        Err(e) => {
+            return Step::Done(stalled(canary, Reason::InvalidSpec, &invalid_spec_message(canary, &e), now));
+        }
     };
     let mut tick = Tick::new(canary, p, obs, now);
     match tick.run() {
@@ -38,9 +40,6 @@ pub fn decide(canary: &Canary, obs: &Observations, settings: &Settings, now: Tim
         Ok(()) | Err(Interrupt::Stop) => Step::Done(tick.finish()),
     }
 }
-
-/// Stall reason of a Canary whose spec has a value Veer cannot act on.
-pub const INVALID_SPEC: &str = "InvalidSpec";
 
 /// The Stalled message for a spec value out of bounds: the Canary, the field, the fix.
 pub fn invalid_spec_message(canary: &Canary, e: &super::SpecError) -> String {
@@ -53,11 +52,12 @@ pub fn invalid_spec_message(canary: &Canary, e: &super::SpecError) -> String {
 
 /// The outcome for a Canary that cannot be reconciled (missing target, invalid spec, unsupported
 /// provider): a `Stalled` condition and a Warning Event when the problem is new.
-pub fn stalled(canary: &Canary, reason: &str, message: &str, now: Timestamp) -> Outcome {
+pub fn stalled(canary: &Canary, reason: Reason, message: &str, now: Timestamp) -> Outcome {
     let old = canary.status.clone().unwrap_or_default();
     let mut status = old.clone();
     let mut effects = Vec::new();
-    let changed = set_condition(&mut status.conditions, STALLED, "True", reason, message, now);
+    let changed =
+        set_condition(&mut status.conditions, STALLED, ConditionStatus::True, reason.as_str(), message, now);
     if changed {
         effects.push(Effect::Event { warning: true, message: message.to_string() });
     }
@@ -70,9 +70,6 @@ pub fn stalled(canary: &Canary, reason: &str, message: &str, now: Timestamp) -> 
     Outcome { status, effects, requeue: None }
 }
 
-/// Stall reason of a Canary whose target does not exist.
-pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
-
 /// The outcome for a Canary whose target disappeared. During a run its traffic must not stay on a
 /// canary Service without pods: all of it goes back to the primary, the run ends as failed (with
 /// its Events, alert, counters and post-rollout hooks), and the Canary stalls until the target is
@@ -81,7 +78,7 @@ pub fn target_lost(canary: &Canary, message: &str, settings: &Settings, now: Tim
     let old = canary.status.clone().unwrap_or_default();
     let p = match Params::new(&canary.spec, settings) {
         Ok(p) if old.phase.is_running() => p,
-        _ => return stalled(canary, TARGET_NOT_FOUND, message, now),
+        _ => return stalled(canary, Reason::TargetNotFound, message, now),
     };
     let obs = Observations {
         target: super::Target {
@@ -98,7 +95,14 @@ pub fn target_lost(canary: &Canary, message: &str, settings: &Settings, now: Tim
     let mut tick = Tick::new(canary, p, &obs, now);
     let _ = tick.lose_target(message);
     let mut out = tick.finish();
-    set_condition(&mut out.status.conditions, STALLED, "True", TARGET_NOT_FOUND, message, now);
+    set_condition(
+        &mut out.status.conditions,
+        STALLED,
+        ConditionStatus::True,
+        Reason::TargetNotFound.as_str(),
+        message,
+        now,
+    );
     out
 }
 
@@ -214,10 +218,10 @@ impl<'a> Tick<'a> {
         self.own_effects = self.effects.len();
         if self.canary.spec.suspend.unwrap_or(false) {
             let msg = "skipping canary run as object is suspended";
-            if self.decision_is_new("Suspended", msg) {
+            if self.decision_is_new(Reason::Suspended, msg) {
                 self.event(false, msg.to_string());
             }
-            self.decide_reason("Suspended", msg.to_string());
+            self.record(Reason::Suspended, msg.to_string());
             return Ok(());
         }
         match self.old.phase {
@@ -241,12 +245,12 @@ impl<'a> Tick<'a> {
     fn initialize(&mut self) -> Flow {
         self.status.phase = Phase::Initializing;
         let Some(primary) = &self.obs.primary else {
-            return self.wait("WaitPrimaryCreated", format!("creating {}-primary", self.target()));
+            return self.wait(Reason::WaitPrimaryCreated, format!("creating {}-primary", self.target()));
         };
         if !self.p.skip_analysis {
             match &primary.readiness {
                 Readiness::Ready => {}
-                Readiness::Waiting(msg) => return self.wait("WaitPrimaryReady", msg.clone()),
+                Readiness::Waiting(msg) => return self.wait(Reason::WaitPrimaryReady, msg.clone()),
                 Readiness::Failed(msg) => {
                     let msg = msg.clone();
                     return self.rollback(Rollback::Deadline(msg));
@@ -267,8 +271,8 @@ impl<'a> Tick<'a> {
         let kind = target_kind(self.canary).to_string();
         self.event(false, format!("Initialization done! {}.{}", self.name, self.namespace));
         self.alert(Severity::Info, format!("New {kind} detected, initialization completed."), true);
-        self.decide_reason(
-            "Initialized",
+        self.record(
+            Reason::Initialized,
             format!("{kind} {} initialized; waiting for a new revision", self.target()),
         );
         Ok(())
@@ -305,7 +309,7 @@ impl<'a> Tick<'a> {
         self.old.last_promoted_spec = self.status.last_promoted_spec.clone();
         self.old.canary_weight = self.status.canary_weight;
         self.old.tracked_configs = self.status.tracked_configs.clone();
-        self.decide_reason("Adopted", message.to_string());
+        self.record(Reason::Adopted, message.to_string());
     }
 
     /// Brings the router back to the routes the status stands for.
@@ -314,11 +318,11 @@ impl<'a> Tick<'a> {
             Ok(r) => *r,
             Err(e) => {
                 let msg = e.clone();
-                return self.wait("RoutesUnavailable", msg);
+                return self.wait(Reason::RoutesUnavailable, msg);
             }
         };
         let intended = intended_routes(&self.old, &self.p);
-        let differs = if self.p.router_mirrors() {
+        let differs = if self.p.provider.mirrors() {
             current != intended
         } else {
             (current.primary, current.canary) != (intended.primary, intended.canary)
@@ -328,8 +332,7 @@ impl<'a> Tick<'a> {
             // The last step was decided (its status written) but its routes never reached the
             // router: a crash or a failed write in between. Its Event comes after the routes in the
             // effects, so it was not sent either; send it now, once, with the routes.
-            if let Some(d) = self.old.decision.as_ref().filter(|d| d.reason == super::reason::ADVANCE_WEIGHT)
-            {
+            if let Some(d) = self.old.decision.as_ref().filter(|d| d.reason == Reason::AdvanceWeight) {
                 self.event(false, d.message.clone());
             }
         } else {
@@ -356,8 +359,8 @@ impl<'a> Tick<'a> {
             && self.obs.primary.as_ref().is_some_and(|p| p.revision != self.old.last_promoted_spec)
         {
             self.effects.push(Effect::Promote);
-            return self.decide(
-                "RepeatPromotion",
+            return self.conclude(
+                Reason::RepeatPromotion,
                 format!("{} does not run the promoted template yet: copying it again", self.primary_name()),
             );
         }
@@ -375,32 +378,7 @@ impl<'a> Tick<'a> {
     /// A new revision: confirm-rollout gates, then scale the canary up and start the analysis.
     fn start_run(&mut self) -> Flow {
         self.require_primary_ready()?;
-        for (index, hook) in self.hooks(HookType::ConfirmRollout) {
-            match self.hook(index, self.old.phase)? {
-                HookResult::Passed => self.event(false, format!("Confirm-rollout check {} passed", hook)),
-                HookResult::Failed(_) => {
-                    if self.old.phase != Phase::Waiting {
-                        self.status.phase = Phase::Waiting;
-                        self.status.last_step_time = Some(self.now);
-                        self.event(
-                            true,
-                            format!(
-                                "Halt {}.{} advancement waiting for approval {hook}",
-                                self.name, self.namespace
-                            ),
-                        );
-                        if !self.muted(index) {
-                            self.alert(Severity::Warn, "Canary is waiting for approval.".into(), false);
-                        }
-                    }
-                    self.requeue = Some(self.p.interval);
-                    return self.decide(
-                        "WaitConfirmRollout",
-                        format!("confirm-rollout webhook {hook} has not approved the new revision"),
-                    );
-                }
-            }
-        }
+        self.confirm_rollout()?;
         self.event(false, format!("New revision detected! Scaling up {}", self.target()));
         self.alert(Severity::Info, "New revision detected, progressing canary analysis.".into(), true);
         if self.routes != Routes::PRIMARY {
@@ -411,7 +389,7 @@ impl<'a> Tick<'a> {
         self.reset_run(Phase::Progressing);
         self.status.last_step_time = Some(self.now);
         self.requeue = Some(self.p.interval);
-        self.decide_reason("Started", format!("new revision of {}: analysis starts", self.target()));
+        self.record(Reason::Started, format!("new revision of {}: analysis starts", self.target()));
         Ok(())
     }
 
@@ -443,7 +421,7 @@ impl<'a> Tick<'a> {
             // The promotion was decided but the primary does not run the promoted template yet.
             self.effects.push(Effect::Promote);
             return self.wait(
-                "WaitPrimaryPromoted",
+                Reason::WaitPrimaryPromoted,
                 format!("copying {} template spec to the primary", self.target()),
             );
         }
@@ -483,7 +461,7 @@ impl<'a> Tick<'a> {
             && !superseded
         {
             let msg = msg.clone();
-            return self.wait("WaitCanaryReady", msg);
+            return self.wait(Reason::WaitCanaryReady, msg);
         }
         self.status.last_step_time = Some(self.now);
         self.requeue = Some(self.p.interval);
@@ -520,8 +498,8 @@ impl<'a> Tick<'a> {
         self.reset_run(Phase::Progressing);
         self.status.last_step_time = Some(self.now);
         self.requeue = Some(self.p.interval);
-        self.decide_reason(
-            super::reason::RESTARTED,
+        self.record(
+            Reason::Restarted,
             format!("new revision of {} during the analysis: it starts over", self.target()),
         );
         Ok(())
@@ -562,7 +540,7 @@ impl<'a> Tick<'a> {
                             "Halt {}.{} advancement pre-rollout check {hook} failed {e}",
                             self.name, self.namespace
                         );
-                        return self.failed_check("PreRolloutFailed", msg);
+                        return self.failed_check(Reason::PreRolloutFailed, msg);
                     }
                 }
             }
@@ -574,7 +552,7 @@ impl<'a> Tick<'a> {
                     "Halt {}.{} advancement external check {hook} failed {e}",
                     self.name, self.namespace
                 );
-                return self.failed_check("WebhookFailed", msg);
+                return self.failed_check(Reason::WebhookFailed, msg);
             }
         }
         let metrics = self.canary.spec.analysis.as_ref().and_then(|a| a.metrics.clone()).unwrap_or_default();
@@ -589,7 +567,7 @@ impl<'a> Tick<'a> {
         let mut first_failure = None;
         for (index, metric) in metrics.iter().enumerate() {
             let result = &self.obs.metrics[&index];
-            let v = verdict::judge(metric, result, &target, &self.p.provider);
+            let v = verdict::judge(metric, result, &target, self.p.provider.as_str());
             let (min, max) = verdict::bounds(metric);
             let message = match &v {
                 verdict::Verdict::Pass => String::new(),
@@ -602,7 +580,7 @@ impl<'a> Tick<'a> {
                 _ => None,
             };
             self.record_check(CheckRecord {
-                kind: "metric".into(),
+                kind: CheckKind::Metric.as_str().into(),
                 name: metric.name.clone(),
                 result: v.word().into(),
                 value,
@@ -611,12 +589,14 @@ impl<'a> Tick<'a> {
                 message: message.clone(),
                 time: self.now,
             });
-            if !v.passed() && first_failure.is_none() {
-                first_failure = Some((v.word(), message));
+            if let Some(reason) = v.failure_reason()
+                && first_failure.is_none()
+            {
+                first_failure = Some((reason, message));
             }
         }
         match first_failure {
-            Some((word, message)) => self.failed_check(&format!("Metric{word}"), message),
+            Some((reason, message)) => self.failed_check(reason, message),
             None => Ok(()),
         }
     }
@@ -627,12 +607,14 @@ impl<'a> Tick<'a> {
             self.confirm_promotion()?;
             return self.promote();
         }
-        if self.p.mirror && self.p.router_mirrors() && weight == 0 && !self.routes.mirrored {
+        if self.p.mirror && self.p.provider.mirrors() && weight == 0 && !self.routes.mirrored {
             // One step of mirrored (shadow) traffic before the canary receives real traffic.
             self.set_routes(Routes { mirrored: true, ..Routes::PRIMARY });
             self.status.iterations = 1;
-            return self
-                .decide("MirrorTraffic", "mirroring traffic to the canary before shifting weight".into());
+            return self.conclude(
+                Reason::MirrorTraffic,
+                "mirroring traffic to the canary before shifting weight".into(),
+            );
         }
         if !self.routes.mirrored {
             self.confirm_traffic_increase()?;
@@ -643,7 +625,7 @@ impl<'a> Tick<'a> {
         self.ensure_session_cookies();
         let msg = format!("Advance {}.{} canary weight {next}", self.name, self.namespace);
         self.event(false, msg.clone());
-        self.decide(super::reason::ADVANCE_WEIGHT, msg)
+        self.conclude(Reason::AdvanceWeight, msg)
     }
 
     fn ab_step(&mut self) -> Flow {
@@ -659,14 +641,14 @@ impl<'a> Tick<'a> {
     fn blue_green_step(&mut self) -> Flow {
         let n = self.p.iterations;
         if self.old.iterations < n {
-            if self.p.mirror && self.p.router_mirrors() && !self.routes.mirrored {
+            if self.p.mirror && self.p.provider.mirrors() && !self.routes.mirrored {
                 self.set_routes(Routes { mirrored: true, ..Routes::PRIMARY });
             }
             return self.advance_iteration();
         }
         // The gate is asked before switching traffic and again before promoting.
         self.confirm_promotion()?;
-        if self.old.iterations == n && self.p.provider != "kubernetes" {
+        if self.old.iterations == n && self.p.provider.routes_traffic() {
             let msg = if self.routes.mirrored {
                 "Stop traffic mirroring and route all traffic to canary"
             } else {
@@ -675,7 +657,7 @@ impl<'a> Tick<'a> {
             self.event(false, msg.into());
             self.set_routes(Routes::canary(100));
             self.status.iterations = n + 1;
-            return self.decide("RouteToCanary", msg.into());
+            return self.conclude(Reason::RouteToCanary, msg.into());
         }
         self.promote()
     }
@@ -686,62 +668,95 @@ impl<'a> Tick<'a> {
         let msg =
             format!("Advance {}.{} canary iteration {i}/{}", self.name, self.namespace, self.p.iterations);
         self.event(false, msg.clone());
-        self.decide("AdvanceIteration", msg)
+        self.conclude(Reason::AdvanceIteration, msg)
     }
 
+    /// The webhooks of a confirm gate, in spec order, called with `phase`: an Event for each one
+    /// that approves; the first one that does not is returned (index and name), and the ones after
+    /// it are not called.
+    fn unapproved(
+        &mut self,
+        gate: HookType,
+        phase: Phase,
+        what: &str,
+    ) -> Result<Option<(usize, String)>, Interrupt> {
+        for (index, hook) in self.hooks(gate) {
+            match self.hook(index, phase)? {
+                HookResult::Passed => self.event(false, format!("{what} check {hook} passed")),
+                HookResult::Failed(_) => return Ok(Some((index, hook))),
+            }
+        }
+        Ok(None)
+    }
+
+    /// A new revision waits (phase `Waiting`) until every confirm-rollout webhook approves it.
+    fn confirm_rollout(&mut self) -> Flow {
+        let Some((index, hook)) =
+            self.unapproved(HookType::ConfirmRollout, self.old.phase, "Confirm-rollout")?
+        else {
+            return Ok(());
+        };
+        if self.old.phase != Phase::Waiting {
+            self.status.phase = Phase::Waiting;
+            self.status.last_step_time = Some(self.now);
+            self.event(
+                true,
+                format!("Halt {}.{} advancement waiting for approval {hook}", self.name, self.namespace),
+            );
+            if !self.muted(index) {
+                self.alert(Severity::Warn, "Canary is waiting for approval.".into(), false);
+            }
+        }
+        self.requeue = Some(self.p.interval);
+        self.conclude(
+            Reason::WaitConfirmRollout,
+            format!("confirm-rollout webhook {hook} has not approved the new revision"),
+        )
+    }
+
+    /// The canary weight advances only when every confirm-traffic-increase webhook approves.
     fn confirm_traffic_increase(&mut self) -> Flow {
-        for (index, hook) in self.hooks(HookType::ConfirmTrafficIncrease) {
-            match self.hook(index, Phase::Progressing)? {
-                HookResult::Passed => {
-                    self.event(false, format!("Confirm-traffic-increase check {hook} passed"))
-                }
-                HookResult::Failed(_) => {
-                    let msg = format!(
-                        "Halt {}.{} advancement waiting for traffic increase approval {hook}",
-                        self.name, self.namespace
-                    );
-                    if self.decision_is_new("WaitConfirmTrafficIncrease", &msg) {
-                        self.event(true, msg.clone());
-                        if !self.muted(index) {
-                            self.alert(
-                                Severity::Warn,
-                                "Canary traffic increase is waiting for approval.".into(),
-                                false,
-                            );
-                        }
-                    }
-                    return self.decide("WaitConfirmTrafficIncrease", msg);
-                }
+        let Some((index, hook)) = self.unapproved(
+            HookType::ConfirmTrafficIncrease,
+            Phase::Progressing,
+            "Confirm-traffic-increase",
+        )?
+        else {
+            return Ok(());
+        };
+        let msg = format!(
+            "Halt {}.{} advancement waiting for traffic increase approval {hook}",
+            self.name, self.namespace
+        );
+        if self.decision_is_new(Reason::WaitConfirmTrafficIncrease, &msg) {
+            self.event(true, msg.clone());
+            if !self.muted(index) {
+                self.alert(Severity::Warn, "Canary traffic increase is waiting for approval.".into(), false);
             }
         }
-        Ok(())
+        self.conclude(Reason::WaitConfirmTrafficIncrease, msg)
     }
 
+    /// The promotion waits (phase `WaitingPromotion`) until every confirm-promotion webhook
+    /// approves it.
     fn confirm_promotion(&mut self) -> Flow {
-        for (index, hook) in self.hooks(HookType::ConfirmPromotion) {
-            match self.hook(index, Phase::Progressing)? {
-                HookResult::Passed => self.event(false, format!("Confirm-promotion check {hook} passed")),
-                HookResult::Failed(_) => {
-                    let msg = format!(
-                        "Halt {}.{} advancement waiting for promotion approval {hook}",
-                        self.name, self.namespace
-                    );
-                    if self.old.phase != Phase::WaitingPromotion {
-                        self.status.phase = Phase::WaitingPromotion;
-                        self.event(true, msg.clone());
-                        if !self.muted(index) {
-                            self.alert(
-                                Severity::Warn,
-                                "Canary promotion is waiting for approval.".into(),
-                                false,
-                            );
-                        }
-                    }
-                    return self.decide("WaitConfirmPromotion", msg);
-                }
+        let Some((index, hook)) =
+            self.unapproved(HookType::ConfirmPromotion, Phase::Progressing, "Confirm-promotion")?
+        else {
+            return Ok(());
+        };
+        let msg = format!(
+            "Halt {}.{} advancement waiting for promotion approval {hook}",
+            self.name, self.namespace
+        );
+        if self.old.phase != Phase::WaitingPromotion {
+            self.status.phase = Phase::WaitingPromotion;
+            self.event(true, msg.clone());
+            if !self.muted(index) {
+                self.alert(Severity::Warn, "Canary promotion is waiting for approval.".into(), false);
             }
         }
-        Ok(())
+        self.conclude(Reason::WaitConfirmPromotion, msg)
     }
 
     /// The analysis passed: copy the canary to the primary.
@@ -754,16 +769,16 @@ impl<'a> Tick<'a> {
         self.status.phase = Phase::Promoting;
         // From here the status' weight is the routed one, whatever the strategy.
         self.status.canary_weight = self.routes.canary;
-        self.decide("Promote", msg)
+        self.conclude(Reason::Promote, msg)
     }
 
     /// Promoting: the primary runs the new template; move traffic back to it (all at once when a
     /// newer revision `superseded` the promoted one and is reaching the canary's pods).
     fn promotion_step(&mut self, superseded: bool) -> Flow {
-        if self.p.provider == "kubernetes" {
+        if !self.p.provider.routes_traffic() {
             self.status.phase = Phase::Finalising;
             self.status.canary_weight = 0;
-            return self.decide("Finalise", "primary promoted".into());
+            return self.conclude(Reason::Finalise, "primary promoted".into());
         }
         let primary = if superseded { 100 } else { self.p.next_primary_weight(self.routes.primary) };
         self.set_routes(Routes::canary(100 - primary));
@@ -783,10 +798,10 @@ impl<'a> Tick<'a> {
         if primary >= 100 {
             self.status.phase = Phase::Finalising;
             self.status.canary_weight = 0;
-            self.decide("RouteToPrimary", "all traffic routed to the primary".into())
+            self.conclude(Reason::RouteToPrimary, "all traffic routed to the primary".into())
         } else {
             self.status.canary_weight = 100 - primary;
-            self.decide("AdvancePrimaryWeight", format!("primary weight {primary}"))
+            self.conclude(Reason::AdvancePrimaryWeight, format!("primary weight {primary}"))
         }
     }
 
@@ -801,7 +816,7 @@ impl<'a> Tick<'a> {
             false,
         );
         self.requeue = None;
-        self.decide("Succeeded", format!("promotion of {} finished", self.target()))
+        self.conclude(Reason::Succeeded, format!("promotion of {} finished", self.target()))
     }
 
     fn promote_skipping_analysis(&mut self) -> Flow {
@@ -812,20 +827,20 @@ impl<'a> Tick<'a> {
         self.event(false, format!("Promotion completed! Canary analysis was skipped for {}", self.target()));
         self.alert(Severity::Info, "Canary analysis was skipped, promotion finished.".into(), false);
         self.requeue = None;
-        self.decide(
-            "Succeeded",
+        self.conclude(
+            Reason::Succeeded,
             format!("promotion of {} finished without analysis (skipAnalysis)", self.target()),
         )
     }
 
-    fn failed_check(&mut self, reason: &str, message: String) -> Flow {
+    fn failed_check(&mut self, reason: Reason, message: String) -> Flow {
         self.status.failed_checks = self.old.failed_checks + 1;
         self.event(true, message.clone());
         if self.status.failed_checks >= self.p.threshold {
             // Veer rolls back in the tick that reaches the threshold (Flagger waits one interval).
             return self.rollback(Rollback::Threshold);
         }
-        self.decide(
+        self.conclude(
             reason,
             format!("{message} ({}/{} failed checks)", self.status.failed_checks, self.p.threshold),
         )
@@ -852,7 +867,7 @@ impl<'a> Tick<'a> {
         self.effects.push(Effect::ScaleCanary { up: false });
         self.finish_run(Phase::Failed, RunResult::Failed);
         self.requeue = None;
-        self.decide("RolledBack", format!("rolled back {}: {reason}", self.target()))
+        self.conclude(Reason::RolledBack, format!("rolled back {}: {reason}", self.target()))
     }
 
     /// The target is gone during a run: all traffic to the primary, the run ends as failed.
@@ -866,7 +881,7 @@ impl<'a> Tick<'a> {
         self.alert(Severity::Error, format!("Rolled back: {message}"), false);
         self.finish_run(Phase::Failed, RunResult::Failed);
         self.requeue = None;
-        self.decide("TargetLost", format!("rolled back {}: {message}", self.target()))
+        self.conclude(Reason::TargetLost, format!("rolled back {}: {message}", self.target()))
     }
 
     fn failed_promotion(&mut self, msg: String) -> Flow {
@@ -877,7 +892,7 @@ impl<'a> Tick<'a> {
         self.finish_run(Phase::Failed, RunResult::Failed);
         self.status.canary_weight = 100;
         self.requeue = None;
-        self.decide("PromotionFailed", format!("primary not ready: {msg}"))
+        self.conclude(Reason::PromotionFailed, format!("primary not ready: {msg}"))
     }
 
     // ---------------------------------------------------------------- helpers
@@ -924,11 +939,13 @@ impl<'a> Tick<'a> {
             return Ok(());
         }
         match self.obs.primary.as_ref().map(|p| &p.readiness) {
-            None => self.wait("WaitPrimaryCreated", format!("{}-primary does not exist yet", self.target())),
+            None => {
+                self.wait(Reason::WaitPrimaryCreated, format!("{}-primary does not exist yet", self.target()))
+            }
             Some(Readiness::Ready) => Ok(()),
             Some(Readiness::Waiting(msg)) => {
                 let msg = msg.clone();
-                self.wait("WaitPrimaryReady", msg)
+                self.wait(Reason::WaitPrimaryReady, msg)
             }
             Some(Readiness::Failed(msg)) => {
                 let msg = msg.clone();
@@ -954,25 +971,26 @@ impl<'a> Tick<'a> {
 
     /// Nothing can happen until something changes: record why (with an Event when the reason is
     /// new), check again after an interval.
-    fn wait(&mut self, reason: &str, message: String) -> Flow {
-        if self.decision_is_new(reason, &message) && reason != "WaitPrimaryCreated" {
-            self.event(reason == "RoutesUnavailable", message.clone());
+    fn wait(&mut self, reason: Reason, message: String) -> Flow {
+        if self.decision_is_new(reason, &message) && reason != Reason::WaitPrimaryCreated {
+            self.event(reason == Reason::RoutesUnavailable, message.clone());
         }
         self.requeue = Some(self.p.interval);
-        self.decide(reason, message)
+        self.conclude(reason, message)
     }
 
     /// Records the decision and ends the tick.
-    fn decide(&mut self, reason: &str, message: String) -> Flow {
-        self.decide_reason(reason, message);
+    fn conclude(&mut self, reason: Reason, message: String) -> Flow {
+        self.record(reason, message);
         Err(Interrupt::Stop)
     }
 
-    fn decide_reason(&mut self, reason: &str, message: String) {
+    /// Records the decision; the tick goes on (a later decision of the same tick replaces it).
+    fn record(&mut self, reason: Reason, message: String) {
         record_decision(&mut self.status, reason, &message, self.now);
     }
 
-    fn decision_is_new(&self, reason: &str, message: &str) -> bool {
+    fn decision_is_new(&self, reason: Reason, message: &str) -> bool {
         self.old.decision.as_ref().is_none_or(|d| d.reason != reason || d.message != message)
     }
 
@@ -987,7 +1005,7 @@ impl<'a> Tick<'a> {
             HookResult::Failed(e) => ("Failed", e.clone()),
         };
         self.record_check(CheckRecord {
-            kind: "webhook".into(),
+            kind: CheckKind::Webhook.as_str().into(),
             name: hook.name.clone(),
             result: word.into(),
             message,
@@ -1075,11 +1093,12 @@ fn letters(seed: &str, salt: &str) -> String {
     digest.iter().take(10).map(|b| (b'a' + b % 26) as char).collect()
 }
 
-/// The kind of a Canary's target: `spec.targetRef.kind`, `Deployment` when empty.
+/// The kind of a Canary's target as messages name it: its [`TargetKind`](super::TargetKind)
+/// (`Deployment` when empty), or an unsupported kind as written.
 pub fn target_kind(canary: &Canary) -> &str {
-    match canary.spec.target_ref.kind.as_str() {
-        "" => "Deployment",
-        k => k,
+    match super::TargetKind::of(canary) {
+        Ok(kind) => kind.as_str(),
+        Err(other) => other,
     }
 }
 
@@ -1094,10 +1113,12 @@ fn upsert_check(checks: &mut Vec<CheckRecord>, record: CheckRecord) {
     }
 }
 
-fn record_decision(status: &mut CanaryStatus, reason: &str, message: &str, now: Timestamp) {
+/// Records a decision in the status (its time moves only when the reason or message changes).
+fn record_decision(status: &mut CanaryStatus, reason: Reason, message: &str, now: Timestamp) {
     let same = status.decision.as_ref().is_some_and(|d| d.reason == reason && d.message == message);
     if !same {
-        status.decision = Some(Decision { time: now, reason: reason.into(), message: message.into() });
+        status.decision =
+            Some(Decision { time: now, reason: reason.as_str().into(), message: message.into() });
     }
 }
 
@@ -1119,7 +1140,7 @@ fn touch(old: &CanaryStatus, status: &mut CanaryStatus, now: Timestamp) {
 fn set_condition(
     conditions: &mut Vec<CanaryCondition>,
     type_: &str,
-    status: &str,
+    status: ConditionStatus,
     reason: &str,
     message: &str,
     now: Timestamp,
@@ -1131,7 +1152,7 @@ fn set_condition(
             if c.status != status {
                 c.last_transition_time = time.clone();
             }
-            c.status = status.into();
+            c.status = status.as_str().into();
             c.reason = reason.into();
             c.message = Some(message.into());
             c.last_update_time = time;
@@ -1140,7 +1161,7 @@ fn set_condition(
         None => {
             conditions.push(CanaryCondition {
                 type_: type_.into(),
-                status: status.into(),
+                status: status.as_str().into(),
                 last_update_time: time.clone(),
                 last_transition_time: time,
                 reason: reason.into(),
@@ -1153,15 +1174,16 @@ fn set_condition(
 
 /// Flagger's `Promoted` condition for the status' phase.
 fn set_promoted(status: &mut CanaryStatus, kind: &str, now: Timestamp) {
+    use ConditionStatus::{False, True, Unknown};
     let (s, message) = match status.phase {
-        Phase::Initialized => ("True", format!("{kind} initialization completed.")),
-        Phase::Waiting | Phase::WaitingPromotion => ("Unknown", "Waiting for approval.".into()),
-        Phase::Progressing => ("Unknown", "New revision detected, progressing canary analysis.".into()),
-        Phase::Promoting => ("Unknown", "Canary analysis completed, starting primary rolling update.".into()),
-        Phase::Finalising => ("Unknown", "Canary analysis completed, routing all traffic to primary.".into()),
-        Phase::Succeeded => ("True", "Canary analysis completed successfully, promotion finished.".into()),
-        Phase::Failed => ("False", format!("Canary analysis failed, {kind} scaled to zero.")),
-        _ => ("Unknown", format!("New {kind} detected, starting initialization.")),
+        Phase::Initialized => (True, format!("{kind} initialization completed.")),
+        Phase::Waiting | Phase::WaitingPromotion => (Unknown, "Waiting for approval.".into()),
+        Phase::Progressing => (Unknown, "New revision detected, progressing canary analysis.".into()),
+        Phase::Promoting => (Unknown, "Canary analysis completed, starting primary rolling update.".into()),
+        Phase::Finalising => (Unknown, "Canary analysis completed, routing all traffic to primary.".into()),
+        Phase::Succeeded => (True, "Canary analysis completed successfully, promotion finished.".into()),
+        Phase::Failed => (False, format!("Canary analysis failed, {kind} scaled to zero.")),
+        _ => (Unknown, format!("New {kind} detected, starting initialization.")),
     };
     let reason = match status.phase {
         Phase::Empty => Phase::Initializing.as_str(),

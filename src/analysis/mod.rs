@@ -12,7 +12,9 @@
 
 mod machine;
 mod params;
+mod reason;
 mod verdict;
+mod vocabulary;
 
 #[cfg(test)]
 mod proptests;
@@ -21,22 +23,13 @@ mod tests;
 
 use std::{collections::BTreeMap, time::Duration};
 
-pub use machine::{
-    INVALID_SPEC, TARGET_NOT_FOUND, after, decide, intended_routes, invalid_spec_message, stalled,
-    target_kind, target_lost,
-};
+pub use machine::{after, decide, intended_routes, invalid_spec_message, stalled, target_kind, target_lost};
 pub use params::{HookType, Params, Settings, SpecError, Strategy, cross_namespace_ref};
+pub use reason::Reason;
 pub use verdict::{MetricResult, REQUEST_DURATION, REQUEST_SUCCESS_RATE, Verdict, bounds, is_builtin, judge};
+pub use vocabulary::{Provider, TargetKind};
 
 use crate::api::{CanaryStatus, PendingEffect, PendingEffectType, Phase};
-
-/// `status.decision.reason` values that code outside the decision compares against.
-pub mod reason {
-    /// The canary weight advanced one step.
-    pub const ADVANCE_WEIGHT: &str = "AdvanceWeight";
-    /// A new revision during the analysis: it starts over (without waiting for the interval).
-    pub const RESTARTED: &str = "Restarted";
-}
 
 /// What the controller saw for one Canary at one moment.
 #[derive(Clone, Debug, PartialEq)]

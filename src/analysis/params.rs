@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::Provider;
 use crate::api::{CanaryAnalysis, CanarySpec, CanaryWebhook};
 
 /// Controller-wide settings the decision depends on.
@@ -95,7 +96,8 @@ pub struct Params {
     pub strategy: Strategy,
     pub skip_analysis: bool,
     pub progress_deadline: Duration,
-    pub provider: String,
+    /// `spec.provider`, or the controller's `--mesh-provider`.
+    pub provider: Provider,
 }
 
 /// A value of a Canary spec that Veer cannot act on: unparsable, or above its bound. The CRD schema
@@ -240,8 +242,7 @@ impl Params {
         let default = CanaryAnalysis::default();
         let a = spec.analysis.as_ref().unwrap_or(&default);
         check_bounds(spec, a)?;
-        let provider =
-            spec.provider.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| settings.mesh_provider.clone());
+        let provider = Provider::of_spec(spec, &settings.mesh_provider);
         let interval = bounded_duration(
             "analysis.interval",
             a.interval.as_deref(),
@@ -262,12 +263,12 @@ impl Params {
         };
         let has_match = a.match_.as_ref().is_some_and(|m| !m.is_empty());
         let mut iterations = a.iterations.unwrap_or(0).max(0);
-        let kubernetes = provider == "kubernetes";
+        let routes_traffic = provider.routes_traffic();
         // The kubernetes provider cannot shift traffic: it runs Blue/Green, 10 iterations by default.
-        if kubernetes && iterations < 1 {
+        if !routes_traffic && iterations < 1 {
             iterations = 10;
         }
-        let strategy = match (iterations > 0, has_match && !kubernetes) {
+        let strategy = match (iterations > 0, has_match && routes_traffic) {
             (true, true) => Strategy::AbTesting,
             (true, false) => Strategy::BlueGreen,
             (false, _) => Strategy::Canary,
@@ -281,7 +282,7 @@ impl Params {
             step_weight_promotion: a.step_weight_promotion.unwrap_or(0).clamp(0, 100),
             iterations,
             // Only Istio mirrors in the canary strategy; Blue/Green mirrors on any traffic router.
-            mirror: a.mirror.unwrap_or(false) && !kubernetes,
+            mirror: a.mirror.unwrap_or(false) && routes_traffic,
             strategy,
             skip_analysis: spec.skip_analysis.unwrap_or(false) || spec.analysis.is_none(),
             progress_deadline: Duration::from_secs(
@@ -289,11 +290,6 @@ impl Params {
             ),
             provider,
         })
-    }
-
-    /// Whether the router of this canary mirrors traffic.
-    pub fn router_mirrors(&self) -> bool {
-        self.provider == "istio" || self.provider.starts_with("gatewayapi")
     }
 
     /// The canary weight after the next step from `weight`, never above `max_weight` (Flagger can
@@ -468,7 +464,7 @@ mod tests {
         assert_eq!(p.max_weight, 100);
         assert_eq!(p.strategy, Strategy::Canary);
         assert_eq!(p.progress_deadline, Duration::from_secs(600));
-        assert_eq!(p.provider, "istio");
+        assert_eq!(p.provider, Provider::Istio);
         let p = params(CanaryAnalysis { interval: Some("2s".into()), ..Default::default() });
         assert_eq!(p.interval, Duration::from_secs(10), "raised to the 10s floor");
     }

@@ -1006,13 +1006,13 @@ fn session_affinity_cookies_follow_the_run() {
 #[test]
 fn stalled_canaries_get_a_condition_and_one_event() {
     let w = World::new(analysis());
-    let out = stalled(&w.canary, "TargetNotFound", "Deployment podinfo.test not found", w.now);
+    let out = stalled(&w.canary, Reason::TargetNotFound, "Deployment podinfo.test not found", w.now);
     let c = out.status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
     assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "TargetNotFound"));
     assert_eq!(out.effects.len(), 1);
     let mut canary = w.canary.clone();
     canary.status = Some(out.status);
-    let again = stalled(&canary, "TargetNotFound", "Deployment podinfo.test not found", w.now);
+    let again = stalled(&canary, Reason::TargetNotFound, "Deployment podinfo.test not found", w.now);
     assert!(again.effects.is_empty(), "the same problem is reported once");
     // Once the problem is gone, the next tick clears the condition.
     let mut w2 = World::new(analysis());
@@ -1311,7 +1311,7 @@ fn a_spec_out_of_bounds_stalls_the_canary_with_the_field_named() {
     w.canary.spec.analysis.as_mut().unwrap().interval = Some("99999999999999999999h".into());
     let out = w.tick();
     let c = out.status.conditions.iter().find(|c| c.type_ == "Stalled").expect("a Stalled condition");
-    assert_eq!(c.reason, INVALID_SPEC);
+    assert_eq!(c.reason, "InvalidSpec");
     let message = c.message.as_deref().unwrap();
     assert!(message.contains("spec.analysis.interval") && message.contains("too large"), "{message}");
     assert!(matches!(&out.effects[..], [Effect::Event { warning: true, .. }]));

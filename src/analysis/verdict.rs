@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::Reason;
 use crate::api::CanaryMetric;
 use crate::duration::format as format_duration;
 
@@ -46,6 +47,16 @@ impl Verdict {
             Verdict::Fail(_) => "Failed",
             Verdict::NoData(_) => "NoData",
             Verdict::Error(_) => "Error",
+        }
+    }
+
+    /// The decision reason of a failed check with this verdict; `None` for a pass.
+    pub fn failure_reason(&self) -> Option<Reason> {
+        match self {
+            Verdict::Pass => None,
+            Verdict::Fail(_) => Some(Reason::MetricFailed),
+            Verdict::NoData(_) => Some(Reason::MetricNoData),
+            Verdict::Error(_) => Some(Reason::MetricError),
         }
     }
 }

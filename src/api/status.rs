@@ -213,6 +213,39 @@ pub struct CanaryCondition {
     pub message: Option<String>,
 }
 
+/// The status of a condition (`CanaryCondition.status`, and the conditions of Kubernetes objects).
+/// The CRD keeps the field a string; this is the vocabulary code sets and compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    /// The value as written: `True`, `False` or `Unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<ConditionStatus> for String {
+    /// A status read back from an object against a value of the vocabulary.
+    fn eq(&self, other: &ConditionStatus) -> bool {
+        self == other.as_str()
+    }
+}
+
 /// Veer: a decision of the controller.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct Decision {
@@ -223,6 +256,32 @@ pub struct Decision {
     pub reason: String,
     /// What was decided and why, in words.
     pub message: String,
+}
+
+/// What a check record is about (`CheckRecord.kind`, a string in the CRD).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CheckKind {
+    /// A metric query of `analysis.metrics`.
+    Metric,
+    /// A webhook of `analysis.webhooks`.
+    Webhook,
+}
+
+impl CheckKind {
+    /// The kind as written: `metric` or `webhook`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Metric => "metric",
+            CheckKind::Webhook => "webhook",
+        }
+    }
+}
+
+impl PartialEq<CheckKind> for String {
+    /// A kind read back from the status against a value of the vocabulary.
+    fn eq(&self, other: &CheckKind) -> bool {
+        self == other.as_str()
+    }
 }
 
 /// Veer: the result of one metric check or webhook.

@@ -96,12 +96,13 @@ impl Error {
     }
 
     /// The reason of the `Stalled` condition that shows this failure on the Canary.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> crate::analysis::Reason {
+        use crate::analysis::Reason;
         match self {
             Error::Stalled(stall) => stall.reason,
-            Error::Panic(_) | Error::Serialize(_) => "InternalError",
-            _ if self.is_rejection() => "WriteRejected",
-            _ => "ApiUnavailable",
+            Error::Panic(_) | Error::Serialize(_) => Reason::InternalError,
+            _ if self.is_rejection() => Reason::WriteRejected,
+            _ => Reason::ApiUnavailable,
         }
     }
 

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::context::{Context, cached};
 use crate::{
-    analysis::{HookResult, MetricResult, Observations, Params, Primary, Probe, Routes, Target},
+    analysis::{HookResult, MetricResult, Observations, Params, Primary, Probe, Reason, Routes, Target},
     api::{Canary, CanaryStatus, MetricTemplate, WebhookPayload},
     meta::{self, NameRule},
     metrics::MetricQuery,
@@ -126,12 +126,12 @@ impl std::ops::Deref for Resolved {
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct Stall {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
 impl Stall {
-    pub fn new(reason: &'static str, message: impl ToString) -> Stall {
+    pub fn new(reason: Reason, message: impl ToString) -> Stall {
         Stall { reason, message: message.to_string() }
     }
 }
@@ -148,13 +148,13 @@ impl Routing {
         let namespace = canary.namespace().unwrap_or_default();
         let display = router::display_name(&canary);
         let params = Params::new(&canary.spec, &ctx.config.settings).map_err(|e| {
-            Stall::new(crate::analysis::INVALID_SPEC, crate::analysis::invalid_spec_message(&canary, &e))
+            Stall::new(Reason::InvalidSpec, crate::analysis::invalid_spec_message(&canary, &e))
         })?;
         if ctx.config.no_cross_namespace_refs
             && let Some(problem) = crate::analysis::cross_namespace_ref(&canary.spec, &namespace)
         {
             return Err(Stall::new(
-                "CrossNamespaceRef",
+                Reason::CrossNamespaceRef,
                 format!(
                     "Canary {display}: {problem} (--no-cross-namespace-refs); use an object of the Canary's namespace"
                 ),
@@ -162,7 +162,7 @@ impl Routing {
         }
         if canary.spec.service.is_none() {
             return Err(Stall::new(
-                "ServiceMissing",
+                Reason::ServiceMissing,
                 format!(
                     "Canary {display}: spec.service is missing; set spec.service.port to the port the target serves on"
                 ),
@@ -178,7 +178,7 @@ impl Routing {
         {
             if let Some(problem) = meta::name_problem(NameRule::Service, what, name) {
                 return Err(Stall::new(
-                    "NameTooLong",
+                    Reason::NameTooLong,
                     format!(
                         "Canary {display}: {problem}; shorten spec.service.name (or spec.targetRef.name)"
                     ),
@@ -203,7 +203,7 @@ impl Resolved {
             }
             other => {
                 return Err(Stall::new(
-                    "UnsupportedTarget",
+                    Reason::UnsupportedTarget,
                     format!(
                         "Canary {display}: spec.targetRef.kind {other} is not supported by Veer yet; use a Deployment or a DaemonSet"
                     ),
@@ -212,7 +212,7 @@ impl Resolved {
         };
         let Some(target) = target else {
             return Err(Stall::new(
-                crate::analysis::TARGET_NOT_FOUND,
+                Reason::TargetNotFound,
                 format!(
                     "{} {}.{namespace} not found: create it, or fix spec.targetRef of Canary {display}",
                     crate::analysis::target_kind(&canary),
@@ -232,7 +232,7 @@ impl Resolved {
                 && key(c) < key(&canary)
         }) {
             return Err(Stall::new(
-                "TargetShared",
+                Reason::TargetShared,
                 format!(
                     "Canary {display}: {} {}.{namespace} is already the target of Canary {}.{namespace}; two Canaries \
                      cannot roll out one workload: delete one of them, or point spec.targetRef at another workload",
@@ -248,16 +248,16 @@ impl Resolved {
             config_tracking: ctx.config.config_tracking,
         };
         let selector = workload::selector(target.view(), &workload_settings.selector_labels)
-            .map_err(|e| Stall::new("SelectorLabelMissing", e.to_string()))?;
+            .map_err(|e| Stall::new(Reason::SelectorLabelMissing, e.to_string()))?;
         let tracked = workload::track_configs(
             target.view(),
             workload_settings.config_tracking,
             |name| cached(&ctx.stores.configmaps, &namespace, name),
             |name| cached(&ctx.stores.secrets, &namespace, name),
         )
-        .map_err(|e| Stall::new("ConfigNotFound", e.to_string()))?;
-        let hpa =
-            workload::hpa_ref(&canary).map_err(|e| Stall::new("UnsupportedAutoscaler", e.to_string()))?;
+        .map_err(|e| Stall::new(Reason::ConfigNotFound, e.to_string()))?;
+        let hpa = workload::hpa_ref(&canary)
+            .map_err(|e| Stall::new(Reason::UnsupportedAutoscaler, e.to_string()))?;
         let primary_name = workload::primary_name(&t.name);
         let mut generated = vec![
             (NameRule::Object, "primary workload", primary_name.clone(), "spec.targetRef.name"),
@@ -287,7 +287,10 @@ impl Resolved {
         }
         for (rule, what, name, fix) in generated {
             if let Some(problem) = meta::name_problem(rule, what, &name) {
-                return Err(Stall::new("NameTooLong", format!("Canary {display}: {problem}; shorten {fix}")));
+                return Err(Stall::new(
+                    Reason::NameTooLong,
+                    format!("Canary {display}: {problem}; shorten {fix}"),
+                ));
             }
         }
         let primary = match &target {

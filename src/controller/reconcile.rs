@@ -19,7 +19,7 @@ use super::{
     observe::{Resolved, Routing, Stall, TargetObject},
 };
 use crate::{
-    analysis::{self, Effect, Readiness, Routes, RunResult, Step, decide},
+    analysis::{self, Effect, Readiness, Reason, Routes, RunResult, Step, decide},
     api::{Canary, CanaryStatus, Phase},
     failpoint, router,
     telemetry::{CanaryLabels, NamespaceLabels, RunLabels, WorkloadLabels},
@@ -106,7 +106,7 @@ async fn tick(canary: Arc<Canary>, ctx: &Context, latest: &mut Canary) -> Result
         // and say so on the Canary when that lasts (a kind the controller may not list, say).
         let name = crate::router::display_name(&canary);
         if let Some(message) = ctx.caches.problem(&name, CacheHealth::PATIENCE) {
-            let stall = Stall { reason: "CachesIncomplete", message };
+            let stall = Stall { reason: Reason::CachesIncomplete, message };
             stalled(&canary, ctx, latest, stall, Timestamp::now()).await?;
             return Ok(Action::requeue(std::time::Duration::from_secs(5)));
         }
@@ -205,7 +205,7 @@ async fn stalled(
     now: Timestamp,
 ) -> Result<Action, Error> {
     let running = canary.status.as_ref().is_some_and(|st| st.phase.is_running());
-    if s.reason == analysis::TARGET_NOT_FOUND
+    if s.reason == Reason::TargetNotFound
         && running
         && let Ok(routing) = Routing::new(Arc::new(canary.clone()), ctx)
     {
@@ -262,7 +262,7 @@ async fn ensure_objects(r: &Resolved, ctx: &Context, now: Timestamp) -> Result<(
         r.target.pod_spec(),
         [existing[0].as_deref(), existing[1].as_deref(), existing[2].as_deref()],
     )
-    .map_err(|e| Stall::new("InvalidService", e))?;
+    .map_err(|e| Stall::new(Reason::InvalidService, e))?;
     for (i, (want, live)) in desired.iter().zip(&existing).enumerate() {
         if i == 0 && !serving {
             continue;
@@ -321,12 +321,14 @@ async fn write_primary(r: &Resolved, ctx: &Context, flagger_id: &str) -> Result<
 /// Creates the primary HPA when missing; `update` also refreshes it from the target's HPA (at
 /// promotion: a change to the target's HPA reaches the primary only with a promotion).
 async fn ensure_primary_hpa(r: &Resolved, ctx: &Context, update: bool) -> Result<(), Error> {
-    let Some(aref) = workload::hpa_ref(&r.canary).map_err(|e| Stall::new("UnsupportedAutoscaler", e))? else {
+    let Some(aref) =
+        workload::hpa_ref(&r.canary).map_err(|e| Stall::new(Reason::UnsupportedAutoscaler, e))?
+    else {
         return Ok(());
     };
     let Some(hpa) = cached(&ctx.stores.hpas, &r.namespace, &aref.name) else {
         return Err(Error::Stalled(Stall::new(
-            "AutoscalerNotFound",
+            Reason::AutoscalerNotFound,
             format!(
                 "HorizontalPodAutoscaler {}.{} not found: create it, or fix spec.autoscalerRef of Canary {}",
                 aref.name,
@@ -465,7 +467,7 @@ fn is_step(canary: &Canary, new: &CanaryStatus) -> bool {
     old.phase.is_running()
         && old.last_step_time.is_some()
         && new.last_step_time != old.last_step_time
-        && new.decision.as_ref().is_none_or(|d| d.reason != analysis::reason::RESTARTED)
+        && new.decision.as_ref().is_none_or(|d| d.reason != Reason::Restarted)
 }
 
 fn record_step_lag(canary: &Canary, ctx: &Context, now: Timestamp, params: &analysis::Params) {

@@ -11,7 +11,7 @@
 use thiserror::Error;
 
 use super::template::{self, TemplateContext, TemplateError};
-use crate::analysis::{REQUEST_DURATION, REQUEST_SUCCESS_RATE};
+use crate::analysis::{Provider, REQUEST_DURATION, REQUEST_SUCCESS_RATE};
 use crate::api::CanarySpec;
 
 /// A family of built-in queries (Flagger's "observers").
@@ -51,51 +51,81 @@ pub struct BuiltinQuery {
     pub observer: Observer,
 }
 
-/// The metrics provider of a Canary: `spec.provider` or the controller's `--mesh-provider`;
-/// a global Linkerd (or Crossover) mesh forces its own metrics; `:service` is appended when the
-/// target is a Service (except for Knative). Kept as Flagger computes it, because this string is
-/// also what the no-data Event text names.
-pub fn metrics_provider(spec: &CanarySpec, mesh_provider: &str) -> String {
-    let mut provider =
-        spec.provider.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| mesh_provider.to_string());
-    if mesh_provider.contains("linkerd") {
-        provider = "linkerd".into();
-    } else if mesh_provider.contains("crossover") {
-        provider = "crossover".into();
-    }
-    if spec.target_ref.kind == "Service" && provider != "knative" {
-        provider.push_str(":service");
-    }
-    provider
+/// The metrics provider of a Canary, as Flagger computes it (see [`metrics_provider`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsProvider {
+    pub provider: Provider,
+    /// Flagger's `:service` suffix: the target is a Service. Veer picks the same queries either way.
+    pub service: bool,
 }
 
-/// The observer for a metrics provider. Unknown providers (and `smi:*`) get the Istio queries,
-/// as in Flagger; providers whose Flagger queries Veer does not carry are an error rather than a
-/// wrong query that would never return data.
-pub fn observer_for(metrics_provider: &str, check: &str) -> Result<Observer, BuiltinError> {
-    let p = metrics_provider.strip_suffix(":service").unwrap_or(metrics_provider);
-    Ok(match p {
-        p if p.starts_with("appmesh") => Observer::AppMesh,
-        p if p.starts_with("gloo") => Observer::Gloo,
-        p if p.starts_with("gatewayapi") => Observer::Http,
-        "kubernetes" => Observer::Http,
-        "istio" => Observer::Istio,
-        "nginx" => Observer::Nginx,
-        "linkerd" => Observer::Linkerd,
-        "contour" => Observer::Contour,
-        "traefik" => Observer::Traefik,
-        "kuma" => Observer::Kuma,
-        "osm" | "apisix" | "knative" | "skipper" | "crossover" => {
-            return Err(BuiltinError::UnsupportedProvider { check: check.into(), provider: p.into() });
+impl MetricsProvider {
+    /// Parses a metrics provider as Flagger writes it: a provider name, `:service` appended when
+    /// the target is a Service.
+    pub fn parse(name: &str) -> MetricsProvider {
+        match name.strip_suffix(":service") {
+            Some(p) => MetricsProvider { provider: Provider::parse(p), service: true },
+            None => MetricsProvider { provider: Provider::parse(name), service: false },
         }
-        _ => Observer::Istio,
-    })
+    }
+
+    /// The observer for this metrics provider. Unknown providers (and `smi:*`) get the Istio
+    /// queries, as in Flagger; providers whose Flagger queries Veer does not carry are an error
+    /// rather than a wrong query that would never return data.
+    pub fn observer(&self, check: &str) -> Result<Observer, BuiltinError> {
+        Ok(match &self.provider {
+            Provider::Istio => Observer::Istio,
+            Provider::Nginx => Observer::Nginx,
+            Provider::Kubernetes => Observer::Http,
+            Provider::Unsupported(p) => match p.as_str() {
+                p if p.starts_with("appmesh") => Observer::AppMesh,
+                p if p.starts_with("gloo") => Observer::Gloo,
+                p if p.starts_with("gatewayapi") => Observer::Http,
+                "linkerd" => Observer::Linkerd,
+                "contour" => Observer::Contour,
+                "traefik" => Observer::Traefik,
+                "kuma" => Observer::Kuma,
+                "osm" | "apisix" | "knative" | "skipper" | "crossover" => {
+                    return Err(BuiltinError::UnsupportedProvider {
+                        check: check.into(),
+                        provider: p.into(),
+                    });
+                }
+                _ => Observer::Istio,
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for MetricsProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.provider.as_str())?;
+        if self.service { f.write_str(":service") } else { Ok(()) }
+    }
+}
+
+/// The metrics provider of a Canary: `spec.provider` or the controller's `--mesh-provider`;
+/// a global Linkerd (or Crossover) mesh forces its own metrics; `:service` is appended when the
+/// target is a Service (except for Knative). Kept as Flagger computes it, so that its name is
+/// Flagger's.
+pub fn metrics_provider(spec: &CanarySpec, mesh_provider: &str) -> MetricsProvider {
+    let provider = if mesh_provider.contains("linkerd") {
+        Provider::parse("linkerd")
+    } else if mesh_provider.contains("crossover") {
+        Provider::parse("crossover")
+    } else {
+        Provider::of_spec(spec, mesh_provider)
+    };
+    // `Service` is a kind of the CRD that Veer does not roll out (it is no `TargetKind`; such a
+    // Canary stalls before any query): compared as written, as Flagger does.
+    let service = spec.target_ref.kind == "Service" && provider.as_str() != "knative";
+    MetricsProvider { provider, service }
 }
 
 /// The built-in query for `check` (a metric name), or `None` when the name is not a built-in.
 pub fn builtin_query(
     check: &str,
-    metrics_provider: &str,
+    metrics_provider: &MetricsProvider,
     ctx: &TemplateContext,
 ) -> Option<Result<BuiltinQuery, BuiltinError>> {
     let success_rate = match check {
@@ -103,7 +133,7 @@ pub fn builtin_query(
         REQUEST_DURATION => false,
         _ => return None,
     };
-    Some(observer_for(metrics_provider, check).and_then(|observer| {
+    Some(metrics_provider.observer(check).and_then(|observer| {
         let (source, scale) = queries(observer, success_rate);
         let rendered = template::render(source, ctx)
             .map_err(|source| BuiltinError::Template { check: check.into(), source })?;
@@ -314,7 +344,9 @@ mod tests {
     }
 
     fn rendered(check: &str, provider: &str, namespace: &str) -> BuiltinQuery {
-        builtin_query(check, provider, &ctx(namespace)).expect("a built-in").expect("renders")
+        builtin_query(check, &MetricsProvider::parse(provider), &ctx(namespace))
+            .expect("a built-in")
+            .expect("renders")
     }
 
     /// The collapsed queries Flagger sends for podinfo in `default` (`nginx` for NGINX), 1m.
@@ -372,12 +404,12 @@ mod tests {
     fn nginx_uses_the_ingress_and_an_average_duration() {
         let mut c = ctx("nginx");
         c.ingress = "podinfo-ing".into();
-        let sr = builtin_query(REQUEST_SUCCESS_RATE, "nginx", &c).unwrap().unwrap();
+        let sr = builtin_query(REQUEST_SUCCESS_RATE, &MetricsProvider::parse("nginx"), &c).unwrap().unwrap();
         assert_eq!(
             sr.query,
             r#"sum( rate( nginx_ingress_controller_requests{ namespace="nginx", ingress="podinfo-ing", canary!="", status!~"5.*" }[1m] ) ) / sum( rate( nginx_ingress_controller_requests{ namespace="nginx", ingress="podinfo-ing", canary!="" }[1m] ) ) * 100"#
         );
-        let d = builtin_query(REQUEST_DURATION, "nginx", &c).unwrap().unwrap();
+        let d = builtin_query(REQUEST_DURATION, &MetricsProvider::parse("nginx"), &c).unwrap().unwrap();
         assert_eq!(
             d.query,
             r#"sum( rate( nginx_ingress_controller_response_duration_seconds_sum{ namespace="nginx", ingress="podinfo-ing", canary!="" }[1m] ) ) / sum( rate( nginx_ingress_controller_response_duration_seconds_count{ namespace="nginx", ingress="podinfo-ing", canary!="" }[1m] ) ) * 1000"#
@@ -389,7 +421,13 @@ mod tests {
     fn interval_and_scale() {
         let mut c = ctx("default");
         c.interval = "30s".into();
-        assert!(builtin_query(REQUEST_DURATION, "istio", &c).unwrap().unwrap().query.contains("}[30s]"));
+        assert!(
+            builtin_query(REQUEST_DURATION, &MetricsProvider::parse("istio"), &c)
+                .unwrap()
+                .unwrap()
+                .query
+                .contains("}[30s]")
+        );
         // Only the generic observer's latency is in seconds and converted here.
         assert_eq!(rendered(REQUEST_DURATION, "gatewayapi:v1", "default").scale, 1000.0);
         assert_eq!(rendered(REQUEST_SUCCESS_RATE, "gatewayapi:v1", "default").scale, 1.0);
@@ -398,7 +436,7 @@ mod tests {
 
     #[test]
     fn not_a_builtin() {
-        assert!(builtin_query("latency", "istio", &ctx("default")).is_none());
+        assert!(builtin_query("latency", &MetricsProvider::parse("istio"), &ctx("default")).is_none());
     }
 
     #[test]
@@ -415,9 +453,10 @@ mod tests {
             ("linkerd:service", Observer::Linkerd),
             ("kubernetes:service", Observer::Http),
         ] {
-            assert_eq!(observer_for(provider, REQUEST_SUCCESS_RATE), Ok(want), "{provider}");
+            let observer = MetricsProvider::parse(provider).observer(REQUEST_SUCCESS_RATE);
+            assert_eq!(observer, Ok(want), "{provider}");
         }
-        let e = observer_for("skipper", REQUEST_DURATION).unwrap_err();
+        let e = MetricsProvider::parse("skipper").observer(REQUEST_DURATION).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("the built-in check request-duration has no query for metrics provider skipper")
@@ -426,6 +465,7 @@ mod tests {
 
     #[test]
     fn metrics_provider_as_flagger_computes_it() {
+        let metrics_provider_name = |spec: &CanarySpec, mesh: &str| metrics_provider(spec, mesh).to_string();
         let spec = |provider: Option<&str>, kind: &str| CanarySpec {
             provider: provider.map(String::from),
             target_ref: LocalObjectReference {
@@ -435,12 +475,12 @@ mod tests {
             },
             ..Default::default()
         };
-        assert_eq!(metrics_provider(&spec(None, "Deployment"), "istio"), "istio");
-        assert_eq!(metrics_provider(&spec(Some(""), "Deployment"), "istio"), "istio");
-        assert_eq!(metrics_provider(&spec(Some("nginx"), "Deployment"), "istio"), "nginx");
-        assert_eq!(metrics_provider(&spec(Some("nginx"), "Deployment"), "linkerd"), "linkerd");
-        assert_eq!(metrics_provider(&spec(Some("gloo"), "Service"), "istio"), "gloo:service");
-        assert_eq!(metrics_provider(&spec(Some("knative"), "Service"), "istio"), "knative");
+        assert_eq!(metrics_provider_name(&spec(None, "Deployment"), "istio"), "istio");
+        assert_eq!(metrics_provider_name(&spec(Some(""), "Deployment"), "istio"), "istio");
+        assert_eq!(metrics_provider_name(&spec(Some("nginx"), "Deployment"), "istio"), "nginx");
+        assert_eq!(metrics_provider_name(&spec(Some("nginx"), "Deployment"), "linkerd"), "linkerd");
+        assert_eq!(metrics_provider_name(&spec(Some("gloo"), "Service"), "istio"), "gloo:service");
+        assert_eq!(metrics_provider_name(&spec(Some("knative"), "Service"), "istio"), "knative");
     }
 
     #[test]

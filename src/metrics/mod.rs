@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 
-pub use builtin::{BuiltinError, BuiltinQuery, Observer, builtin_query, metrics_provider};
+pub use builtin::{BuiltinError, BuiltinQuery, MetricsProvider, Observer, builtin_query, metrics_provider};
 pub use prometheus::{ClientError, Credentials, CredentialsError, Endpoint, Prometheus, QueryOutcome};
 pub use template::{TemplateContext, TemplateError};
 

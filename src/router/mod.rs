@@ -26,9 +26,9 @@ use k8s_openapi::{api::networking::v1::Ingress, apimachinery::pkg::apis::meta::v
 use kube::{ResourceExt, api::ApiResource};
 use serde_json::Value;
 
-pub use crate::analysis::Routes;
+pub use crate::analysis::{Provider, Routes};
 use crate::{
-    analysis::Params,
+    analysis::{Params, Reason},
     api::{Canary, CanaryService, CanaryStatus},
 };
 
@@ -103,14 +103,14 @@ pub enum RouterError {
 
 impl RouterError {
     /// The reason of the `Stalled` condition that shows this error on the Canary.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            RouterError::MissingService { .. } => "ServiceMissing",
-            RouterError::UnsupportedProvider { .. } => "UnsupportedProvider",
-            RouterError::IstioNotInstalled { .. } => "IstioNotInstalled",
-            RouterError::IngressNotFound { .. } => "IngressNotFound",
-            RouterError::MissingIngressRef { .. } => "IngressRefMissing",
-            _ => "InvalidRouting",
+            RouterError::MissingService { .. } => Reason::ServiceMissing,
+            RouterError::UnsupportedProvider { .. } => Reason::UnsupportedProvider,
+            RouterError::IstioNotInstalled { .. } => Reason::IstioNotInstalled,
+            RouterError::IngressNotFound { .. } => Reason::IngressNotFound,
+            RouterError::MissingIngressRef { .. } => Reason::IngressRefMissing,
+            _ => Reason::InvalidRouting,
         }
     }
 }
@@ -135,42 +135,9 @@ pub fn service_names(canary: &Canary) -> ServiceNames {
     ServiceNames { primary: format!("{apex}-primary"), canary: format!("{apex}-canary"), apex }
 }
 
-/// The traffic router of a Canary.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Provider {
-    Istio,
-    Nginx,
-    Kubernetes,
-    /// Any other value (the rest of the CRD enum, or something else).
-    Unsupported(String),
-}
-
+/// The traffic router of a Canary is [`Provider`], from the analysis' vocabulary (parsed there once
+/// for the decision); what only the routers ask of it is here.
 impl Provider {
-    /// Parses a provider name as written in `spec.provider` or `--mesh-provider`.
-    pub fn parse(name: &str) -> Provider {
-        match name {
-            "istio" => Provider::Istio,
-            "nginx" => Provider::Nginx,
-            "kubernetes" => Provider::Kubernetes,
-            other => Provider::Unsupported(other.to_string()),
-        }
-    }
-
-    /// The provider of a Canary: `spec.provider`, or the controller's default when it is empty.
-    pub fn of(canary: &Canary, default: &str) -> Provider {
-        Provider::parse(canary.spec.provider.as_deref().filter(|p| !p.is_empty()).unwrap_or(default))
-    }
-
-    /// The provider's name.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Provider::Istio => "istio",
-            Provider::Nginx => "nginx",
-            Provider::Kubernetes => "kubernetes",
-            Provider::Unsupported(p) => p,
-        }
-    }
-
     /// The error of an unsupported provider, naming the field it comes from.
     pub(crate) fn unsupported(&self, canary: &Canary) -> RouterError {
         let from_spec = canary.spec.provider.as_deref().is_some_and(|p| !p.is_empty());
@@ -180,12 +147,6 @@ impl Provider {
             field: field.into(),
             provider: self.as_str().to_string(),
         }
-    }
-}
-
-impl std::fmt::Display for Provider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

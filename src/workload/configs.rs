@@ -275,7 +275,7 @@ pub fn track_configs(
     }
     if !missing.is_empty() {
         return Err(WorkloadError::MissingConfigs {
-            kind: target.kind().into(),
+            kind: target.kind().as_str().into(),
             name: target.name().into(),
             namespace: target.namespace().into(),
             missing,

@@ -32,6 +32,8 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::LabelSelector,
 };
 
+use crate::analysis::TargetKind;
+
 pub use configs::{
     ConfigId, ConfigKind, ConfigRef, TrackedConfigs, config_refs, is_tracked_secret_type, primary_config_map,
     primary_owner_references, primary_secret, track_configs, tracking_disabled,
@@ -84,10 +86,10 @@ pub enum Workload<'a> {
 
 impl<'a> Workload<'a> {
     /// `Deployment` or `DaemonSet`.
-    pub fn kind(self) -> &'static str {
+    pub fn kind(self) -> TargetKind {
         match self {
-            Workload::Deployment(_) => "Deployment",
-            Workload::DaemonSet(_) => "DaemonSet",
+            Workload::Deployment(_) => TargetKind::Deployment,
+            Workload::DaemonSet(_) => TargetKind::DaemonSet,
         }
     }
 

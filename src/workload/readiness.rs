@@ -6,7 +6,10 @@ use k8s_openapi::{
     jiff::{SignedDuration, Timestamp},
 };
 
-use crate::{analysis::Readiness, api::Canary};
+use crate::{
+    analysis::Readiness,
+    api::{Canary, ConditionStatus},
+};
 
 /// Which copy of the workload is checked: selects the threshold and the message prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +105,9 @@ pub fn deployment_readiness(
         return Readiness::Ready;
     };
     let stuck_since = condition(&conditions, "Available")
-        .filter(|c| c.status == "False" && c.reason.as_deref() == Some("MinimumReplicasUnavailable"))
+        .filter(|c| {
+            c.status == ConditionStatus::False && c.reason.as_deref() == Some("MinimumReplicasUnavailable")
+        })
         .and_then(|c| c.last_update_time.as_ref());
     // Without a recorded time the deadline cannot be shown to have passed: keep waiting.
     match stuck_since {

@@ -25,7 +25,7 @@ pub fn selector(target: Workload<'_>, keys: &[String]) -> Result<Selector, Workl
     keys.iter()
         .find_map(|k| labels?.get(k).map(|v| Selector { key: k.clone(), value: v.clone() }))
         .ok_or_else(|| WorkloadError::NoSelectorLabel {
-            kind: target.kind().into(),
+            kind: target.kind().as_str().into(),
             name: target.name().into(),
             namespace: target.namespace().into(),
             keys: keys.to_vec(),

@@ -83,7 +83,7 @@ fn each_provider_resolves_to_its_router_or_says_what_is_missing() {
     );
     assert!(matches!(resolve("kubernetes", &c, &Objects::default()), Ok(Router::Kubernetes)));
     let e = resolve("linkerd", &c, &Objects::istio()).unwrap_err();
-    assert_eq!(e.reason(), "UnsupportedProvider");
+    assert_eq!(e.reason().as_str(), "UnsupportedProvider");
 
     let n = nginx_canary();
     let e = resolve("istio", &n, &Objects::default()).unwrap_err();
@@ -91,7 +91,7 @@ fn each_provider_resolves_to_its_router_or_says_what_is_missing() {
         e,
         RouterError::IngressNotFound { ingress: "podinfo.test".into(), canary: "podinfo.test".into() }
     );
-    assert_eq!(e.reason(), "IngressNotFound");
+    assert_eq!(e.reason().as_str(), "IngressNotFound");
     let live = Objects::default().with(ingress_kind(), user_ingress());
     match resolve("istio", &n, &live) {
         Ok(Router::Nginx { user_ingress, annotations_prefix }) => {
@@ -102,7 +102,7 @@ fn each_provider_resolves_to_its_router_or_says_what_is_missing() {
     }
     let mut no_ref = n.clone();
     no_ref.spec.ingress_ref = None;
-    assert_eq!(resolve("istio", &no_ref, &live).unwrap_err().reason(), "IngressRefMissing");
+    assert_eq!(resolve("istio", &no_ref, &live).unwrap_err().reason().as_str(), "IngressRefMissing");
 }
 
 #[test]

@@ -1,0 +1,144 @@
+//! Names from the Canary spec that the decision and the leaves (routers, metrics) branch on, parsed
+//! once into types that say what they can do.
+
+use crate::api::{Canary, CanarySpec};
+
+/// The traffic provider of a Canary (`spec.provider`, or the controller's `--mesh-provider`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Provider {
+    Istio,
+    Nginx,
+    Kubernetes,
+    /// Any other value (the rest of the CRD enum, `gatewayapi:v1`, or something else): Veer has no
+    /// router for it, and the controller stalls such a Canary. Its name still picks the built-in
+    /// metric queries.
+    Unsupported(String),
+}
+
+impl Provider {
+    /// Parses a provider name as written in `spec.provider` or `--mesh-provider`.
+    pub fn parse(name: &str) -> Provider {
+        match name {
+            "istio" => Provider::Istio,
+            "nginx" => Provider::Nginx,
+            "kubernetes" => Provider::Kubernetes,
+            other => Provider::Unsupported(other.to_string()),
+        }
+    }
+
+    /// The provider of a Canary: `spec.provider`, or the controller's default when it is empty.
+    pub fn of(canary: &Canary, default: &str) -> Provider {
+        Provider::of_spec(&canary.spec, default)
+    }
+
+    /// The provider of a Canary spec: `spec.provider`, or `default` when it is empty.
+    pub fn of_spec(spec: &CanarySpec, default: &str) -> Provider {
+        Provider::parse(spec.provider.as_deref().filter(|p| !p.is_empty()).unwrap_or(default))
+    }
+
+    /// The provider's name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Provider::Istio => "istio",
+            Provider::Nginx => "nginx",
+            Provider::Kubernetes => "kubernetes",
+            Provider::Unsupported(p) => p,
+        }
+    }
+
+    /// Whether the provider moves traffic between primary and canary. The `kubernetes` provider
+    /// does not: it runs Blue/Green on the Services alone (no A/B matching, no mirroring, no switch
+    /// of traffic to the canary, no gradual promotion).
+    pub fn routes_traffic(&self) -> bool {
+        *self != Provider::Kubernetes
+    }
+
+    /// Whether the provider's router mirrors (shadows) traffic to the canary: Istio and the
+    /// Gateway API providers (`gatewayapi:*`).
+    pub fn mirrors(&self) -> bool {
+        match self {
+            Provider::Istio => true,
+            Provider::Unsupported(p) => p.starts_with("gatewayapi"),
+            Provider::Nginx | Provider::Kubernetes => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of workload a Canary rolls out (`spec.targetRef.kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TargetKind {
+    Deployment,
+    DaemonSet,
+}
+
+impl TargetKind {
+    /// Parses `spec.targetRef.kind`; empty means `Deployment`. Any other kind (`Service`, which the
+    /// CRD allows, or a value stored without the CRD) is returned as the error, as written, for
+    /// the message saying it is not supported.
+    pub fn parse(kind: &str) -> Result<TargetKind, &str> {
+        match kind {
+            "" | "Deployment" => Ok(TargetKind::Deployment),
+            "DaemonSet" => Ok(TargetKind::DaemonSet),
+            other => Err(other),
+        }
+    }
+
+    /// The kind of a Canary's target (see [`parse`](Self::parse)).
+    pub fn of(canary: &Canary) -> Result<TargetKind, &str> {
+        TargetKind::parse(&canary.spec.target_ref.kind)
+    }
+
+    /// The kind's name: `Deployment` or `DaemonSet`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Deployment => "Deployment",
+            TargetKind::DaemonSet => "DaemonSet",
+        }
+    }
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_kinds_parse_with_the_unsupported_kind_reported() {
+        assert_eq!(TargetKind::parse(""), Ok(TargetKind::Deployment));
+        assert_eq!(TargetKind::parse("Deployment"), Ok(TargetKind::Deployment));
+        assert_eq!(TargetKind::parse("DaemonSet"), Ok(TargetKind::DaemonSet));
+        assert_eq!(TargetKind::parse("Service"), Err("Service"));
+        assert_eq!(TargetKind::parse("deployment"), Err("deployment"));
+        for k in [TargetKind::Deployment, TargetKind::DaemonSet] {
+            assert_eq!(TargetKind::parse(k.as_str()), Ok(k));
+        }
+    }
+
+    #[test]
+    fn providers_parse_and_print_as_written() {
+        for name in ["istio", "nginx", "kubernetes", "gatewayapi:v1", "linkerd", "appmesh:v1beta2", ""] {
+            assert_eq!(Provider::parse(name).as_str(), name);
+            assert_eq!(Provider::parse(name).to_string(), name);
+        }
+    }
+
+    #[test]
+    fn capabilities() {
+        let p = Provider::parse;
+        assert!(p("istio").mirrors() && p("gatewayapi:v1beta1").mirrors());
+        assert!(!p("nginx").mirrors() && !p("kubernetes").mirrors() && !p("linkerd").mirrors());
+        assert!(!p("kubernetes").routes_traffic());
+        assert!(p("istio").routes_traffic() && p("nginx").routes_traffic() && p("gloo").routes_traffic());
+    }
+}
