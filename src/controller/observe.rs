@@ -18,7 +18,9 @@ use sha2::{Digest, Sha256};
 
 use super::context::{Context, cached};
 use crate::{
-    analysis::{HookResult, MetricResult, Observations, Params, Primary, Probe, Reason, Routes, Target},
+    analysis::{
+        HookResult, MetricResult, Observations, Params, Primary, Probe, Reason, Routes, Target, TargetKind,
+    },
     api::{Canary, CanaryStatus, MetricTemplate, WebhookPayload},
     meta::{self, NameRule},
     metrics::MetricQuery,
@@ -196,12 +198,14 @@ impl Resolved {
         let namespace = routing.namespace.clone();
         let display = routing.display();
         let t = &canary.spec.target_ref;
-        let target = match t.kind.as_str() {
-            "DaemonSet" => cached(&ctx.stores.daemonsets, &namespace, &t.name).map(TargetObject::DaemonSet),
-            "Deployment" | "" => {
+        let target = match TargetKind::parse(&t.kind) {
+            Ok(TargetKind::DaemonSet) => {
+                cached(&ctx.stores.daemonsets, &namespace, &t.name).map(TargetObject::DaemonSet)
+            }
+            Ok(TargetKind::Deployment) => {
                 cached(&ctx.stores.deployments, &namespace, &t.name).map(TargetObject::Deployment)
             }
-            other => {
+            Err(other) => {
                 return Err(Stall::new(
                     Reason::UnsupportedTarget,
                     format!(

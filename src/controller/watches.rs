@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 
 use super::context::{IstioStores, Stores};
 use crate::{
+    analysis::TargetKind,
     api::{AlertProvider, Canary, MetricTemplate},
     workload::{self, ConfigId},
 };
@@ -92,11 +93,17 @@ fn referring<K: Resource>(
     refs
 }
 
-/// Canaries whose target (or its primary) is the workload `name` of `kind`.
-fn target_canaries(canaries: &Store<Canary>, ns: &str, kind: &str, name: &str) -> Vec<ObjectRef<Canary>> {
+/// Canaries whose target (or its primary) is the workload `name` of `kind` (an empty
+/// `targetRef.kind` is a Deployment, as when resolving).
+fn target_canaries(
+    canaries: &Store<Canary>,
+    ns: &str,
+    kind: TargetKind,
+    name: &str,
+) -> Vec<ObjectRef<Canary>> {
     canaries_where(canaries, ns, |c| {
         let t = &c.spec.target_ref;
-        t.kind == kind && (t.name == name || format!("{}-primary", t.name) == name)
+        TargetKind::parse(&t.kind) == Ok(kind) && (t.name == name || format!("{}-primary", t.name) == name)
     })
 }
 
@@ -104,11 +111,12 @@ fn target_canaries(canaries: &Store<Canary>, ns: &str, kind: &str, name: &str) -
 fn config_canaries(stores: &PartialStores, ns: &str, config: &ConfigId) -> Vec<ObjectRef<Canary>> {
     canaries_where(&stores.canaries, ns, |c| {
         let t = &c.spec.target_ref;
-        let spec = match t.kind.as_str() {
-            "DaemonSet" => super::context::cached(&stores.daemonsets, ns, &t.name)
+        let spec = match TargetKind::parse(&t.kind) {
+            Ok(TargetKind::DaemonSet) => super::context::cached(&stores.daemonsets, ns, &t.name)
                 .and_then(|d| d.spec.as_ref().and_then(|s| s.template.spec.clone())),
-            _ => super::context::cached(&stores.deployments, ns, &t.name)
+            Ok(TargetKind::Deployment) => super::context::cached(&stores.deployments, ns, &t.name)
                 .and_then(|d| d.spec.as_ref().and_then(|s| s.template.spec.clone())),
+            Err(_) => None,
         };
         spec.is_some_and(|s| workload::config_refs(&s).iter().any(|r| r.id == *config))
     })
@@ -131,12 +139,12 @@ pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Sto
     let c = canaries.clone();
     let (controller, deployments) =
         watch(controller, api::<Deployment>(client, namespace), wc.clone(), move |d: Deployment| {
-            target_canaries(&c, &d.namespace().unwrap_or_default(), "Deployment", &d.name_any())
+            target_canaries(&c, &d.namespace().unwrap_or_default(), TargetKind::Deployment, &d.name_any())
         });
     let c = canaries.clone();
     let (controller, daemonsets) =
         watch(controller, api::<DaemonSet>(client, namespace), wc.clone(), move |d: DaemonSet| {
-            target_canaries(&c, &d.namespace().unwrap_or_default(), "DaemonSet", &d.name_any())
+            target_canaries(&c, &d.namespace().unwrap_or_default(), TargetKind::DaemonSet, &d.name_any())
         });
     let partial = PartialStores {
         canaries: canaries.clone(),
