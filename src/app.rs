@@ -20,7 +20,7 @@ use crate::{
     metrics::MetricsConfig,
     notify::GlobalAlerts,
     signal::Shutdown,
-    telemetry::{Admin, InfoLabels, Metrics},
+    telemetry::{Admin, ControllerMetrics, InfoLabels},
     webhook::WebhookClient,
 };
 
@@ -105,7 +105,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
 
     // Self-metrics and the admin server (/metrics, /healthz, /readyz).
     let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
+    let metrics = ControllerMetrics::register(&mut registry);
     let info =
         InfoLabels { version: env!("CARGO_PKG_VERSION").into(), mesh_provider: args.mesh_provider.clone() };
     metrics.info.get_or_create(&info).set(1);
@@ -137,7 +137,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
         webhooks: WebhookClient::new()?
             .with_token_file(args.webhook_token_file.as_deref(), &args.webhook_token_hosts)
             .await?,
-        queries: crate::metrics::Metrics::new(MetricsConfig::from(&args)).map_err(StartError::Metrics)?,
+        queries: crate::metrics::MetricQueries::new(MetricsConfig::from(&args))
+            .map_err(StartError::Metrics)?,
         notifier: crate::notify::Notifier::new(GlobalAlerts::from(&args)).map_err(StartError::Notifier)?,
         metrics,
         leadership,

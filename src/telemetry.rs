@@ -98,13 +98,13 @@ pub struct RunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ErrorLabels {
+pub struct KindLabels {
     pub kind: String,
 }
 
 /// The controller's metrics.
 #[derive(Clone)]
-pub struct Metrics {
+pub struct ControllerMetrics {
     pub info: Family<InfoLabels, Gauge>,
     pub canary_total: Family<NamespaceLabels, Gauge>,
     /// 0 = Progressing, 2 = Failed, 1 = anything else (Flagger's encoding).
@@ -115,17 +115,17 @@ pub struct Metrics {
     pub successes: Family<RunLabels, Counter>,
     pub failures: Family<RunLabels, Counter>,
     /// Veer: reconciles that failed, by error kind.
-    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    pub reconcile_errors: Family<KindLabels, Counter>,
     /// Veer: writes to the API server, by kind of write.
-    pub api_writes: Family<ErrorLabels, Counter>,
+    pub api_writes: Family<KindLabels, Counter>,
     /// Veer: how late analysis steps ran compared with `lastStepTime + interval`, in seconds.
     pub step_lag: Histogram,
 }
 
-impl Metrics {
+impl ControllerMetrics {
     /// Registers the metrics in `registry`.
-    pub fn register(registry: &mut Registry) -> Metrics {
-        let m = Metrics {
+    pub fn register(registry: &mut Registry) -> ControllerMetrics {
+        let m = ControllerMetrics {
             info: Family::default(),
             canary_total: Family::default(),
             canary_status: Family::default(),
@@ -247,7 +247,7 @@ mod tests {
     #[tokio::test]
     async fn admin_endpoints() {
         let mut registry = Registry::default();
-        let m = Metrics::register(&mut registry);
+        let m = ControllerMetrics::register(&mut registry);
         m.info.get_or_create(&InfoLabels { version: "0.1.0".into(), mesh_provider: "istio".into() }).set(1);
         m.successes
             .get_or_create(&RunLabels {

@@ -20,7 +20,7 @@ use kube::{
 use crate::{
     analysis::Settings,
     api::{AlertProvider, Canary, MetricTemplate},
-    telemetry::Metrics,
+    telemetry::ControllerMetrics,
     webhook::WebhookClient,
 };
 
@@ -290,11 +290,11 @@ pub struct Context {
     pub recorder: super::events::EventRecorder,
     pub webhooks: WebhookClient,
     /// Metric queries (Prometheus).
-    pub queries: crate::metrics::Metrics,
+    pub queries: crate::metrics::MetricQueries,
     /// Alert delivery.
     pub notifier: crate::notify::Notifier,
     /// The controller's own metrics.
-    pub metrics: Metrics,
+    pub metrics: ControllerMetrics,
     /// Status writes the cache has not seen yet.
     pub written: WrittenStatuses,
     /// Failed reconciles per Canary, for backoff and for reporting on the Canary.
@@ -405,9 +405,9 @@ impl Context {
             config,
             stores: caches.stores(),
             webhooks: WebhookClient::new().expect("webhook client"),
-            queries: crate::metrics::Metrics::new(Default::default()).expect("metrics client"),
+            queries: crate::metrics::MetricQueries::new(Default::default()).expect("metrics client"),
             notifier: crate::notify::Notifier::new(Default::default()).expect("alert client"),
-            metrics: Metrics::register(&mut registry),
+            metrics: ControllerMetrics::register(&mut registry),
             written: Default::default(),
             retries: Default::default(),
             leadership: super::leader::Leadership::always(),

@@ -215,7 +215,7 @@ fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Action
     tracing::warn!(canary = %name, error = %error, retry_in = ?delay, "reconcile failed; retrying");
     ctx.metrics
         .reconcile_errors
-        .get_or_create(&crate::telemetry::ErrorLabels { kind: error.kind().into() })
+        .get_or_create(&crate::telemetry::KindLabels { kind: error.kind().into() })
         .inc();
     Action::requeue(delay)
 }

@@ -219,10 +219,7 @@ impl Context {
     }
 
     fn count_write(&self, kind: &str) {
-        self.metrics
-            .api_writes
-            .get_or_create(&crate::telemetry::ErrorLabels { kind: kind.to_string() })
-            .inc();
+        self.metrics.api_writes.get_or_create(&crate::telemetry::KindLabels { kind: kind.to_string() }).inc();
     }
 }
 

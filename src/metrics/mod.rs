@@ -105,14 +105,14 @@ const OTHER_PROVIDER_TYPES: [&str; 10] = [
 
 /// The metrics layer: settings plus one shared HTTP client.
 #[derive(Clone, Debug)]
-pub struct Metrics {
+pub struct MetricQueries {
     config: MetricsConfig,
     prometheus: Prometheus,
 }
 
-impl Metrics {
-    pub fn new(config: MetricsConfig) -> Result<Metrics, ClientError> {
-        Ok(Metrics { prometheus: Prometheus::new(config.timeout)?, config })
+impl MetricQueries {
+    pub fn new(config: MetricsConfig) -> Result<MetricQueries, ClientError> {
+        Ok(MetricQueries { prometheus: Prometheus::new(config.timeout)?, config })
     }
 
     pub fn config(&self) -> &MetricsConfig {
@@ -302,11 +302,12 @@ mod tests {
         }
     }
 
-    fn metrics(default_server: &str) -> Metrics {
-        Metrics::new(MetricsConfig { default_server: default_server.into(), ..Default::default() }).unwrap()
+    fn metrics(default_server: &str) -> MetricQueries {
+        MetricQueries::new(MetricsConfig { default_server: default_server.into(), ..Default::default() })
+            .unwrap()
     }
 
-    fn plan(m: &Metrics, q: MetricQuery<'_>) -> Result<Plan, String> {
+    fn plan(m: &MetricQueries, q: MetricQuery<'_>) -> Result<Plan, String> {
         m.plan(&q)
     }
 
