@@ -1,7 +1,7 @@
 //! Names from the Canary spec that the decision and the leaves (routers, metrics) branch on, parsed
 //! once into types that say what they can do.
 
-use crate::api::{Canary, CanarySpec};
+use crate::api::{Canary, CanaryMetric, CanarySpec, CrossNamespaceRef};
 
 /// The traffic provider of a Canary (`spec.provider`, or the controller's `--mesh-provider`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -106,6 +106,25 @@ impl TargetKind {
 impl std::fmt::Display for TargetKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Where a metric's value comes from, in Flagger's order: its MetricTemplate, else its inline
+/// query, else the built-in check of its name (`request-success-rate`, `request-duration`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricSource<'a> {
+    Template(&'a CrossNamespaceRef),
+    Query(&'a str),
+    Builtin,
+}
+
+impl MetricSource<'_> {
+    pub fn of(metric: &CanaryMetric) -> MetricSource<'_> {
+        match (&metric.template_ref, metric.query.as_deref().filter(|q| !q.trim().is_empty())) {
+            (Some(reference), _) => MetricSource::Template(reference),
+            (None, Some(query)) => MetricSource::Query(query),
+            (None, None) => MetricSource::Builtin,
+        }
     }
 }
 

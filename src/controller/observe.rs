@@ -444,8 +444,7 @@ impl Routing {
 /// `request-duration` (milliseconds), which Flagger records in seconds (`time.Duration.Seconds()`),
 /// so that dashboards built for Flagger read it right.
 fn gauge_value(metric: &crate::api::CanaryMetric, value: f64) -> f64 {
-    let builtin =
-        metric.template_ref.is_none() && metric.query.as_deref().is_none_or(|q| q.trim().is_empty());
+    let builtin = crate::analysis::MetricSource::of(metric) == crate::analysis::MetricSource::Builtin;
     if builtin && metric.name == crate::analysis::REQUEST_DURATION { value / 1000.0 } else { value }
 }
 

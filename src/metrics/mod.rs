@@ -26,7 +26,7 @@ pub use builtin::{BuiltinError, BuiltinQuery, MetricsProvider, Observer, builtin
 pub use prometheus::{ClientError, Credentials, CredentialsError, Endpoint, Prometheus, QueryOutcome};
 pub use template::{TemplateContext, TemplateError};
 
-use crate::analysis::MetricResult;
+use crate::analysis::{MetricResult, MetricSource};
 use crate::api::{Canary, CanaryMetric, MetricTemplate};
 
 /// Controller-wide metrics settings.
@@ -155,7 +155,8 @@ impl MetricQueries {
     /// [`MetricResult::Error`].
     pub fn plan(&self, q: &MetricQuery<'_>) -> Result<Plan, String> {
         let ctx = TemplateContext::new(q.canary, q.metric);
-        if let Some(reference) = &q.metric.template_ref {
+        let source = MetricSource::of(q.metric);
+        if let MetricSource::Template(reference) = source {
             let namespace = reference
                 .namespace
                 .clone()
@@ -182,7 +183,7 @@ impl MetricQueries {
             insecure_skip_verify: self.config.insecure_skip_verify,
             ..Default::default()
         };
-        if let Some(query) = q.metric.query.as_deref().filter(|s| !s.trim().is_empty()) {
+        if let MetricSource::Query(query) = source {
             let rendered =
                 template::render(query, &ctx).map_err(|e| format!("metric {} query: {e}", q.metric.name))?;
             return Ok(Plan {
