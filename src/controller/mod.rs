@@ -11,6 +11,9 @@ mod reconcile;
 mod watches;
 mod writes;
 
+#[cfg(test)]
+mod scenarios;
+
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;

@@ -1,0 +1,208 @@
+//! The world the scenarios start from: the e2e tests' podinfo Canary and its target, as the API
+//! server would return them, and a test [`Context`] whose caches hold them.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+use kube::{
+    Client, Resource,
+    api::DynamicObject,
+    runtime::{controller::Action, reflector::ObjectRef, watcher},
+};
+use serde_json::{Value, json};
+
+use super::verifier::Recorded;
+use crate::{
+    api::Canary,
+    controller::{
+        Error,
+        context::{Context, TestCaches},
+        reconcile,
+    },
+};
+
+pub const NS: &str = "test";
+pub const STATUS: &str = "/apis/flagger.app/v1beta1/namespaces/test/canaries/podinfo/status";
+pub const CANARY: &str = "/apis/flagger.app/v1beta1/namespaces/test/canaries/podinfo";
+pub const EVENTS: &str = "/api/v1/namespaces/test/events";
+
+pub fn deployment_path(name: &str) -> String {
+    format!("/apis/apps/v1/namespaces/test/deployments/{name}")
+}
+
+pub fn service_path(name: &str) -> String {
+    format!("/api/v1/namespaces/test/services/{name}")
+}
+
+pub fn istio_path(plural: &str, name: &str) -> String {
+    format!("/apis/networking.istio.io/v1beta1/namespaces/test/{plural}/{name}")
+}
+
+/// The podinfo Canary of the e2e tests (provider istio, no webhooks, no metrics: nothing but the
+/// mock API server is called), as the API server returns it: with a uid and a resourceVersion.
+pub fn canary_json() -> Value {
+    json!({
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": {
+            "name": "podinfo", "namespace": NS, "uid": "uid-canary-podinfo",
+            "resourceVersion": "1", "generation": 1,
+            "creationTimestamp": "2026-01-01T00:00:00Z"
+        },
+        "spec": {
+            "provider": "istio",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "progressDeadlineSeconds": 60,
+            "service": {"port": 9898},
+            "analysis": {"interval": "15s", "threshold": 2, "maxWeight": 50, "stepWeight": 10}
+        }
+    })
+}
+
+pub fn canary() -> Canary {
+    from(canary_json())
+}
+
+/// The Canary with `patch` merged onto it (RFC 7386).
+pub fn canary_with(patch: Value) -> Canary {
+    let mut c = canary_json();
+    super::verifier::merge(&mut c, &patch);
+    from(c)
+}
+
+/// The target: Deployment `podinfo`, selector `app: podinfo`, two replicas, not rolled out yet.
+pub fn target_json(replicas: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "podinfo", "namespace": NS, "uid": "uid-deploy-podinfo",
+            "resourceVersion": "1", "generation": 1,
+            "labels": {"app": "podinfo"}
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "podinfo"}},
+            "template": {
+                "metadata": {"labels": {"app": "podinfo"}},
+                "spec": {"containers": [{
+                    "name": "podinfod",
+                    "image": "ghcr.io/stefanprodan/podinfo:6.0.0",
+                    "ports": [{"name": "http", "containerPort": 9898}]
+                }]}
+            }
+        }
+    })
+}
+
+pub fn target(replicas: i32) -> Deployment {
+    from(target_json(replicas))
+}
+
+/// `d` rolled out: its generation observed and all `spec.replicas` updated and available (what
+/// `workload::deployment_readiness` calls ready).
+pub fn ready(mut d: Deployment) -> Deployment {
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    d.status = Some(from(json!({
+        "observedGeneration": d.metadata.generation.unwrap_or(1),
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas
+    })));
+    d
+}
+
+/// `d` with its new generation not observed yet (a rollout the Deployment controller has not
+/// started).
+pub fn rolling(mut d: Deployment) -> Deployment {
+    let generation = d.metadata.generation.unwrap_or(1);
+    d.metadata.generation = Some(generation + 1);
+    d.status = Some(from(json!({"observedGeneration": generation})));
+    d
+}
+
+pub fn from<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("a valid fixture")
+}
+
+/// A test Context over `client` and its caches.
+pub fn world(client: Client) -> (Arc<Context>, TestCaches) {
+    let (ctx, caches) = Context::test(client);
+    (Arc::new(ctx), caches)
+}
+
+/// Puts `obj` in a cache, as the watch would.
+pub fn put<K>(writer: &mut kube::runtime::reflector::store::Writer<K>, obj: K)
+where
+    K: Resource + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    writer.apply_watcher_event(&watcher::Event::Apply(obj));
+}
+
+/// Removes `obj` from a cache, as the watch would.
+pub fn delete<K>(writer: &mut kube::runtime::reflector::store::Writer<K>, obj: K)
+where
+    K: Resource + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    writer.apply_watcher_event(&watcher::Event::Delete(obj));
+}
+
+/// Reconciles `canary` once.
+pub async fn reconcile(canary: &Canary, ctx: &Arc<Context>) -> Result<Action, Error> {
+    reconcile::reconcile(Arc::new(canary.clone()), ctx.clone()).await
+}
+
+/// Feeds what a reconcile wrote back into the caches, as the watches would deliver it (the
+/// objects as answered, with their resourceVersion); returns the Canary as last written, if its
+/// status was. Primaries are put in the cache as `ready` when `ready_primary`.
+pub fn feed_back(recorded: &[Recorded], caches: &mut TestCaches, ready_primary: bool) -> Option<Canary> {
+    let mut canary = None;
+    for r in recorded.iter().filter(|r| r.method == "PATCH") {
+        let obj = r.reply.clone();
+        if r.path.contains("/canaries/") {
+            canary = Some(from::<Canary>(obj));
+        } else if r.path.contains("/deployments/") && !r.query.contains("force=true") {
+            // A merge patch (the target's scale): onto the cached object, as the server does.
+            let name = r.path.rsplit('/').next().unwrap_or_default();
+            let cached = caches.deployments.as_reader().get(&ObjectRef::new(name).within(NS));
+            let mut d = serde_json::to_value(cached.expect("a patched Deployment is cached").as_ref())
+                .expect("a Deployment as JSON");
+            super::verifier::merge(&mut d, &r.body);
+            d["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"].clone();
+            put(&mut caches.deployments, from::<Deployment>(d));
+        } else if r.path.contains("/deployments/") {
+            let d: Deployment = from(obj);
+            let d = if ready_primary && d.metadata.name.as_deref().is_some_and(|n| n.ends_with("-primary")) {
+                ready(d)
+            } else {
+                d
+            };
+            put(&mut caches.deployments, d);
+        } else if r.path.contains("/services/") {
+            put(&mut caches.services, from::<Service>(obj));
+        } else if r.path.contains("/virtualservices/") {
+            put(&mut caches.virtual_services, from::<DynamicObject>(obj));
+        } else if r.path.contains("/destinationrules/") {
+            put(&mut caches.destination_rules, from::<DynamicObject>(obj));
+        } else {
+            panic!("a write the fixture does not know how to cache: {}", r.line());
+        }
+    }
+    canary
+}
+
+/// The request lines, for assertions on the order of writes.
+pub fn lines(recorded: &[Recorded]) -> Vec<String> {
+    recorded.iter().map(Recorded::line).collect()
+}
+
+/// The Canary's status condition `type_`, as written in a status patch body.
+pub fn condition<'a>(status_patch: &'a Value, type_: &str) -> &'a Value {
+    status_patch["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {status_patch}"))
+}
