@@ -1,0 +1,232 @@
+//! Deleting a Canary: the finalizer of `revertOnDeletion`, and what a deletion restores, in order.
+
+use std::time::Duration;
+
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+
+use super::{fixtures::*, verifier::*};
+use crate::{api::Canary, meta::FINALIZER};
+
+/// The podinfo Canary, initialized, with `revertOnDeletion`, being deleted.
+fn deleted_canary() -> Canary {
+    canary_with(json!({
+        "metadata": {"deletionTimestamp": "2026-06-01T00:00:00Z", "finalizers": [FINALIZER]},
+        "spec": {"revertOnDeletion": true},
+        "status": {"phase": "Initialized"}
+    }))
+}
+
+fn primary(replicas: i32) -> Deployment {
+    let mut d = target_json(replicas);
+    d["metadata"]["name"] = json!("podinfo-primary");
+    d["metadata"]["uid"] = json!("uid-deploy-podinfo-primary");
+    ready(from(d))
+}
+
+/// An apex Service the Canary adopted: the user's, not owned by the Canary, pointed at the
+/// primary by Veer.
+fn adopted_apex(annotations: Value) -> Service {
+    from(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "podinfo", "namespace": NS, "resourceVersion": "5", "annotations": annotations},
+        "spec": {"selector": {"app": "podinfo-primary"}, "ports": [{"port": 9898}]}
+    }))
+}
+
+fn merge_patch(path: impl Into<String>) -> Expect {
+    expect("PATCH", path)
+}
+
+fn is_merge_patch(r: &Recorded) -> bool {
+    !r.query.contains("force=true")
+}
+
+#[tokio::test]
+async fn deleting_a_canary_without_the_finalizer_writes_nothing() {
+    let (client, mut api) = mock();
+    let (ctx, mut caches) = world(client);
+    let c = canary_with(json!({"metadata": {"deletionTimestamp": "2026-06-01T00:00:00Z"}}));
+    put(&mut caches.canaries, c.clone());
+    put(&mut caches.deployments, target(0));
+
+    api.script(vec![]);
+    let action = reconcile(&c, &ctx).await.expect("reconciled");
+    api.verify().await;
+    assert_eq!(action, Action::await_change(), "garbage collection removes what it generated");
+}
+
+#[tokio::test]
+async fn revert_on_deletion_adds_the_finalizer_before_anything_else() {
+    let (client, mut api) = mock();
+    let (ctx, mut caches) = world(client);
+    let c = canary_with(json!({"spec": {"revertOnDeletion": true}}));
+    put(&mut caches.canaries, c.clone());
+    put(&mut caches.deployments, target(2));
+
+    api.script(vec![
+        merge_patch(CANARY).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
+        expect("PATCH", deployment_path("podinfo-primary")),
+        expect("PATCH", service_path("podinfo-primary")),
+        expect("PATCH", service_path("podinfo-canary")),
+        expect("PATCH", STATUS).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
+    ]);
+    reconcile(&c, &ctx).await.expect("reconciled");
+    let sent = api.verify().await;
+    assert!(is_merge_patch(&sent[0]));
+    assert_eq!(
+        sent[0].body,
+        json!({"metadata": {"finalizers": [FINALIZER], "resourceVersion": "1"}}),
+        "the finalizer, conditioned on the version read"
+    );
+}
+
+#[tokio::test]
+async fn turning_revert_on_deletion_off_removes_the_finalizer() {
+    let (client, mut api) = mock();
+    let (ctx, mut caches) = world(client);
+    let c = canary_with(json!({"metadata": {"finalizers": ["other.example.com/keep", FINALIZER]}}));
+    put(&mut caches.canaries, c.clone());
+
+    // The target is missing: the finalizer goes first all the same, then the stall.
+    api.script(vec![
+        merge_patch(CANARY).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
+        expect("PATCH", STATUS).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
+        expect("POST", EVENTS),
+    ]);
+    reconcile(&c, &ctx).await.expect("reconciled");
+    let sent = api.verify().await;
+    assert_eq!(sent[0].body["metadata"]["finalizers"], json!(["other.example.com/keep"]), "only Veer's");
+}
+
+#[tokio::test]
+async fn deleting_scales_the_target_back_up_waits_for_it_then_restores_the_apex_service_and_lets_go() {
+    let (client, mut api) = mock();
+    let (ctx, mut caches) = world(client);
+    let c = deleted_canary();
+    put(&mut caches.canaries, c.clone());
+    // Scaled to zero at the end of the last run, the Deployment controller not caught up yet (a
+    // target at rest at zero is the ignored test below: a suspected bug).
+    put(&mut caches.deployments, rolling(target(0)));
+    put(&mut caches.deployments, primary(3));
+    put(&mut caches.services, adopted_apex(json!({})));
+
+    // 1. Terminating, then the target back to the primary's replicas; the apex Service waits.
+    api.script(vec![
+        expect("PATCH", STATUS).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
+        expect("POST", EVENTS),
+        merge_patch(deployment_path("podinfo")),
+    ]);
+    let action = reconcile(&c, &ctx).await.expect("reconciled");
+    let sent = api.verify().await;
+    assert_eq!(sent[0].body["status"]["phase"], "Terminating");
+    assert_eq!(sent[1].body["message"], "Terminating canary podinfo.test");
+    assert!(is_merge_patch(&sent[2]), "Veer does not own the target's replicas");
+    assert_eq!(sent[2].body, json!({"spec": {"replicas": 3}}), "the primary's replicas");
+    assert_eq!(action, Action::requeue(Duration::from_secs(2)));
+    let c: Canary = from(sent[0].reply.clone());
+
+    // 2. The target scales up but does not serve yet: nothing is written.
+    put(&mut caches.deployments, rolling(target(3)));
+    api.script(vec![]);
+    let action = reconcile(&c, &ctx).await.expect("reconciled");
+    api.verify().await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(2)));
+
+    // 3. The target serves: the adopted apex Service selects its pods again, then the finalizer
+    // goes, the last write to the Canary.
+    put(&mut caches.deployments, ready(target(3)));
+    api.script(vec![
+        merge_patch(service_path("podinfo")),
+        merge_patch(CANARY).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
+        expect("POST", EVENTS),
+    ]);
+    let action = reconcile(&c, &ctx).await.expect("reconciled");
+    let sent = api.verify().await;
+    assert!(is_merge_patch(&sent[0]));
+    assert_eq!(sent[0].body, json!({"spec": {"selector": {"app": "podinfo"}}}), "the target's pods");
+    assert_eq!(
+        sent[1].body,
+        json!({"metadata": {"finalizers": [], "resourceVersion": c.metadata.resource_version}})
+    );
+    assert_eq!(sent[2].body["message"], "Terminated canary podinfo.test");
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn deleting_restores_the_selector_an_adopted_apex_service_was_applied_with() {
+    let (client, mut api) = mock();
+    let (ctx, mut caches) = world(client);
+    let c = deleted_canary();
+    put(&mut caches.canaries, c.clone());
+    put(&mut caches.deployments, ready(target(2)));
+    put(&mut caches.deployments, primary(2));
+    let applied = json!({"spec": {"selector": {"app.kubernetes.io/name": "podinfo"}}}).to_string();
+    put(&mut caches.services, adopted_apex(json!({"kubectl.kubernetes.io/last-applied-configuration": applied})));
+
+    // The target serves already: nothing to scale, everything in one go.
+    api.script(vec![
+        expect("PATCH", STATUS).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
+        expect("POST", EVENTS),
+        merge_patch(service_path("podinfo")),
+        merge_patch(CANARY).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
+        expect("POST", EVENTS),
+    ]);
+    reconcile(&c, &ctx).await.expect("reconciled");
+    let sent = api.verify().await;
+    assert_eq!(sent[2].body, json!({"spec": {"selector": {"app.kubernetes.io/name": "podinfo"}}}));
+    assert_eq!(sent[3].body["metadata"]["finalizers"], json!([]));
+    // The finalizer patch is conditioned on the status write just made.
+    assert_eq!(sent[3].body["metadata"]["resourceVersion"], sent[0].reply["metadata"]["resourceVersion"]);
+}
+
+#[tokio::test]
+async fn deleting_leaves_an_apex_service_the_canary_owns_to_garbage_collection() {
+    let (client, mut api) = mock();
+    let (ctx, mut caches) = world(client);
+    let c = deleted_canary();
+    put(&mut caches.canaries, c.clone());
+    put(&mut caches.deployments, ready(target(2)));
+    put(&mut caches.deployments, primary(2));
+    let mut owned = adopted_apex(json!({}));
+    owned.metadata.owner_references = Some(vec![crate::meta::owner_reference(&c)]);
+    put(&mut caches.services, owned);
+
+    api.script(vec![
+        expect("PATCH", STATUS).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
+        expect("POST", EVENTS),
+        merge_patch(CANARY).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
+        expect("POST", EVENTS),
+    ]);
+    reconcile(&c, &ctx).await.expect("reconciled");
+    api.verify().await;
+}
+
+/// Suspected bug: the target's readiness after scaling it back up is read from the cache, which
+/// still holds the scaled-to-zero Deployment, and a Deployment whose `spec.replicas` is 0 counts as
+/// ready for the canary role (0 of 0 replicas available). So a deletion of a Canary whose target
+/// rests at zero (the usual case between runs) points the apex Service at the target and removes
+/// the finalizer in the same reconcile, before any target pod exists; the primary is then garbage
+/// collected. `flagger-behaviour.md` §2.16 and the comment in `finalize` want the target to serve
+/// first.
+#[tokio::test]
+#[ignore = "suspected bug: finalize reads the target's readiness from before its scale-up"]
+async fn deleting_waits_for_a_target_that_rested_at_zero_before_touching_the_apex_service() {
+    let (client, mut api) = mock();
+    let (ctx, mut caches) = world(client);
+    let c = deleted_canary();
+    put(&mut caches.canaries, c.clone());
+    put(&mut caches.deployments, ready(target(0)));
+    put(&mut caches.deployments, primary(3));
+    put(&mut caches.services, adopted_apex(json!({})));
+
+    api.script(vec![
+        expect("PATCH", STATUS).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
+        expect("POST", EVENTS),
+        merge_patch(deployment_path("podinfo")),
+    ]);
+    let action = reconcile(&c, &ctx).await.expect("reconciled");
+    api.verify().await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(2)));
+}
