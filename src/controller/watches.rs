@@ -60,7 +60,7 @@ where
 }
 
 /// Canaries owning an object through a controller ownerReference.
-fn owners<K: Resource>(obj: &K) -> Option<ObjectRef<Canary>> {
+pub(super) fn owners<K: Resource>(obj: &K) -> Option<ObjectRef<Canary>> {
     let ns = obj.meta().namespace.clone()?;
     crate::router::controlling_canary(obj.owner_references()).map(|o| ObjectRef::new(&o.name).within(&ns))
 }
@@ -81,7 +81,7 @@ fn canaries_where(
 
 /// The Canaries that name `obj` in a spec field (`field`: the name a Canary refers to), and the
 /// Canary that owns it.
-fn referring<K: Resource>(
+pub(super) fn referring<K: Resource>(
     canaries: &Store<Canary>,
     obj: &K,
     field: impl Fn(&Canary) -> Option<&str>,
@@ -95,7 +95,7 @@ fn referring<K: Resource>(
 
 /// Canaries whose target (or its primary) is the workload `name` of `kind` (an empty
 /// `targetRef.kind` is a Deployment, as when resolving).
-fn target_canaries(
+pub(super) fn target_canaries(
     canaries: &Store<Canary>,
     ns: &str,
     kind: TargetKind,
@@ -108,7 +108,7 @@ fn target_canaries(
 }
 
 /// Canaries whose target uses the ConfigMap or Secret `config`.
-fn config_canaries(stores: &PartialStores, ns: &str, config: &ConfigId) -> Vec<ObjectRef<Canary>> {
+pub(super) fn config_canaries(stores: &PartialStores, ns: &str, config: &ConfigId) -> Vec<ObjectRef<Canary>> {
     canaries_where(&stores.canaries, ns, |c| {
         let t = &c.spec.target_ref;
         let spec = match TargetKind::parse(&t.kind) {
@@ -124,10 +124,10 @@ fn config_canaries(stores: &PartialStores, ns: &str, config: &ConfigId) -> Vec<O
 
 /// The caches a config mapper needs (filled in as the watches are built).
 #[derive(Clone)]
-struct PartialStores {
-    canaries: Store<Canary>,
-    deployments: Store<Deployment>,
-    daemonsets: Store<DaemonSet>,
+pub(super) struct PartialStores {
+    pub(super) canaries: Store<Canary>,
+    pub(super) deployments: Store<Deployment>,
+    pub(super) daemonsets: Store<DaemonSet>,
 }
 
 /// Builds the Canary controller with every watch it needs, and the caches they fill.

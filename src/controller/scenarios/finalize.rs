@@ -163,7 +163,10 @@ async fn deleting_restores_the_selector_an_adopted_apex_service_was_applied_with
     put(&mut caches.deployments, ready(target(2)));
     put(&mut caches.deployments, primary(2));
     let applied = json!({"spec": {"selector": {"app.kubernetes.io/name": "podinfo"}}}).to_string();
-    put(&mut caches.services, adopted_apex(json!({"kubectl.kubernetes.io/last-applied-configuration": applied})));
+    put(
+        &mut caches.services,
+        adopted_apex(json!({"kubectl.kubernetes.io/last-applied-configuration": applied})),
+    );
 
     // The target serves already: nothing to scale, everything in one go.
     api.script(vec![

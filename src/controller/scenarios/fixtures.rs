@@ -194,11 +194,6 @@ pub fn feed_back(recorded: &[Recorded], caches: &mut TestCaches, ready_primary: 
     canary
 }
 
-/// The request lines, for assertions on the order of writes.
-pub fn lines(recorded: &[Recorded]) -> Vec<String> {
-    recorded.iter().map(Recorded::line).collect()
-}
-
 /// The Canary's status condition `type_`, as written in a status patch body.
 pub fn condition<'a>(status_patch: &'a Value, type_: &str) -> &'a Value {
     status_patch["status"]["conditions"]

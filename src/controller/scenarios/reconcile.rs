@@ -172,7 +172,12 @@ async fn a_generated_object_changed_by_someone_else_is_written_back_alone() {
     let (ctx, mut caches) = world(client);
     let c = settle(&mut api, &ctx, &mut caches).await;
     // Someone points the canary Service elsewhere.
-    let svc = caches.services.as_reader().state().into_iter().find(|s| s.metadata.name.as_deref() == Some("podinfo-canary"));
+    let svc = caches
+        .services
+        .as_reader()
+        .state()
+        .into_iter()
+        .find(|s| s.metadata.name.as_deref() == Some("podinfo-canary"));
     let mut svc = svc.expect("the canary Service is cached").as_ref().clone();
     svc.spec.as_mut().unwrap().selector = Some([("app".to_string(), "other".to_string())].into());
     put(&mut caches.services, svc);
@@ -337,7 +342,12 @@ async fn a_suspended_canary_records_its_decision_and_touches_nothing_it_generate
     c.spec.suspend = Some(true);
     // Gone from the caches: a Canary that is not suspended writes them back.
     for name in ["podinfo", "podinfo-primary", "podinfo-canary"] {
-        let svc = caches.services.as_reader().state().into_iter().find(|s| s.metadata.name.as_deref() == Some(name));
+        let svc = caches
+            .services
+            .as_reader()
+            .state()
+            .into_iter()
+            .find(|s| s.metadata.name.as_deref() == Some(name));
         delete(&mut caches.services, svc.expect("cached").as_ref().clone());
     }
 

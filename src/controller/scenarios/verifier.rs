@@ -28,8 +28,6 @@ pub enum Reply {
     /// `base` with the request body merged onto it (RFC 7386) and a fresh resourceVersion: a
     /// merge patch, or a status patch answered with the whole object.
     Onto(Value),
-    /// This JSON, as is.
-    Json(Value),
     /// A `Status` failure with this HTTP code and reason.
     Fail(u16, &'static str),
 }
@@ -86,8 +84,11 @@ impl Recorded {
 /// The mock API server: answers the requests of one round (one reconcile, say) at a time.
 pub struct ApiServer {
     handle: Option<Handle>,
-    round: Option<(JoinHandle<(Handle, Vec<Recorded>)>, oneshot::Sender<()>)>,
+    round: Option<Round>,
 }
+
+/// A round being served, and how to tell it the code under test returned.
+type Round = (JoinHandle<(Handle, Vec<Recorded>)>, oneshot::Sender<()>);
 
 /// A client and the mock API server behind it.
 pub fn mock() -> (Client, ApiServer) {
@@ -211,7 +212,6 @@ fn answer(incoming: Incoming, reply: &Reply, version: &mut u64) -> Recorded {
             merge(&mut v, &body);
             (200, with_version(v, version))
         }
-        Reply::Json(v) => (200, v.clone()),
         Reply::Fail(code, reason) => (
             *code,
             json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -378,7 +378,9 @@ mod tests {
     }
 
     async fn create(client: &Client, name: &str) -> Result<ConfigMap, kube::Error> {
-        Api::<ConfigMap>::namespaced(client.clone(), "test").create(&PostParams::default(), &config_map(name)).await
+        Api::<ConfigMap>::namespaced(client.clone(), "test")
+            .create(&PostParams::default(), &config_map(name))
+            .await
     }
 
     const PATH: &str = "/api/v1/namespaces/test/configmaps";

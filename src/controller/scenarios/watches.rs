@@ -1,0 +1,224 @@
+//! The watch mappers: which Canaries a changed object wakes.
+
+use k8s_openapi::api::{
+    apps::v1::{DaemonSet, Deployment},
+    core::v1::Service,
+};
+use kube::{
+    api::DynamicObject,
+    runtime::reflector::{self, ObjectRef},
+};
+use serde_json::{Value, json};
+
+use super::fixtures::{from, put};
+use crate::{
+    analysis::TargetKind,
+    api::Canary,
+    controller::watches::{PartialStores, config_canaries, owners, target_canaries},
+    workload::ConfigId,
+};
+
+fn canary(ns: &str, name: &str, kind: &str, target: &str) -> Canary {
+    from(json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{ns}-{name}")},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": kind, "name": target},
+            "service": {"port": 9898}
+        }
+    }))
+}
+
+/// A pod template that uses ConfigMap `cm` through a volume and Secret `secret` through envFrom
+/// (and, with `env`, ConfigMap `env` through a single variable).
+fn template(cm: &str, secret: &str, env: Option<&str>) -> Value {
+    let mut container = json!({
+        "name": "app", "image": "app:1",
+        "envFrom": [{"secretRef": {"name": secret}}]
+    });
+    if let Some(env) = env {
+        container["env"] =
+            json!([{"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": env, "key": "color"}}}]);
+    }
+    json!({
+        "metadata": {"labels": {"app": "app"}},
+        "spec": {"containers": [container], "volumes": [{"name": "config", "configMap": {"name": cm}}]}
+    })
+}
+
+fn workload<K: serde::de::DeserializeOwned>(kind: &str, ns: &str, name: &str, template: Value) -> K {
+    from(json!({
+        "apiVersion": "apps/v1", "kind": kind,
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"selector": {"matchLabels": {"app": "app"}}, "template": template}
+    }))
+}
+
+/// `(namespace, name)` of a Canary.
+type Key = (String, String);
+/// The Canaries a case expects woken, as `(namespace, name)`.
+type Woken = &'static [(&'static str, &'static str)];
+
+/// `(namespace, name)` of each Canary woken, sorted.
+fn woken(refs: Vec<ObjectRef<Canary>>) -> Vec<Key> {
+    let mut out: Vec<Key> = refs.into_iter().map(|r| (r.namespace.unwrap_or_default(), r.name)).collect();
+    out.sort();
+    out
+}
+
+fn refs(expected: &[(&str, &str)]) -> Vec<Key> {
+    expected.iter().map(|(ns, n)| (ns.to_string(), n.to_string())).collect()
+}
+
+/// Canaries: podinfo (Deployment podinfo), podinfo-ds (DaemonSet podinfo), backend (Deployment
+/// backend, not cached), legacy (kind empty, name legacy) and service (Service podinfo) in `test`;
+/// podinfo (Deployment podinfo) in `other`.
+fn stores() -> PartialStores {
+    let (canaries, mut cw) = reflector::store::<Canary>();
+    let (deployments, mut dw) = reflector::store::<Deployment>();
+    let (daemonsets, mut sw) = reflector::store::<DaemonSet>();
+    for c in [
+        canary("test", "podinfo", "Deployment", "podinfo"),
+        canary("test", "podinfo-ds", "DaemonSet", "podinfo"),
+        canary("other", "podinfo", "Deployment", "podinfo"),
+        canary("test", "backend", "Deployment", "backend"),
+        canary("test", "legacy", "", "legacy"),
+        canary("test", "service", "Service", "podinfo"),
+    ] {
+        put(&mut cw, c);
+    }
+    put(
+        &mut dw,
+        workload("Deployment", "test", "podinfo", template("podinfo-config", "podinfo-secret", None)),
+    );
+    put(
+        &mut dw,
+        workload("Deployment", "other", "podinfo", template("podinfo-config", "other-secret", None)),
+    );
+    put(
+        &mut sw,
+        workload("DaemonSet", "test", "podinfo", template("ds-config", "ds-secret", Some("ds-env"))),
+    );
+    PartialStores { canaries, deployments, daemonsets }
+}
+
+#[test]
+fn a_workload_wakes_the_canaries_it_is_the_target_or_primary_of() {
+    use TargetKind::{DaemonSet, Deployment};
+    let s = stores();
+    let cases: &[(&str, TargetKind, &str, Woken)] = &[
+        ("test", Deployment, "podinfo", &[("test", "podinfo")]),
+        ("test", Deployment, "podinfo-primary", &[("test", "podinfo")]),
+        ("other", Deployment, "podinfo", &[("other", "podinfo")]),
+        ("test", DaemonSet, "podinfo", &[("test", "podinfo-ds")]),
+        ("test", DaemonSet, "podinfo-primary", &[("test", "podinfo-ds")]),
+        ("test", Deployment, "backend", &[("test", "backend")]),
+        // An empty targetRef.kind is a Deployment, as when resolving.
+        ("test", Deployment, "legacy", &[("test", "legacy")]),
+        ("test", DaemonSet, "legacy", &[]),
+        // Only the target and its primary: not the canary Service's name, not another kind (the
+        // Canary targeting the Service podinfo), not another namespace.
+        ("test", Deployment, "podinfo-canary", &[]),
+        ("nowhere", Deployment, "podinfo", &[]),
+        ("test", Deployment, "podinfo-primary-primary", &[]),
+    ];
+    for (ns, kind, name, expected) in cases {
+        assert_eq!(
+            woken(target_canaries(&s.canaries, ns, *kind, name)),
+            refs(expected),
+            "{kind:?} {name}.{ns}"
+        );
+    }
+}
+
+#[test]
+fn a_config_wakes_the_canaries_whose_cached_target_uses_it() {
+    let s = stores();
+    // (namespace, secret, name, Canaries woken)
+    let cases: &[(&str, bool, &str, Woken)] = &[
+        ("test", false, "podinfo-config", &[("test", "podinfo")]),
+        ("test", true, "podinfo-secret", &[("test", "podinfo")]),
+        ("other", false, "podinfo-config", &[("other", "podinfo")]),
+        ("other", true, "other-secret", &[("other", "podinfo")]),
+        ("test", false, "ds-config", &[("test", "podinfo-ds")]),
+        ("test", true, "ds-secret", &[("test", "podinfo-ds")]),
+        ("test", false, "ds-env", &[("test", "podinfo-ds")]),
+        // A Secret is not the ConfigMap of the same name, and the reverse.
+        ("test", true, "podinfo-config", &[]),
+        ("test", false, "podinfo-secret", &[]),
+        // Another namespace's config of the same name.
+        ("test", true, "other-secret", &[]),
+        ("elsewhere", false, "podinfo-config", &[]),
+        ("test", false, "unused", &[]),
+    ];
+    for (ns, secret, name, expected) in cases {
+        let what = if *secret { "Secret" } else { "ConfigMap" };
+        let id = if *secret { ConfigId::secret(*name) } else { ConfigId::config_map(*name) };
+        assert_eq!(woken(config_canaries(&s, ns, &id)), refs(expected), "{what} {name}.{ns}");
+    }
+}
+
+#[test]
+fn a_config_wakes_no_canary_whose_target_is_not_cached() {
+    let (canaries, mut cw) = reflector::store::<Canary>();
+    put(&mut cw, canary("test", "podinfo", "Deployment", "podinfo"));
+    let empty = PartialStores {
+        canaries,
+        deployments: reflector::store::<Deployment>().0,
+        daemonsets: reflector::store::<DaemonSet>().0,
+    };
+    assert!(config_canaries(&empty, "test", &ConfigId::config_map("podinfo-config")).is_empty());
+}
+
+fn service(owner: Option<Value>, ns: Option<&str>) -> Service {
+    let mut meta = json!({"name": "podinfo-canary"});
+    if let Some(ns) = ns {
+        meta["namespace"] = json!(ns);
+    }
+    if let Some(owner) = owner {
+        meta["ownerReferences"] = json!([owner]);
+    }
+    from(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta}))
+}
+
+fn owner(api_version: &str, kind: &str, controller: Option<bool>) -> Value {
+    json!({"apiVersion": api_version, "kind": kind, "name": "podinfo", "uid": "u", "controller": controller})
+}
+
+#[test]
+fn an_owned_object_wakes_the_canary_that_controls_it() {
+    let canary_ref = || Some(("test".to_string(), "podinfo".to_string()));
+    let of = |o: Option<ObjectRef<Canary>>| o.map(|r| (r.namespace.unwrap_or_default(), r.name));
+    let cases: Vec<(Service, Option<Key>, &str)> = vec![
+        (
+            service(Some(owner("flagger.app/v1beta1", "Canary", Some(true))), Some("test")),
+            canary_ref(),
+            "controller",
+        ),
+        (
+            service(Some(owner("flagger.app/v1", "Canary", Some(true))), Some("test")),
+            canary_ref(),
+            "any version",
+        ),
+        (
+            service(Some(owner("flagger.app/v1beta1", "Canary", Some(false))), Some("test")),
+            None,
+            "not the controller",
+        ),
+        (service(Some(owner("flagger.app/v1beta1", "Canary", None)), Some("test")), None, "controller unset"),
+        (service(Some(owner("apps/v1", "Deployment", Some(true))), Some("test")), None, "another kind"),
+        (service(Some(owner("example.com/v1", "Canary", Some(true))), Some("test")), None, "another group"),
+        (service(None, Some("test")), None, "no owner"),
+        (service(Some(owner("flagger.app/v1beta1", "Canary", Some(true))), None), None, "no namespace"),
+    ];
+    for (svc, expected, why) in cases {
+        assert_eq!(of(owners(&svc)), expected, "{why}");
+    }
+    // Istio objects, read as dynamic objects, the same.
+    let vs: DynamicObject = from(json!({
+        "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+        "metadata": {"name": "podinfo", "namespace": "test",
+                     "ownerReferences": [owner("flagger.app/v1beta1", "Canary", Some(true))]}
+    }));
+    assert_eq!(of(owners(&vs)), canary_ref());
+}
