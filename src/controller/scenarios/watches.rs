@@ -19,14 +19,11 @@ use crate::{
 };
 
 fn canary(ns: &str, name: &str, kind: &str, target: &str) -> Canary {
-    from(json!({
-        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{ns}-{name}")},
-        "spec": {
-            "targetRef": {"apiVersion": "apps/v1", "kind": kind, "name": target},
-            "service": {"port": 9898}
-        }
-    }))
+    crate::fixtures::canary(name, ns)
+        .uid(&format!("uid-{ns}-{name}"))
+        .target(kind, target)
+        .spec(json!({"service": {"port": 9898}}))
+        .build()
 }
 
 /// A pod template that uses ConfigMap `cm` through a volume and Secret `secret` through envFrom
