@@ -2,7 +2,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use kube::runtime::controller::Action;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::{controller::Action, reflector::ObjectRef};
 use serde_json::json;
 
 use super::{fixtures::*, verifier::*};
@@ -365,4 +366,106 @@ async fn a_suspended_canary_records_its_decision_and_touches_nothing_it_generate
     api.script(vec![]);
     reconcile(&c, &ctx).await.expect("reconciled");
     api.verify().await;
+}
+
+#[tokio::test]
+async fn a_new_revision_of_the_target_starts_an_analysis_by_scaling_it_up() {
+    let (client, mut api) = mock();
+    let (ctx, mut caches) = world(client);
+    let c = settle(&mut api, &ctx, &mut caches).await;
+    // A new image for the target (at rest at zero replicas since its initialization).
+    let mut t = cached_target(&caches);
+    t.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers[0].image =
+        Some("ghcr.io/stefanprodan/podinfo:6.0.1".into());
+    t.metadata.generation = Some(2);
+    put(&mut caches.deployments, t);
+
+    api.script(vec![status_write(&c), event(), expect("PATCH", deployment_path("podinfo"))]);
+    let action = reconcile(&c, &ctx).await.expect("reconciled");
+    let sent = api.verify().await;
+    let status = &sent[0].body;
+    assert_eq!(status["status"]["phase"], "Progressing");
+    assert_eq!(condition(status, "Promoted")["reason"], "Progressing");
+    assert_eq!(status["status"]["canaryWeight"], 0, "no traffic before the canary is ready");
+    assert_eq!(sent[1].body["message"], "New revision detected! Scaling up podinfo.test");
+    assert!(!sent[2].query.contains("force=true"), "a merge patch: {}", sent[2].query);
+    assert_eq!(sent[2].body, json!({"spec": {"replicas": 2}}), "the primary's replicas");
+    assert_eq!(action, Action::requeue(Duration::from_secs(15)));
+
+    // Within the interval nothing more happens: it waits for the next step.
+    let c = feed_back(&sent, &mut caches, false).expect("a status was written");
+    api.script(vec![]);
+    let action = reconcile(&c, &ctx).await.expect("reconciled");
+    api.verify().await;
+    assert_ne!(action, Action::await_change(), "{action:?}");
+}
+
+fn cached_target(caches: &TestCaches) -> Deployment {
+    let r = ObjectRef::new("podinfo").within(NS);
+    caches.deployments.as_reader().get(&r).expect("the target is cached").as_ref().clone()
+}
+
+/// The target of the e2e tests: it reads ConfigMap `podinfo-config` (a volume) and Secret
+/// `podinfo-secret` (envFrom).
+fn target_with_configs() -> Deployment {
+    let mut t = target_json(2);
+    let spec = &mut t["spec"]["template"]["spec"];
+    spec["containers"][0]["envFrom"] = json!([{"secretRef": {"name": "podinfo-secret"}}]);
+    spec["containers"][0]["volumeMounts"] = json!([{"name": "config", "mountPath": "/etc/podinfo"}]);
+    spec["volumes"] = json!([{"name": "config", "configMap": {"name": "podinfo-config"}}]);
+    from(t)
+}
+
+#[tokio::test]
+async fn the_configs_a_target_uses_are_copied_before_its_primary() {
+    let (client, mut api) = mock();
+    let (ctx, mut caches) = world(client);
+    let c = canary();
+    put(&mut caches.canaries, c.clone());
+    put(&mut caches.deployments, target_with_configs());
+    put(
+        &mut caches.configmaps,
+        from(json!({"metadata": {"name": "podinfo-config", "namespace": NS, "resourceVersion": "3"},
+                    "data": {"color": "blue"}})),
+    );
+    put(
+        &mut caches.secrets,
+        from(json!({"metadata": {"name": "podinfo-secret", "namespace": NS, "resourceVersion": "4"},
+                    "data": {"token": "czNjcjN0"}})),
+    );
+
+    let mut script = vec![
+        apply("/api/v1/namespaces/test/configmaps/podinfo-config-primary"),
+        apply("/api/v1/namespaces/test/secrets/podinfo-secret-primary"),
+    ];
+    script.extend(initialization(&c));
+    api.script(script);
+    reconcile(&c, &ctx).await.expect("reconciled");
+    let sent = api.verify().await;
+    assert_eq!(sent[0].body["data"], json!({"color": "blue"}));
+    assert_eq!(sent[1].body["data"], json!({"token": "czNjcjN0"}));
+    for copy in &sent[..2] {
+        assert_eq!(copy.body["metadata"]["ownerReferences"][0]["name"], "podinfo", "owned by the Canary");
+    }
+    // The primary reads the copies.
+    let pod = &sent[2].body["spec"]["template"]["spec"];
+    assert_eq!(pod["containers"][0]["envFrom"][0]["secretRef"]["name"], "podinfo-secret-primary");
+    assert_eq!(pod["volumes"][0]["configMap"]["name"], "podinfo-config-primary");
+}
+
+#[tokio::test]
+async fn a_config_the_target_uses_that_does_not_exist_stalls_before_any_object_is_written() {
+    let (client, mut api) = mock();
+    let (ctx, mut caches) = world(client);
+    let c = canary();
+    put(&mut caches.canaries, c.clone());
+    put(&mut caches.deployments, target_with_configs());
+
+    api.script(vec![status_write(&c), event()]);
+    reconcile(&c, &ctx).await.expect("a stall is not an error");
+    let sent = api.verify().await;
+    let stalled = condition(&sent[0].body, "Stalled");
+    assert_eq!(stalled["reason"], "ConfigNotFound");
+    let message = stalled["message"].as_str().unwrap();
+    assert!(message.contains("podinfo-config") || message.contains("podinfo-secret"), "{message}");
 }
