@@ -469,3 +469,21 @@ async fn a_config_the_target_uses_that_does_not_exist_stalls_before_any_object_i
     let message = stalled["message"].as_str().unwrap();
     assert!(message.contains("podinfo-config") || message.contains("podinfo-secret"), "{message}");
 }
+
+#[tokio::test]
+async fn a_cached_canary_older_than_the_status_just_written_is_not_decided_again() {
+    let (client, mut api) = mock();
+    let (ctx, mut caches) = world(client);
+    let c = canary();
+    put(&mut caches.canaries, c.clone());
+    put(&mut caches.deployments, target(2));
+    api.script(initialization(&c));
+    reconcile(&c, &ctx).await.expect("reconciled");
+    api.verify().await;
+
+    // The watch has not delivered the status write yet: the same old copy comes back.
+    api.script(vec![]);
+    let action = reconcile(&c, &ctx).await.expect("reconciled");
+    api.verify().await;
+    assert_eq!(action, Action::requeue(Duration::from_millis(50)));
+}
