@@ -14,7 +14,7 @@ use super::fixtures::{from, put};
 use crate::{
     analysis::TargetKind,
     api::Canary,
-    controller::watches::{PartialStores, config_canaries, owners, target_canaries},
+    controller::watches::{PartialStores, config_canaries, owners, referring, target_canaries},
     workload::ConfigId,
 };
 
@@ -218,4 +218,58 @@ fn an_owned_object_wakes_the_canary_that_controls_it() {
                      "ownerReferences": [owner("flagger.app/v1beta1", "Canary", Some(true))]}
     }));
     assert_eq!(of(owners(&vs)), canary_ref());
+}
+
+/// The spec fields the autoscaler and Ingress watches look Canaries up by.
+fn autoscaler_ref(c: &Canary) -> Option<&str> {
+    c.spec.autoscaler_ref.as_ref().map(|a| a.name.as_str())
+}
+
+fn ingress_ref(c: &Canary) -> Option<&str> {
+    c.spec.ingress_ref.as_ref().map(|r| r.name.as_str())
+}
+
+#[test]
+fn an_autoscaler_or_ingress_wakes_the_canaries_that_name_it_and_its_owner() {
+    let (canaries, mut cw) = reflector::store::<Canary>();
+    let with = |ns: &str, name: &str, refs: Value| {
+        crate::fixtures::canary(name, ns).uid(&format!("uid-{ns}-{name}")).spec(refs).build()
+    };
+    let hpa = json!({"autoscalerRef": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo"}});
+    put(&mut cw, with("test", "podinfo", hpa.clone()));
+    put(&mut cw, with("other", "podinfo", hpa));
+    put(
+        &mut cw,
+        with(
+            "test",
+            "web",
+            json!({"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}}),
+        ),
+    );
+    // Any namespaced object does: the mapper reads only its namespace, name and owners.
+    let object = |ns: &str, name: &str, owner: Option<Value>| -> Service {
+        let mut meta = json!({"name": name, "namespace": ns});
+        if let Some(owner) = owner {
+            meta["ownerReferences"] = json!([owner]);
+        }
+        from(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta}))
+    };
+    type Field = fn(&Canary) -> Option<&str>;
+    let owned = || Some(owner("flagger.app/v1beta1", "Canary", Some(true)));
+    let cases: Vec<(Service, Field, Woken, &str)> = vec![
+        (object("test", "podinfo", None), autoscaler_ref, &[("test", "podinfo")], "the autoscalerRef"),
+        (object("other", "podinfo", None), autoscaler_ref, &[("other", "podinfo")], "its namespace only"),
+        (object("test", "podinfo", None), ingress_ref, &[("test", "web")], "the ingressRef"),
+        (object("test", "podinfo-primary", None), autoscaler_ref, &[], "the primary's, unowned"),
+        (
+            object("test", "podinfo-primary", owned()),
+            autoscaler_ref,
+            &[("test", "podinfo")],
+            "through its owner",
+        ),
+        (object("test", "unnamed", None), ingress_ref, &[], "named by no Canary"),
+    ];
+    for (obj, field, expected, why) in cases {
+        assert_eq!(woken(referring(&canaries, &obj, field)), refs(expected), "{why}");
+    }
 }
