@@ -32,13 +32,15 @@ fn has_finalizer(canary: &Canary) -> bool {
     canary.finalizers().iter().any(|f| f == FINALIZER)
 }
 
-/// Adds the finalizer when `revertOnDeletion` is set and removes it when it is not.
-pub async fn sync_finalizer(canary: &Canary, ctx: &Context) -> Result<(), Error> {
+/// Adds the finalizer when `revertOnDeletion` is set and removes it when it is not; returns
+/// whether it wrote (the Canary then has a new resourceVersion, which the watch delivers).
+pub async fn sync_finalizer(canary: &Canary, ctx: &Context) -> Result<bool, Error> {
     let wanted = canary.spec.revert_on_deletion.unwrap_or(false);
     if wanted == has_finalizer(canary) {
-        return Ok(());
+        return Ok(false);
     }
-    set_finalizer(canary, ctx, wanted).await
+    set_finalizer(canary, ctx, wanted).await?;
+    Ok(true)
 }
 
 async fn set_finalizer(canary: &Canary, ctx: &Context, present: bool) -> Result<(), Error> {
@@ -87,7 +89,11 @@ pub async fn finalize(canary: &std::sync::Arc<Canary>, ctx: &Context) -> Result<
     let started = status.last_transition_time.as_ref().map(|t| t.0).unwrap_or_else(Timestamp::now);
     // When the target or its selector cannot be resolved there is nothing to restore.
     if let Ok(r) = Resolved::new(canary.clone(), ctx) {
-        revert_target(&r, ctx).await?;
+        if revert_target(&r, ctx).await? {
+            // The cached target is from before its scale-up (a Deployment at 0 replicas counts as
+            // ready): ask again once the watch has delivered the change.
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
         let ready = r.target.readiness(canary, Role::Canary, Timestamp::now());
         let waited = started.duration_until(Timestamp::now()).as_secs_f64();
         if ready != Readiness::Ready && waited < REVERT_WAIT.as_secs_f64() {
@@ -106,13 +112,15 @@ pub async fn finalize(canary: &std::sync::Arc<Canary>, ctx: &Context) -> Result<
     Ok(Action::await_change())
 }
 
-async fn revert_target(r: &Resolved, ctx: &Context) -> Result<(), Error> {
+/// Scales the target back up when it is scaled to zero; returns whether it did.
+async fn revert_target(r: &Resolved, ctx: &Context) -> Result<bool, Error> {
     if workload::is_scaled_up(r.target.view()) {
-        return Ok(());
+        return Ok(false);
     }
     let primary = r.primary.as_ref().and_then(TargetObject::as_deployment);
     let patch = workload::revert_patch(r.target.view(), primary, r.autoscaler_min(ctx));
-    ctx.merge_patch(&r.target.kind(), &r.namespace, &r.canary.spec.target_ref.name, &patch).await
+    ctx.merge_patch(&r.target.kind(), &r.namespace, &r.canary.spec.target_ref.name, &patch).await?;
+    Ok(true)
 }
 
 /// An apex Service the Canary adopted (not controlled by it) selects the target's pods again: the

@@ -116,7 +116,11 @@ async fn tick(canary: Arc<Canary>, ctx: &Context, latest: &mut Canary) -> Result
     if canary.metadata.deletion_timestamp.is_some() {
         return finalize::finalize(&canary, ctx).await;
     }
-    finalize::sync_finalizer(&canary, ctx).await?;
+    if finalize::sync_finalizer(&canary, ctx).await? {
+        // The finalizer patch changed the resourceVersion: a status write fenced by the one read
+        // would be refused. Decide from the version the watch delivers.
+        return Ok(Action::requeue(std::time::Duration::from_millis(250)));
+    }
     let now = Timestamp::now();
     let resolved = match Resolved::new(canary.clone(), ctx) {
         Ok(r) => r,
