@@ -16,7 +16,10 @@ use k8s_openapi::{
 use kube::{ResourceExt, api::ApiResource};
 use sha2::{Digest, Sha256};
 
-use super::context::{Context, cached};
+use super::{
+    context::{Context, cached},
+    error::Stall,
+};
 use crate::{
     analysis::{
         HookResult, MetricResult, Observations, Params, Primary, Probe, Reason, Routes, Target, TargetKind,
@@ -121,26 +124,6 @@ impl std::ops::Deref for Resolved {
 
     fn deref(&self) -> &Routing {
         &self.routing
-    }
-}
-
-/// A problem that stops a Canary until the user fixes something: a `Stalled` condition.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Stall {
-    pub reason: Reason,
-    pub message: String,
-}
-
-impl Stall {
-    pub fn new(reason: Reason, message: impl ToString) -> Stall {
-        Stall { reason, message: message.to_string() }
-    }
-}
-
-impl From<router::RouterError> for Stall {
-    fn from(e: router::RouterError) -> Stall {
-        Stall::new(e.reason(), e)
     }
 }
 

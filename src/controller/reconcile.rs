@@ -15,8 +15,9 @@ use sha2::{Digest, Sha256};
 use super::{
     Error,
     context::{CacheHealth, Context, cached},
+    error::Stall,
     finalize,
-    observe::{Resolved, Routing, Stall, TargetObject},
+    observe::{Resolved, Routing, TargetObject},
 };
 use crate::{
     analysis::{self, Effect, Readiness, Reason, Routes, RunResult, Step, decide},
