@@ -318,8 +318,8 @@ impl Context {
     /// (and its slot) for the client's default of five minutes.
     pub async fn fenced<T>(
         &self,
-        write: impl std::future::Future<Output = Result<T, super::Error>>,
-    ) -> Result<T, super::Error> {
+        write: impl std::future::Future<Output = Result<T, super::error::Error>>,
+    ) -> Result<T, super::error::Error> {
         super::leader::fenced(&self.leadership, WRITE_TIMEOUT, write).await
     }
 

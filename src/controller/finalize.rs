@@ -14,8 +14,8 @@ use kube::{
 use serde_json::{Value, json};
 
 use super::{
-    Error,
     context::{Context, cached},
+    error::Error,
     observe::{Resolved, TargetObject},
 };
 use crate::{

@@ -84,13 +84,13 @@ impl Leadership {
 pub async fn fenced<T>(
     leadership: &Leadership,
     cap: Duration,
-    write: impl std::future::Future<Output = Result<T, super::Error>>,
-) -> Result<T, super::Error> {
-    let left = leadership.remaining().ok_or(super::Error::NotLeader)?;
+    write: impl std::future::Future<Output = Result<T, super::error::Error>>,
+) -> Result<T, super::error::Error> {
+    let left = leadership.remaining().ok_or(super::error::Error::NotLeader)?;
     match tokio::time::timeout(left.min(cap), write).await {
         Ok(result) => result,
-        Err(_) if left <= cap => Err(super::Error::NotLeader),
-        Err(_) => Err(super::Error::TimedOut(cap)),
+        Err(_) if left <= cap => Err(super::error::Error::NotLeader),
+        Err(_) => Err(super::error::Error::TimedOut(cap)),
     }
 }
 
@@ -253,7 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_are_refused_or_cancelled_once_the_leadership_ends() {
-        use super::super::Error;
+        use super::super::error::Error;
         let cap = Duration::from_secs(30);
         let quick = || async { Ok::<_, Error>(1) };
         let hung = || std::future::pending::<Result<i32, Error>>();

@@ -13,9 +13,8 @@ use kube::{ResourceExt, runtime::controller::Action};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Error,
     context::{CacheHealth, Context, cached},
-    error::Stall,
+    error::{Error, Stall},
     finalize,
     observe::{Resolved, Routing, TargetObject},
 };

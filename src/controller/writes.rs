@@ -8,7 +8,7 @@ use kube::{
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Error, context::Context};
+use super::{context::Context, error::Error};
 use crate::{
     api::{Canary, CanaryStatus, WebhookPayload},
     meta::FIELD_MANAGER,
