@@ -6,7 +6,7 @@ use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
-use super::{fixtures::*, verifier::*};
+use super::fixtures::*;
 use crate::{api::Canary, meta::FINALIZER};
 
 /// The podinfo Canary, initialized, with `revertOnDeletion`, being deleted.
@@ -35,41 +35,30 @@ fn adopted_apex(annotations: Value) -> Service {
     }))
 }
 
-fn merge_patch(path: impl Into<String>) -> Expect {
-    expect("PATCH", path)
-}
-
-fn is_merge_patch(r: &Recorded) -> bool {
-    !r.query.contains("force=true")
+/// The deleted Canary with its target, a ready primary of `primary_replicas` and `apex` cached.
+fn deleting(target: Deployment, primary_replicas: i32, apex: Service) -> (Scenario, Canary) {
+    let c = deleted_canary();
+    let mut s = Scenario::of(&c, [target, primary(primary_replicas)]);
+    put(&mut s.caches.services, apex);
+    (s, c)
 }
 
 #[tokio::test]
 async fn deleting_a_canary_without_the_finalizer_writes_nothing() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
     let c = canary_with(json!({"metadata": {"deletionTimestamp": "2026-06-01T00:00:00Z"}}));
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, target(0));
-
-    api.script(vec![]);
-    let action = reconcile(&c, &ctx).await.expect("reconciled");
-    api.verify().await;
+    let mut s = Scenario::of(&c, [target(0)]);
+    let (action, _) = s.step(&c, vec![]).await;
     assert_eq!(action, Action::await_change(), "garbage collection removes what it generated");
 }
 
 #[tokio::test]
 async fn revert_on_deletion_adds_the_finalizer_before_anything_else() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
     let c = canary_with(json!({"spec": {"revertOnDeletion": true}}));
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, target(2));
+    let mut s = Scenario::of(&c, [target(2)]);
 
     // 1. The finalizer alone: it changes the resourceVersion, so a status write fenced by the one
     //    read would be refused; the Canary is decided again from the version the watch delivers.
-    api.script(vec![merge_patch(CANARY).reply(Reply::Onto(serde_json::to_value(&c).unwrap()))]);
-    let action = reconcile(&c, &ctx).await.expect("reconciled");
-    let sent = api.verify().await;
+    let (action, sent) = s.step(&c, vec![finalizer_patch(&c)]).await;
     assert!(is_merge_patch(&sent[0]));
     assert_eq!(
         sent[0].body,
@@ -82,62 +71,42 @@ async fn revert_on_deletion_adds_the_finalizer_before_anything_else() {
     let mut c = c;
     c.metadata.finalizers = Some(vec![FINALIZER.into()]);
     c.metadata.resource_version = Some("2".into());
-    put(&mut caches.canaries, c.clone());
-    api.script(vec![
-        expect("PATCH", deployment_path("podinfo-primary")),
-        expect("PATCH", service_path("podinfo-primary")),
-        expect("PATCH", service_path("podinfo-canary")),
-        expect("PATCH", STATUS).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
-    ]);
-    reconcile(&c, &ctx).await.expect("reconciled");
-    let sent = api.verify().await;
+    put(&mut s.caches.canaries, c.clone());
+    let script = vec![
+        apply(deployment_path("podinfo-primary")),
+        apply(service_path("podinfo-primary")),
+        apply(service_path("podinfo-canary")),
+        status_write(&c),
+    ];
+    let (_, sent) = s.step(&c, script).await;
     assert_eq!(sent[3].body["metadata"]["resourceVersion"], "2", "fenced by the version with the finalizer");
 }
 
 #[tokio::test]
 async fn turning_revert_on_deletion_off_removes_the_finalizer() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
     let c = canary_with(json!({"metadata": {"finalizers": ["other.example.com/keep", FINALIZER]}}));
-    put(&mut caches.canaries, c.clone());
+    let mut s = Scenario::of(&c, []);
 
     // The target is missing: the finalizer goes first all the same, then (from the version the
     // watch delivers) the stall.
-    api.script(vec![merge_patch(CANARY).reply(Reply::Onto(serde_json::to_value(&c).unwrap()))]);
-    reconcile(&c, &ctx).await.expect("reconciled");
-    let sent = api.verify().await;
+    let (_, sent) = s.step(&c, vec![finalizer_patch(&c)]).await;
     assert_eq!(sent[0].body["metadata"]["finalizers"], json!(["other.example.com/keep"]), "only Veer's");
     let mut c = c;
     c.metadata.finalizers = Some(vec!["other.example.com/keep".into()]);
-    put(&mut caches.canaries, c.clone());
-    api.script(vec![
-        expect("PATCH", STATUS).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
-        expect("POST", EVENTS),
-    ]);
-    reconcile(&c, &ctx).await.expect("reconciled");
-    api.verify().await;
+    put(&mut s.caches.canaries, c.clone());
+    let (_, sent) = s.step(&c, vec![status_write(&c), event()]).await;
+    stalled(&sent, 0, "TargetNotFound");
 }
 
 #[tokio::test]
 async fn deleting_scales_the_target_back_up_waits_for_it_then_restores_the_apex_service_and_lets_go() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    let c = deleted_canary();
-    put(&mut caches.canaries, c.clone());
     // Scaled to zero at the end of the last run, the Deployment controller not caught up yet (a
     // target at rest at zero: the test below).
-    put(&mut caches.deployments, rolling(target(0)));
-    put(&mut caches.deployments, primary(3));
-    put(&mut caches.services, adopted_apex(json!({})));
+    let (mut s, c) = deleting(rolling(target(0)), 3, adopted_apex(json!({})));
 
     // 1. Terminating, then the target back to the primary's replicas; the apex Service waits.
-    api.script(vec![
-        expect("PATCH", STATUS).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
-        expect("POST", EVENTS),
-        merge_patch(deployment_path("podinfo")),
-    ]);
-    let action = reconcile(&c, &ctx).await.expect("reconciled");
-    let sent = api.verify().await;
+    let script = vec![status_write(&c), event(), merge_patch(deployment_path("podinfo"))];
+    let (action, sent) = s.step(&c, script).await;
     assert_eq!(sent[0].body["status"]["phase"], "Terminating");
     assert_eq!(sent[1].body["message"], "Terminating canary podinfo.test");
     assert!(is_merge_patch(&sent[2]), "Veer does not own the target's replicas");
@@ -146,22 +115,15 @@ async fn deleting_scales_the_target_back_up_waits_for_it_then_restores_the_apex_
     let c: Canary = from(sent[0].reply.clone());
 
     // 2. The target scales up but does not serve yet: nothing is written.
-    put(&mut caches.deployments, rolling(target(3)));
-    api.script(vec![]);
-    let action = reconcile(&c, &ctx).await.expect("reconciled");
-    api.verify().await;
+    put(&mut s.caches.deployments, rolling(target(3)));
+    let (action, _) = s.step(&c, vec![]).await;
     assert_eq!(action, Action::requeue(Duration::from_secs(2)));
 
     // 3. The target serves: the adopted apex Service selects its pods again, then the finalizer
     // goes, the last write to the Canary.
-    put(&mut caches.deployments, ready(target(3)));
-    api.script(vec![
-        merge_patch(service_path("podinfo")),
-        merge_patch(CANARY).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
-        expect("POST", EVENTS),
-    ]);
-    let action = reconcile(&c, &ctx).await.expect("reconciled");
-    let sent = api.verify().await;
+    put(&mut s.caches.deployments, ready(target(3)));
+    let script = vec![merge_patch(service_path("podinfo")), finalizer_patch(&c), event()];
+    let (action, sent) = s.step(&c, script).await;
     assert!(is_merge_patch(&sent[0]));
     assert_eq!(sent[0].body, json!({"spec": {"selector": {"app": "podinfo"}}}), "the target's pods");
     assert_eq!(
@@ -174,28 +136,14 @@ async fn deleting_scales_the_target_back_up_waits_for_it_then_restores_the_apex_
 
 #[tokio::test]
 async fn deleting_restores_the_selector_an_adopted_apex_service_was_applied_with() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    let c = deleted_canary();
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, ready(target(2)));
-    put(&mut caches.deployments, primary(2));
     let applied = json!({"spec": {"selector": {"app.kubernetes.io/name": "podinfo"}}}).to_string();
-    put(
-        &mut caches.services,
-        adopted_apex(json!({"kubectl.kubernetes.io/last-applied-configuration": applied})),
-    );
+    let apex = adopted_apex(json!({"kubectl.kubernetes.io/last-applied-configuration": applied}));
+    let (mut s, c) = deleting(ready(target(2)), 2, apex);
 
     // The target serves already: nothing to scale, everything in one go.
-    api.script(vec![
-        expect("PATCH", STATUS).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
-        expect("POST", EVENTS),
-        merge_patch(service_path("podinfo")),
-        merge_patch(CANARY).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
-        expect("POST", EVENTS),
-    ]);
-    reconcile(&c, &ctx).await.expect("reconciled");
-    let sent = api.verify().await;
+    let script =
+        vec![status_write(&c), event(), merge_patch(service_path("podinfo")), finalizer_patch(&c), event()];
+    let (_, sent) = s.step(&c, script).await;
     assert_eq!(sent[2].body, json!({"spec": {"selector": {"app.kubernetes.io/name": "podinfo"}}}));
     assert_eq!(sent[3].body["metadata"]["finalizers"], json!([]));
     // The finalizer patch is conditioned on the status write just made.
@@ -204,24 +152,10 @@ async fn deleting_restores_the_selector_an_adopted_apex_service_was_applied_with
 
 #[tokio::test]
 async fn deleting_leaves_an_apex_service_the_canary_owns_to_garbage_collection() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    let c = deleted_canary();
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, ready(target(2)));
-    put(&mut caches.deployments, primary(2));
     let mut owned = adopted_apex(json!({}));
-    owned.metadata.owner_references = Some(vec![crate::meta::owner_reference(&c)]);
-    put(&mut caches.services, owned);
-
-    api.script(vec![
-        expect("PATCH", STATUS).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
-        expect("POST", EVENTS),
-        merge_patch(CANARY).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
-        expect("POST", EVENTS),
-    ]);
-    reconcile(&c, &ctx).await.expect("reconciled");
-    api.verify().await;
+    owned.metadata.owner_references = Some(vec![crate::meta::owner_reference(&deleted_canary())]);
+    let (mut s, c) = deleting(ready(target(2)), 2, owned);
+    s.step(&c, vec![status_write(&c), event(), finalizer_patch(&c), event()]).await;
 }
 
 /// A target at rest at zero counts as ready for the canary role (0 of 0 replicas available), and
@@ -230,20 +164,8 @@ async fn deleting_leaves_an_apex_service_the_canary_owns_to_garbage_collection()
 /// before any target pod exists; `flagger-behaviour.md` §2.16).
 #[tokio::test]
 async fn deleting_waits_for_a_target_that_rested_at_zero_before_touching_the_apex_service() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    let c = deleted_canary();
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, ready(target(0)));
-    put(&mut caches.deployments, primary(3));
-    put(&mut caches.services, adopted_apex(json!({})));
-
-    api.script(vec![
-        expect("PATCH", STATUS).reply(Reply::Onto(serde_json::to_value(&c).unwrap())),
-        expect("POST", EVENTS),
-        merge_patch(deployment_path("podinfo")),
-    ]);
-    let action = reconcile(&c, &ctx).await.expect("reconciled");
-    api.verify().await;
+    let (mut s, c) = deleting(ready(target(0)), 3, adopted_apex(json!({})));
+    let script = vec![status_write(&c), event(), merge_patch(deployment_path("podinfo"))];
+    let (action, _) = s.step(&c, script).await;
     assert_eq!(action, Action::requeue(Duration::from_secs(2)));
 }

@@ -11,7 +11,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use super::verifier::Recorded;
+use super::verifier::{ApiServer, Expect, Recorded, Reply, expect, mock};
 use crate::{
     api::Canary,
     controller::{
@@ -126,10 +126,84 @@ pub fn from<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).expect("a valid fixture")
 }
 
-/// A test Context over `client` and its caches.
-pub fn world(client: Client) -> (Arc<Context>, TestCaches) {
-    let (ctx, caches) = Context::test(client);
-    (Arc::new(ctx), caches)
+/// A mock API server, a test Context over it and the Context's caches: the stage of a scenario.
+pub struct Scenario {
+    pub api: ApiServer,
+    pub ctx: Arc<Context>,
+    pub caches: TestCaches,
+}
+
+impl Scenario {
+    /// Nothing cached; `adjust` may change the Context (its leadership, say) before it is shared.
+    pub fn empty_with(adjust: impl FnOnce(&mut Context)) -> Scenario {
+        let (client, api): (Client, ApiServer) = mock();
+        let (mut ctx, caches) = Context::test(client);
+        adjust(&mut ctx);
+        Scenario { api, ctx: Arc::new(ctx), caches }
+    }
+
+    /// `canary` and the `deployments` cached, as the watches would have delivered them.
+    pub fn of(canary: &Canary, deployments: impl IntoIterator<Item = Deployment>) -> Scenario {
+        let mut s = Scenario::empty_with(|_| ());
+        put(&mut s.caches.canaries, canary.clone());
+        for d in deployments {
+            put(&mut s.caches.deployments, d);
+        }
+        s
+    }
+
+    /// Reconciles `canary` once against `script` (each request expected in order, nothing else):
+    /// what the reconcile returned and the requests it sent.
+    pub async fn tick(
+        &mut self,
+        canary: &Canary,
+        script: Vec<Expect>,
+    ) -> (Result<Action, Error>, Vec<Recorded>) {
+        self.api.script(script);
+        let result = reconcile(canary, &self.ctx).await;
+        (result, self.api.verify().await)
+    }
+
+    /// [`Scenario::tick`] for a reconcile that must succeed.
+    pub async fn step(&mut self, canary: &Canary, script: Vec<Expect>) -> (Action, Vec<Recorded>) {
+        let (result, sent) = self.tick(canary, script).await;
+        (result.expect("reconciled"), sent)
+    }
+}
+
+/// A server-side apply of `path`.
+pub fn apply(path: impl Into<String>) -> Expect {
+    expect("PATCH", path).query("force=true")
+}
+
+/// A merge patch of `path` (the query is not compared).
+pub fn merge_patch(path: impl Into<String>) -> Expect {
+    expect("PATCH", path)
+}
+
+/// Whether `r` was a merge patch rather than a server-side apply.
+pub fn is_merge_patch(r: &Recorded) -> bool {
+    !r.query.contains("force=true")
+}
+
+/// The Canary as the API server answers a write to it: `canary` with the write merged on.
+pub fn onto(canary: &Canary) -> Reply {
+    Reply::Onto(serde_json::to_value(canary).expect("a Canary as JSON"))
+}
+
+/// The status of `canary` applied.
+pub fn status_write(canary: &Canary) -> Expect {
+    apply(STATUS).reply(onto(canary))
+}
+
+/// The finalizers of `canary` patched.
+pub fn finalizer_patch(canary: &Canary) -> Expect {
+    merge_patch(CANARY).reply(onto(canary))
+}
+
+/// An Event created.
+pub fn event() -> Expect {
+    expect("POST", EVENTS)
 }
 
 /// Puts `obj` in a cache, as the watch would.
@@ -200,4 +274,18 @@ pub fn condition<'a>(status_patch: &'a Value, type_: &str) -> &'a Value {
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
         .unwrap_or_else(|| panic!("no {type_} condition in {status_patch}"))
+}
+
+/// `sent[at]` writes a `Stalled` condition with `reason`, and `sent[at + 1]` is the Warning Event
+/// that says the same; returns the message.
+pub fn stalled(sent: &[Recorded], at: usize, reason: &str) -> String {
+    let condition = condition(&sent[at].body, "Stalled");
+    assert_eq!(condition["status"], "True", "{condition}");
+    assert_eq!(condition["reason"], reason, "{condition}");
+    let message = condition["message"].as_str().expect("a message").to_string();
+    let event = &sent[at + 1];
+    assert_eq!(event.line(), format!("POST {EVENTS}"));
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["message"], message.as_str(), "the Event says what the condition says");
+    message
 }

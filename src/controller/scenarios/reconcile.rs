@@ -1,6 +1,6 @@
 //! One reconcile of a Canary: what it writes, in which order, and what it writes nothing for.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::{controller::Action, reflector::ObjectRef};
@@ -9,23 +9,8 @@ use serde_json::json;
 use super::{fixtures::*, verifier::*};
 use crate::{
     api::Canary,
-    controller::{
-        Error, Leadership,
-        context::{Context, TestCaches},
-    },
+    controller::{Error, Leadership, context::TestCaches},
 };
-
-fn apply(path: impl Into<String>) -> Expect {
-    expect("PATCH", path).query("force=true")
-}
-
-fn status_write(canary: &Canary) -> Expect {
-    apply(STATUS).reply(Reply::Onto(serde_json::to_value(canary).unwrap()))
-}
-
-fn event() -> Expect {
-    expect("POST", EVENTS)
-}
 
 /// What a new podinfo Canary writes before its primary is ready: the primary, its Service and the
 /// canary Service, then its first status.
@@ -38,17 +23,16 @@ fn initialization(canary: &Canary) -> Vec<Expect> {
     ]
 }
 
+/// The podinfo Canary and its target of two replicas, not reconciled yet.
+fn new_canary() -> (Scenario, Canary) {
+    let c = canary();
+    (Scenario::of(&c, [target(2)]), c)
+}
+
 #[tokio::test]
 async fn a_new_canary_writes_its_primary_and_services_then_its_status() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    let c = canary();
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, target(2));
-
-    api.script(initialization(&c));
-    let action = reconcile(&c, &ctx).await.expect("reconciled");
-    let sent = api.verify().await;
+    let (mut s, c) = new_canary();
+    let (action, sent) = s.step(&c, initialization(&c)).await;
 
     let primary = &sent[0].body;
     assert_eq!(primary["metadata"]["name"], "podinfo-primary");
@@ -77,29 +61,22 @@ async fn a_new_canary_writes_its_primary_and_services_then_its_status() {
 
 #[tokio::test]
 async fn once_the_primary_serves_the_apex_service_and_routes_follow_and_the_target_is_scaled_to_zero() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    let c = canary();
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, target(2));
-    api.script(initialization(&c));
-    reconcile(&c, &ctx).await.expect("reconciled");
-    let sent = api.verify().await;
-    let c = feed_back(&sent, &mut caches, true).expect("a status was written");
-    put(&mut caches.canaries, c.clone());
+    let (mut s, c) = new_canary();
+    let (_, sent) = s.step(&c, initialization(&c)).await;
+    let c = feed_back(&sent, &mut s.caches, true).expect("a status was written");
+    put(&mut s.caches.canaries, c.clone());
 
-    api.script(vec![
+    let script = vec![
         apply(service_path("podinfo")),
         apply(istio_path("destinationrules", "podinfo-primary")),
         apply(istio_path("destinationrules", "podinfo-canary")),
         apply(istio_path("virtualservices", "podinfo")),
         status_write(&c),
-        expect("PATCH", deployment_path("podinfo")),
+        merge_patch(deployment_path("podinfo")),
         event(),
         status_write(&c),
-    ]);
-    let action = reconcile(&c, &ctx).await.expect("reconciled");
-    let sent = api.verify().await;
+    ];
+    let (action, sent) = s.step(&c, script).await;
 
     assert_eq!(sent[0].body["spec"]["selector"], json!({"app": "podinfo-primary"}), "apex on the primary");
     assert_eq!(
@@ -112,7 +89,7 @@ async fn once_the_primary_serves_the_apex_service_and_routes_follow_and_the_targ
     assert_eq!(decided["phase"], "Initialized");
     assert!(!decided["pendingEffects"].as_array().unwrap().is_empty(), "{decided}");
     // ... the target scaled to zero with a merge patch (Veer does not own its replicas) ...
-    assert!(!sent[5].query.contains("force=true"), "a merge patch: {}", sent[5].query);
+    assert!(is_merge_patch(&sent[5]), "{}", sent[5].query);
     assert_eq!(sent[5].body, json!({"spec": {"replicas": 0}}));
     assert_eq!(sent[6].body["type"], "Normal");
     assert_eq!(sent[6].body["message"], "Initialization done! podinfo.test");
@@ -124,22 +101,20 @@ async fn once_the_primary_serves_the_apex_service_and_routes_follow_and_the_targ
     assert_eq!(action, Action::await_change());
 }
 
-/// Reconciles a new podinfo Canary, feeding every write back into the caches as the watches would
+/// A new podinfo Canary reconciled, every write fed back into the caches as the watches would
 /// (the primary as it becomes ready), until a reconcile writes nothing; returns that Canary.
-async fn settle(api: &mut ApiServer, ctx: &Arc<Context>, caches: &mut TestCaches) -> Canary {
-    let mut c = canary();
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, target(2));
+async fn settled() -> (Scenario, Canary) {
+    let (mut s, mut c) = new_canary();
     for _ in 0..3 {
-        api.record(serde_json::to_value(&c).unwrap());
-        reconcile(&c, ctx).await.expect("reconciled");
-        let sent = api.verify().await;
+        s.api.record(serde_json::to_value(&c).unwrap());
+        reconcile(&c, &s.ctx).await.expect("reconciled");
+        let sent = s.api.verify().await;
         if sent.is_empty() {
-            return c;
+            return (s, c);
         }
-        if let Some(written) = feed_back(&sent, caches, true) {
+        if let Some(written) = feed_back(&sent, &mut s.caches, true) {
             c = written;
-            put(&mut caches.canaries, c.clone());
+            put(&mut s.caches.canaries, c.clone());
         }
     }
     panic!("the Canary still writes after three reconciles");
@@ -147,85 +122,55 @@ async fn settle(api: &mut ApiServer, ctx: &Arc<Context>, caches: &mut TestCaches
 
 #[tokio::test]
 async fn an_initialized_canary_at_rest_makes_no_request() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    let c = settle(&mut api, &ctx, &mut caches).await;
+    let (mut s, c) = settled().await;
     let status = c.status.as_ref().expect("a status");
     assert_eq!(status.phase.as_str(), "Initialized");
     assert!(status.pending_effects.is_empty());
 
     // The primary, the Services, the DestinationRules and the VirtualService are cached as written,
     // the target is unchanged: nothing to write, no Event.
-    api.script(vec![]);
-    let action = reconcile(&c, &ctx).await.expect("reconciled");
-    assert!(api.verify().await.is_empty());
+    let (action, _) = s.step(&c, vec![]).await;
     assert_eq!(action, Action::await_change());
 
     // And again: a resync wakes it without anything having changed.
-    api.script(vec![]);
-    reconcile(&c, &ctx).await.expect("reconciled");
-    api.verify().await;
+    s.step(&c, vec![]).await;
+}
+
+/// The Service `name` as cached.
+fn cached_service(caches: &TestCaches, name: &str) -> k8s_openapi::api::core::v1::Service {
+    let r = ObjectRef::new(name).within(NS);
+    caches.services.as_reader().get(&r).expect("the Service is cached").as_ref().clone()
 }
 
 #[tokio::test]
 async fn a_generated_object_changed_by_someone_else_is_written_back_alone() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    let c = settle(&mut api, &ctx, &mut caches).await;
+    let (mut s, c) = settled().await;
     // Someone points the canary Service elsewhere.
-    let svc = caches
-        .services
-        .as_reader()
-        .state()
-        .into_iter()
-        .find(|s| s.metadata.name.as_deref() == Some("podinfo-canary"));
-    let mut svc = svc.expect("the canary Service is cached").as_ref().clone();
+    let mut svc = cached_service(&s.caches, "podinfo-canary");
     svc.spec.as_mut().unwrap().selector = Some([("app".to_string(), "other".to_string())].into());
-    put(&mut caches.services, svc);
+    put(&mut s.caches.services, svc);
 
-    api.script(vec![apply(service_path("podinfo-canary"))]);
-    reconcile(&c, &ctx).await.expect("reconciled");
-    let sent = api.verify().await;
+    let (_, sent) = s.step(&c, vec![apply(service_path("podinfo-canary"))]).await;
     assert_eq!(sent[0].body["spec"]["selector"], json!({"app": "podinfo"}));
 }
 
 #[tokio::test]
 async fn a_canary_whose_target_is_missing_stalls_with_target_not_found_and_a_warning() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
     let c = canary();
-    put(&mut caches.canaries, c.clone());
+    let mut s = Scenario::of(&c, []);
+    let (action, sent) = s.step(&c, vec![status_write(&c), event()]).await;
 
-    api.script(vec![status_write(&c), event()]);
-    let action = reconcile(&c, &ctx).await.expect("a stall is not an error");
-    let sent = api.verify().await;
-
-    let stalled = condition(&sent[0].body, "Stalled");
-    assert_eq!(stalled["status"], "True");
-    assert_eq!(stalled["reason"], "TargetNotFound");
-    let message = stalled["message"].as_str().unwrap();
+    let message = stalled(&sent, 0, "TargetNotFound");
     assert!(message.contains("Deployment podinfo.test not found"), "{message}");
-    assert_eq!(sent[1].body["type"], "Warning");
-    assert_eq!(sent[1].body["message"], message, "the Event says what the condition says");
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
 }
 
 /// A Canary that cannot be reconciled as written stalls with `reason` before writing any object.
 async fn stalls_before_any_object(c: Canary, reason: &str, mentions: &str) {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, ready(target(2)));
-
-    api.script(vec![status_write(&c), event()]);
-    reconcile(&c, &ctx).await.expect("a stall is not an error");
-    let sent = api.verify().await;
-
-    let stalled = condition(&sent[0].body, "Stalled");
-    assert_eq!(stalled["reason"], reason);
-    let message = stalled["message"].as_str().unwrap();
+    let mut s = Scenario::of(&c, [ready(target(2))]);
+    let (_, sent) = s.step(&c, vec![status_write(&c), event()]).await;
+    let message = stalled(&sent, 0, reason);
     assert!(message.contains(mentions), "{message}");
-    assert_eq!(sent[1].body["type"], "Warning");
 }
 
 #[tokio::test]
@@ -248,113 +193,68 @@ async fn a_canary_without_a_service_stalls_before_any_object_is_written() {
 
 #[tokio::test]
 async fn a_stall_already_shown_is_not_written_again() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
     let c = canary();
-    put(&mut caches.canaries, c.clone());
-    api.script(vec![status_write(&c), event()]);
-    reconcile(&c, &ctx).await.expect("a stall is not an error");
-    let sent = api.verify().await;
+    let mut s = Scenario::of(&c, []);
+    let (_, sent) = s.step(&c, vec![status_write(&c), event()]).await;
     let c: Canary = from(sent[0].reply.clone());
-
-    api.script(vec![]);
-    reconcile(&c, &ctx).await.expect("a stall is not an error");
-    api.verify().await;
+    s.step(&c, vec![]).await;
 }
 
 #[tokio::test]
 async fn a_write_the_api_server_rejects_is_reported_on_the_canary() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    let c = canary();
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, target(2));
-
-    api.script(vec![
-        apply(deployment_path("podinfo-primary")).reply(Reply::Fail(403, "Forbidden")),
-        status_write(&c),
-        event(),
-    ]);
-    let result = reconcile(&c, &ctx).await;
-    let sent = api.verify().await;
+    let (mut s, c) = new_canary();
+    let rejected = apply(deployment_path("podinfo-primary")).reply(Reply::Fail(403, "Forbidden"));
+    let (result, sent) = s.tick(&c, vec![rejected, status_write(&c), event()]).await;
 
     assert!(matches!(result, Err(Error::Write { .. })), "{result:?}");
-    let stalled = condition(&sent[1].body, "Stalled");
-    assert_eq!(stalled["reason"], "WriteRejected");
-    let message = stalled["message"].as_str().unwrap();
+    let message = stalled(&sent, 1, "WriteRejected");
     assert!(message.contains("Deployment podinfo-primary.test (HTTP 403 Forbidden)"), "{message}");
-    assert_eq!(sent[2].body["type"], "Warning");
 }
 
 #[tokio::test]
 async fn an_unavailable_api_server_is_reported_only_from_the_third_failure_in_a_row() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    let c = canary();
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, target(2));
+    let (mut s, c) = new_canary();
     let failing = || apply(deployment_path("podinfo-primary")).reply(Reply::Fail(503, "ServiceUnavailable"));
 
     for _ in 0..2 {
-        api.script(vec![failing()]);
-        assert!(reconcile(&c, &ctx).await.is_err());
-        api.verify().await;
+        let (result, _) = s.tick(&c, vec![failing()]).await;
+        assert!(result.is_err());
     }
-    api.script(vec![failing(), status_write(&c), event()]);
-    assert!(reconcile(&c, &ctx).await.is_err());
-    let sent = api.verify().await;
-    assert_eq!(condition(&sent[1].body, "Stalled")["reason"], "ApiUnavailable");
+    let (result, sent) = s.tick(&c, vec![failing(), status_write(&c), event()]).await;
+    assert!(result.is_err());
+    stalled(&sent, 1, "ApiUnavailable");
 }
 
 #[tokio::test]
 async fn a_status_changed_since_it_was_read_is_decided_again_without_a_report() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
     let c = canary();
-    put(&mut caches.canaries, c.clone());
-
-    api.script(vec![apply(STATUS).reply(Reply::Fail(409, "Conflict"))]);
-    let action = reconcile(&c, &ctx).await.expect("a conflict is not an error");
-    api.verify().await;
-    assert_eq!(action, Action::requeue(Duration::from_secs(1)));
+    let mut s = Scenario::of(&c, []);
+    let conflict = apply(STATUS).reply(Reply::Fail(409, "Conflict"));
+    let (result, _) = s.tick(&c, vec![conflict]).await;
+    assert_eq!(result.expect("a conflict is not an error"), Action::requeue(Duration::from_secs(1)));
 }
 
 #[tokio::test]
 async fn a_replica_that_does_not_lead_writes_nothing() {
-    let (client, mut api) = mock();
-    let (mut ctx, mut caches) = Context::test(client);
-    ctx.leadership = Leadership::elected();
-    let ctx = Arc::new(ctx);
     let c = canary();
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, target(2));
-
-    api.script(vec![]);
-    let action = reconcile(&c, &ctx).await.expect("not leading is not an error");
-    api.verify().await;
+    let mut s = Scenario::empty_with(|ctx| ctx.leadership = Leadership::elected());
+    put(&mut s.caches.canaries, c.clone());
+    put(&mut s.caches.deployments, target(2));
+    let (action, _) = s.step(&c, vec![]).await;
     assert_eq!(action, Action::await_change());
 }
 
 #[tokio::test]
 async fn a_suspended_canary_records_its_decision_and_touches_nothing_it_generated() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    let mut c = settle(&mut api, &ctx, &mut caches).await;
+    let (mut s, mut c) = settled().await;
     c.spec.suspend = Some(true);
     // Gone from the caches: a Canary that is not suspended writes them back.
     for name in ["podinfo", "podinfo-primary", "podinfo-canary"] {
-        let svc = caches
-            .services
-            .as_reader()
-            .state()
-            .into_iter()
-            .find(|s| s.metadata.name.as_deref() == Some(name));
-        delete(&mut caches.services, svc.expect("cached").as_ref().clone());
+        let svc = cached_service(&s.caches, name);
+        delete(&mut s.caches.services, svc);
     }
 
-    api.script(vec![status_write(&c), event()]);
-    reconcile(&c, &ctx).await.expect("reconciled");
-    let sent = api.verify().await;
+    let (_, sent) = s.step(&c, vec![status_write(&c), event()]).await;
     let skipping = "skipping canary run as object is suspended";
     assert_eq!(sent[0].body["status"]["phase"], "Initialized");
     assert_eq!(sent[0].body["status"]["decision"]["message"], skipping);
@@ -363,40 +263,33 @@ async fn a_suspended_canary_records_its_decision_and_touches_nothing_it_generate
     // One Event when it becomes suspended, not one every tick as Flagger (docs/compatibility.md,
     // quirk #14): the next tick writes nothing at all.
     let c: Canary = from(sent[0].reply.clone());
-    api.script(vec![]);
-    reconcile(&c, &ctx).await.expect("reconciled");
-    api.verify().await;
+    s.step(&c, vec![]).await;
 }
 
 #[tokio::test]
 async fn a_new_revision_of_the_target_starts_an_analysis_by_scaling_it_up() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    let c = settle(&mut api, &ctx, &mut caches).await;
+    let (mut s, c) = settled().await;
     // A new image for the target (at rest at zero replicas since its initialization).
-    let mut t = cached_target(&caches);
+    let mut t = cached_target(&s.caches);
     t.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers[0].image =
         Some("ghcr.io/stefanprodan/podinfo:6.0.1".into());
     t.metadata.generation = Some(2);
-    put(&mut caches.deployments, t);
+    put(&mut s.caches.deployments, t);
 
-    api.script(vec![status_write(&c), event(), expect("PATCH", deployment_path("podinfo"))]);
-    let action = reconcile(&c, &ctx).await.expect("reconciled");
-    let sent = api.verify().await;
+    let (action, sent) =
+        s.step(&c, vec![status_write(&c), event(), merge_patch(deployment_path("podinfo"))]).await;
     let status = &sent[0].body;
     assert_eq!(status["status"]["phase"], "Progressing");
     assert_eq!(condition(status, "Promoted")["reason"], "Progressing");
     assert_eq!(status["status"]["canaryWeight"], 0, "no traffic before the canary is ready");
     assert_eq!(sent[1].body["message"], "New revision detected! Scaling up podinfo.test");
-    assert!(!sent[2].query.contains("force=true"), "a merge patch: {}", sent[2].query);
+    assert!(is_merge_patch(&sent[2]), "{}", sent[2].query);
     assert_eq!(sent[2].body, json!({"spec": {"replicas": 2}}), "the primary's replicas");
     assert_eq!(action, Action::requeue(Duration::from_secs(15)));
 
     // Within the interval nothing more happens: it waits for the next step.
-    let c = feed_back(&sent, &mut caches, false).expect("a status was written");
-    api.script(vec![]);
-    let action = reconcile(&c, &ctx).await.expect("reconciled");
-    api.verify().await;
+    let c = feed_back(&sent, &mut s.caches, false).expect("a status was written");
+    let (action, _) = s.step(&c, vec![]).await;
     assert_ne!(action, Action::await_change(), "{action:?}");
 }
 
@@ -418,18 +311,15 @@ fn target_with_configs() -> Deployment {
 
 #[tokio::test]
 async fn the_configs_a_target_uses_are_copied_before_its_primary() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
     let c = canary();
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, target_with_configs());
+    let mut s = Scenario::of(&c, [target_with_configs()]);
     put(
-        &mut caches.configmaps,
+        &mut s.caches.configmaps,
         from(json!({"metadata": {"name": "podinfo-config", "namespace": NS, "resourceVersion": "3"},
                     "data": {"color": "blue"}})),
     );
     put(
-        &mut caches.secrets,
+        &mut s.caches.secrets,
         from(json!({"metadata": {"name": "podinfo-secret", "namespace": NS, "resourceVersion": "4"},
                     "data": {"token": "czNjcjN0"}})),
     );
@@ -439,9 +329,7 @@ async fn the_configs_a_target_uses_are_copied_before_its_primary() {
         apply("/api/v1/namespaces/test/secrets/podinfo-secret-primary"),
     ];
     script.extend(initialization(&c));
-    api.script(script);
-    reconcile(&c, &ctx).await.expect("reconciled");
-    let sent = api.verify().await;
+    let (_, sent) = s.step(&c, script).await;
     assert_eq!(sent[0].body["data"], json!({"color": "blue"}));
     assert_eq!(sent[1].body["data"], json!({"token": "czNjcjN0"}));
     for copy in &sent[..2] {
@@ -455,35 +343,19 @@ async fn the_configs_a_target_uses_are_copied_before_its_primary() {
 
 #[tokio::test]
 async fn a_config_the_target_uses_that_does_not_exist_stalls_before_any_object_is_written() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
     let c = canary();
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, target_with_configs());
-
-    api.script(vec![status_write(&c), event()]);
-    reconcile(&c, &ctx).await.expect("a stall is not an error");
-    let sent = api.verify().await;
-    let stalled = condition(&sent[0].body, "Stalled");
-    assert_eq!(stalled["reason"], "ConfigNotFound");
-    let message = stalled["message"].as_str().unwrap();
+    let mut s = Scenario::of(&c, [target_with_configs()]);
+    let (_, sent) = s.step(&c, vec![status_write(&c), event()]).await;
+    let message = stalled(&sent, 0, "ConfigNotFound");
     assert!(message.contains("podinfo-config") || message.contains("podinfo-secret"), "{message}");
 }
 
 #[tokio::test]
 async fn a_cached_canary_older_than_the_status_just_written_is_not_decided_again() {
-    let (client, mut api) = mock();
-    let (ctx, mut caches) = world(client);
-    let c = canary();
-    put(&mut caches.canaries, c.clone());
-    put(&mut caches.deployments, target(2));
-    api.script(initialization(&c));
-    reconcile(&c, &ctx).await.expect("reconciled");
-    api.verify().await;
+    let (mut s, c) = new_canary();
+    s.step(&c, initialization(&c)).await;
 
     // The watch has not delivered the status write yet: the same old copy comes back.
-    api.script(vec![]);
-    let action = reconcile(&c, &ctx).await.expect("reconciled");
-    api.verify().await;
+    let (action, _) = s.step(&c, vec![]).await;
     assert_eq!(action, Action::requeue(Duration::from_millis(50)));
 }
