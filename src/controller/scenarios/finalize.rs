@@ -21,7 +21,7 @@ fn deleted_canary() -> Canary {
 fn primary(replicas: i32) -> Deployment {
     let mut d = target_json(replicas);
     d["metadata"]["name"] = json!("podinfo-primary");
-    d["metadata"]["uid"] = json!("uid-deploy-podinfo-primary");
+    d["metadata"]["uid"] = json!("uid-deployment-podinfo-primary");
     ready(from(d))
 }
 

@@ -38,25 +38,36 @@ pub fn istio_path(plural: &str, name: &str) -> String {
     format!("/apis/networking.istio.io/v1beta1/namespaces/test/{plural}/{name}")
 }
 
+/// An object `podinfo` of `kind` in [`NS`] with `spec`, as the API server returns it: with a uid,
+/// a resourceVersion and a generation.
+fn podinfo(api_version: &str, kind: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {
+            "name": "podinfo", "namespace": NS, "uid": format!("uid-{}-podinfo", kind.to_lowercase()),
+            "resourceVersion": "1", "generation": 1
+        },
+        "spec": spec
+    })
+}
+
 /// The podinfo Canary of the e2e tests (provider istio, no webhooks, no metrics: nothing but the
 /// mock API server is called), as the API server returns it: with a uid and a resourceVersion.
 pub fn canary_json() -> Value {
-    json!({
-        "apiVersion": "flagger.app/v1beta1",
-        "kind": "Canary",
-        "metadata": {
-            "name": "podinfo", "namespace": NS, "uid": "uid-canary-podinfo",
-            "resourceVersion": "1", "generation": 1,
-            "creationTimestamp": "2026-01-01T00:00:00Z"
-        },
-        "spec": {
+    let mut c = podinfo(
+        "flagger.app/v1beta1",
+        "Canary",
+        json!({
             "provider": "istio",
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
             "progressDeadlineSeconds": 60,
             "service": {"port": 9898},
             "analysis": {"interval": "15s", "threshold": 2, "maxWeight": 50, "stepWeight": 10}
-        }
-    })
+        }),
+    );
+    c["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    c
 }
 
 pub fn canary() -> Canary {
@@ -72,15 +83,10 @@ pub fn canary_with(patch: Value) -> Canary {
 
 /// The target: Deployment `podinfo`, selector `app: podinfo`, two replicas, not rolled out yet.
 pub fn target_json(replicas: i32) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": "podinfo", "namespace": NS, "uid": "uid-deploy-podinfo",
-            "resourceVersion": "1", "generation": 1,
-            "labels": {"app": "podinfo"}
-        },
-        "spec": {
+    let mut d = podinfo(
+        "apps/v1",
+        "Deployment",
+        json!({
             "replicas": replicas,
             "selector": {"matchLabels": {"app": "podinfo"}},
             "template": {
@@ -91,8 +97,10 @@ pub fn target_json(replicas: i32) -> Value {
                     "ports": [{"name": "http", "containerPort": 9898}]
                 }]}
             }
-        }
-    })
+        }),
+    );
+    d["metadata"]["labels"] = json!({"app": "podinfo"});
+    d
 }
 
 pub fn target(replicas: i32) -> Deployment {

@@ -131,27 +131,26 @@ fn a_workload_wakes_the_canaries_it_is_the_target_or_primary_of() {
 #[test]
 fn a_config_wakes_the_canaries_whose_cached_target_uses_it() {
     let s = stores();
-    // (namespace, secret, name, Canaries woken)
-    let cases: &[(&str, bool, &str, Woken)] = &[
-        ("test", false, "podinfo-config", &[("test", "podinfo")]),
-        ("test", true, "podinfo-secret", &[("test", "podinfo")]),
-        ("other", false, "podinfo-config", &[("other", "podinfo")]),
-        ("other", true, "other-secret", &[("other", "podinfo")]),
-        ("test", false, "ds-config", &[("test", "podinfo-ds")]),
-        ("test", true, "ds-secret", &[("test", "podinfo-ds")]),
-        ("test", false, "ds-env", &[("test", "podinfo-ds")]),
+    let (cm, secret) = (ConfigId::config_map, ConfigId::secret);
+    // (namespace, config, Canaries woken)
+    let cases: Vec<(&str, ConfigId, Woken)> = vec![
+        ("test", cm("podinfo-config"), &[("test", "podinfo")]),
+        ("test", secret("podinfo-secret"), &[("test", "podinfo")]),
+        ("other", cm("podinfo-config"), &[("other", "podinfo")]),
+        ("other", secret("other-secret"), &[("other", "podinfo")]),
+        ("test", cm("ds-config"), &[("test", "podinfo-ds")]),
+        ("test", secret("ds-secret"), &[("test", "podinfo-ds")]),
+        ("test", cm("ds-env"), &[("test", "podinfo-ds")]),
         // A Secret is not the ConfigMap of the same name, and the reverse.
-        ("test", true, "podinfo-config", &[]),
-        ("test", false, "podinfo-secret", &[]),
+        ("test", secret("podinfo-config"), &[]),
+        ("test", cm("podinfo-secret"), &[]),
         // Another namespace's config of the same name.
-        ("test", true, "other-secret", &[]),
-        ("elsewhere", false, "podinfo-config", &[]),
-        ("test", false, "unused", &[]),
+        ("test", secret("other-secret"), &[]),
+        ("elsewhere", cm("podinfo-config"), &[]),
+        ("test", cm("unused"), &[]),
     ];
-    for (ns, secret, name, expected) in cases {
-        let what = if *secret { "Secret" } else { "ConfigMap" };
-        let id = if *secret { ConfigId::secret(*name) } else { ConfigId::config_map(*name) };
-        assert_eq!(woken(config_canaries(&s, ns, &id)), refs(expected), "{what} {name}.{ns}");
+    for (ns, id, expected) in &cases {
+        assert_eq!(woken(config_canaries(&s, ns, id)), refs(expected), "{id:?} in {ns}");
     }
 }
 
