@@ -108,9 +108,6 @@ pub struct CanaryStatus {
     /// Revision hash last promoted to the primary.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub last_promoted_spec: String,
-    /// Change fence of the canary target (Flagger field; not used by Veer).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub last_tracked_revision: String,
     /// Last time the status changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
