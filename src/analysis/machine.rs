@@ -563,11 +563,12 @@ impl<'a> Tick<'a> {
         if !missing.is_empty() {
             return Err(Interrupt::Need(missing));
         }
-        let target = format!("{}.{}", self.target_name(), self.namespace);
+        let (canary, target) = (format!("{}.{}", self.name, self.namespace), self.target());
+        let subject = verdict::Subject { canary: &canary, target: &target };
         let mut first_failure = None;
         for (index, metric) in metrics.iter().enumerate() {
             let result = &self.obs.metrics[&index];
-            let v = verdict::judge(metric, result, &target, self.p.provider.as_str());
+            let v = verdict::judge(metric, result, subject, self.p.provider.as_str());
             let (min, max) = verdict::bounds(metric);
             let message = match &v {
                 verdict::Verdict::Pass => String::new(),
@@ -863,7 +864,7 @@ impl<'a> Tick<'a> {
             Rollback::Manual => "a rollback webhook asked for it".to_string(),
         };
         self.set_routes(Routes::PRIMARY);
-        self.event(true, format!("Canary failed! Scaling down {}", self.target()));
+        self.event(true, format!("Canary failed! Scaling down {}.{}", self.name, self.namespace));
         self.effects.push(Effect::ScaleCanary { up: false });
         self.finish_run(Phase::Failed, RunResult::Failed);
         self.requeue = None;

@@ -461,6 +461,30 @@ fn failed_metric_checks_roll_back_in_the_tick_that_reaches_the_threshold() {
     assert_eq!(w.phase(), Phase::Failed);
 }
 
+/// A Canary named `web` whose target is `podinfo`: each text names the one Flagger's names.
+#[test]
+fn texts_name_the_canary_or_its_target_as_flagger_does() {
+    let mut w = World::initialized(analysis());
+    w.canary.metadata.name = Some("web".into());
+    w.deploy("2");
+    w.tick();
+    assert!(w.has("Normal New revision detected! Scaling up podinfo.test"), "{:#?}", w.log);
+    w.step();
+    assert!(w.has("Normal Advance web.test canary weight 10"), "{:#?}", w.log);
+    w.metric_values.insert(REQUEST_SUCCESS_RATE.into(), MetricResult::Value(80.0));
+    w.step();
+    assert!(w.has("Warning Halt web.test advancement success rate 80.00% < 99%"), "{:#?}", w.log);
+    w.metric_values.insert(REQUEST_SUCCESS_RATE.into(), MetricResult::NoData);
+    w.step();
+    assert!(
+        w.has("Warning Halt advancement no values found for istio metric request-success-rate probably podinfo.test is not receiving traffic"),
+        "{:#?}",
+        w.log
+    );
+    assert!(w.has("Warning Rolling back web.test failed checks threshold reached 2"), "{:#?}", w.log);
+    assert!(w.has("Warning Canary failed! Scaling down web.test"), "{:#?}", w.log);
+}
+
 #[test]
 fn failed_checks_are_cumulative_not_consecutive() {
     let mut a = analysis();

@@ -76,16 +76,25 @@ pub fn bounds(metric: &CanaryMetric) -> (Option<f64>, Option<f64>) {
     if metric.name == REQUEST_SUCCESS_RATE { (Some(t), None) } else { (None, Some(t)) }
 }
 
-/// Judges a metric result. `target` is `<name>.<namespace>` for messages, `provider` the metrics
-/// provider name used in the no-data text. Total: any value and any thresholds give a verdict,
-/// and a value that is not a finite number never passes (NaN is no data, ±Inf a failed check).
-pub fn judge(metric: &CanaryMetric, result: &MetricResult, target: &str, provider: &str) -> Verdict {
-    let name = &metric.name;
+/// Whom the messages name, each as `<name>.<namespace>`. As in Flagger, the `Halt ...` texts name
+/// the Canary and the no-data texts name its target (they differ when `metadata.name` is not
+/// `targetRef.name`).
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub canary: &'a str,
+    pub target: &'a str,
+}
+
+/// Judges a metric result; `provider` is the metrics provider name used in the no-data text.
+/// Total: any value and any thresholds give a verdict, and a value that is not a finite number
+/// never passes (NaN is no data, ±Inf a failed check).
+pub fn judge(metric: &CanaryMetric, result: &MetricResult, subject: Subject<'_>, provider: &str) -> Verdict {
+    let (name, canary, target) = (&metric.name, subject.canary, subject.target);
     let value = match result {
         MetricResult::Value(v) if v.is_nan() => return no_data(metric, target, provider),
         MetricResult::Value(v) if v.is_infinite() => {
             return Verdict::Fail(format!(
-                "Halt {target} advancement {name} query returned {}, which is not a finite number: \
+                "Halt {canary} advancement {name} query returned {}, which is not a finite number: \
                  no range accepts it (does the query divide by zero?)",
                 num(*v)
             ));
@@ -106,14 +115,14 @@ pub fn judge(metric: &CanaryMetric, result: &MetricResult, target: &str, provide
     let (op, limit) = if below { ("<", min.unwrap_or_default()) } else { (">", max.unwrap_or_default()) };
     Verdict::Fail(match name.as_str() {
         REQUEST_SUCCESS_RATE => {
-            format!("Halt {target} advancement success rate {value:.2}% {op} {}%", num(limit))
+            format!("Halt {canary} advancement success rate {value:.2}% {op} {}%", num(limit))
         }
         REQUEST_DURATION => format!(
-            "Halt {target} advancement request duration {} {op} {}",
+            "Halt {canary} advancement request duration {} {op} {}",
             millis_text(value),
             millis_text(limit)
         ),
-        _ => format!("Halt {target} advancement {name} {value:.2} {op} {}", num(limit)),
+        _ => format!("Halt {canary} advancement {name} {value:.2} {op} {}", num(limit)),
     })
 }
 
@@ -154,10 +163,33 @@ fn num(v: f64) -> String {
     }
 }
 
+/// A Canary named after its target.
+#[cfg(test)]
+fn same(name: &str) -> Subject<'_> {
+    Subject { canary: name, target: name }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::ThresholdRange;
+
+    #[test]
+    fn halt_texts_name_the_canary_and_no_data_texts_its_target() {
+        let who = Subject { canary: "web.test", target: "podinfo.test" };
+        let m = metric(REQUEST_SUCCESS_RATE, Some(99.0), None);
+        assert_eq!(
+            judge(&m, &MetricResult::Value(97.5), who, "istio"),
+            Verdict::Fail("Halt web.test advancement success rate 97.50% < 99%".into())
+        );
+        let Verdict::NoData(message) = judge(&m, &MetricResult::NoData, who, "istio") else { panic!() };
+        assert!(message.ends_with("probably podinfo.test is not receiving traffic"), "{message}");
+        let custom = metric("errors", None, Some(5.0));
+        assert_eq!(
+            judge(&custom, &MetricResult::Value(6.0), who, "istio"),
+            Verdict::Fail("Halt web.test advancement errors 6.00 > 5".into())
+        );
+    }
 
     fn metric(name: &str, min: Option<f64>, max: Option<f64>) -> CanaryMetric {
         CanaryMetric {
@@ -171,17 +203,17 @@ mod tests {
     fn success_rate_below_min_fails_with_flagger_text() {
         let m = metric(REQUEST_SUCCESS_RATE, Some(99.0), None);
         assert_eq!(
-            judge(&m, &MetricResult::Value(97.5), "podinfo.test", "istio"),
+            judge(&m, &MetricResult::Value(97.5), same("podinfo.test"), "istio"),
             Verdict::Fail("Halt podinfo.test advancement success rate 97.50% < 99%".into())
         );
-        assert_eq!(judge(&m, &MetricResult::Value(99.0), "podinfo.test", "istio"), Verdict::Pass);
+        assert_eq!(judge(&m, &MetricResult::Value(99.0), same("podinfo.test"), "istio"), Verdict::Pass);
     }
 
     #[test]
     fn duration_above_max_fails() {
         let m = metric(REQUEST_DURATION, None, Some(500.0));
         assert_eq!(
-            judge(&m, &MetricResult::Value(612.0), "podinfo.test", "istio"),
+            judge(&m, &MetricResult::Value(612.0), same("podinfo.test"), "istio"),
             Verdict::Fail("Halt podinfo.test advancement request duration 612ms > 500ms".into())
         );
     }
@@ -190,10 +222,10 @@ mod tests {
     fn bounds_are_inclusive() {
         let m = metric("latency", Some(1.0), Some(2.0));
         for v in [1.0, 1.5, 2.0] {
-            assert!(judge(&m, &MetricResult::Value(v), "a.b", "istio").passed());
+            assert!(judge(&m, &MetricResult::Value(v), same("a.b"), "istio").passed());
         }
         for v in [0.999, 2.001] {
-            assert!(!judge(&m, &MetricResult::Value(v), "a.b", "istio").passed());
+            assert!(!judge(&m, &MetricResult::Value(v), same("a.b"), "istio").passed());
         }
     }
 
@@ -201,28 +233,31 @@ mod tests {
     fn deprecated_threshold() {
         let sr =
             CanaryMetric { name: REQUEST_SUCCESS_RATE.into(), threshold: Some(99.0), ..Default::default() };
-        assert!(!judge(&sr, &MetricResult::Value(98.0), "a.b", "istio").passed());
+        assert!(!judge(&sr, &MetricResult::Value(98.0), same("a.b"), "istio").passed());
         let custom = CanaryMetric { name: "errors".into(), threshold: Some(5.0), ..Default::default() };
-        assert!(judge(&custom, &MetricResult::Value(5.0), "a.b", "istio").passed());
-        assert!(!judge(&custom, &MetricResult::Value(6.0), "a.b", "istio").passed());
+        assert!(judge(&custom, &MetricResult::Value(5.0), same("a.b"), "istio").passed());
+        assert!(!judge(&custom, &MetricResult::Value(6.0), same("a.b"), "istio").passed());
         let no_threshold = CanaryMetric { name: "errors".into(), ..Default::default() };
-        assert!(!judge(&no_threshold, &MetricResult::Value(0.1), "a.b", "istio").passed());
+        assert!(!judge(&no_threshold, &MetricResult::Value(0.1), same("a.b"), "istio").passed());
     }
 
     #[test]
     fn missing_data_is_never_a_pass() {
         let m = metric(REQUEST_SUCCESS_RATE, Some(99.0), None);
-        let v = judge(&m, &MetricResult::NoData, "podinfo.test", "istio");
+        let v = judge(&m, &MetricResult::NoData, same("podinfo.test"), "istio");
         assert_eq!(
             v,
             Verdict::NoData(
                 "Halt advancement no values found for istio metric request-success-rate probably podinfo.test is not receiving traffic".into()
             )
         );
-        assert!(!judge(&m, &MetricResult::Value(f64::NAN), "a.b", "istio").passed());
-        assert!(matches!(judge(&m, &MetricResult::Value(f64::NAN), "a.b", "istio"), Verdict::NoData(_)));
+        assert!(!judge(&m, &MetricResult::Value(f64::NAN), same("a.b"), "istio").passed());
+        assert!(matches!(
+            judge(&m, &MetricResult::Value(f64::NAN), same("a.b"), "istio"),
+            Verdict::NoData(_)
+        ));
         assert_eq!(
-            judge(&m, &MetricResult::Error("connection refused".into()), "a.b", "istio"),
+            judge(&m, &MetricResult::Error("connection refused".into()), same("a.b"), "istio"),
             Verdict::Error("Prometheus query failed: connection refused".into())
         );
     }
@@ -237,7 +272,7 @@ mod tests {
             ("errors", None, None, f64::INFINITY, "+Inf"),
         ] {
             let verdict =
-                judge(&metric(name, min, max), &MetricResult::Value(value), "podinfo.test", "istio");
+                judge(&metric(name, min, max), &MetricResult::Value(value), same("podinfo.test"), "istio");
             assert_eq!(
                 verdict,
                 Verdict::Fail(format!(
@@ -252,14 +287,15 @@ mod tests {
     fn durations_too_long_for_a_duration_are_printed_in_milliseconds() {
         let m = metric(REQUEST_DURATION, None, Some(500.0));
         assert_eq!(
-            judge(&m, &MetricResult::Value(1e30), "podinfo.test", "istio"),
+            judge(&m, &MetricResult::Value(1e30), same("podinfo.test"), "istio"),
             Verdict::Fail(
                 "Halt podinfo.test advancement request duration 1000000000000000000000000000000ms > 500ms"
                     .into()
             )
         );
         let huge_threshold = metric(REQUEST_DURATION, Some(f64::MAX), None);
-        let Verdict::Fail(message) = judge(&huge_threshold, &MetricResult::Value(90_000.0), "a.b", "istio")
+        let Verdict::Fail(message) =
+            judge(&huge_threshold, &MetricResult::Value(90_000.0), same("a.b"), "istio")
         else {
             panic!("90 s is below the minimum");
         };

@@ -79,7 +79,7 @@ proptest! {
 
     #[test]
     fn any_value_gets_a_verdict_and_a_non_finite_one_never_passes(m in metric(), r in result()) {
-        let verdict = judge(&m, &r, "podinfo.test", "istio");
+        let verdict = judge(&m, &r, same("podinfo.test"), "istio");
         let message = match &verdict {
             Verdict::Pass => "",
             Verdict::Fail(s) | Verdict::NoData(s) | Verdict::Error(s) => s.as_str(),
@@ -102,7 +102,7 @@ proptest! {
     fn a_finite_value_passes_exactly_within_its_finite_bounds(m in metric_of(finite().boxed()), v in finite()) {
         let (min, max) = bounds(&m);
         // A target without "inf" in its name, for the check on the message.
-        let verdict = judge(&m, &MetricResult::Value(v), "web.prod", "istio");
+        let verdict = judge(&m, &MetricResult::Value(v), same("web.prod"), "istio");
         let inside = min.is_none_or(|min| v >= min) && max.is_none_or(|max| v <= max);
         prop_assert_eq!(verdict.passed(), inside, "{:?} for {} in {:?}..{:?}", verdict, v, min, max);
         if let Verdict::Fail(message) = verdict {

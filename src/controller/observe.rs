@@ -389,7 +389,8 @@ impl Routing {
                 ctx.metrics
                     .metric_analysis
                     .get_or_create(&crate::telemetry::MetricLabels {
-                        name: self.canary.name_any(),
+                        // The target's name, as Flagger's and as flagger_canary_status's.
+                        name: self.canary.spec.target_ref.name.clone(),
                         namespace: self.namespace.clone(),
                         metric: metrics[index].name.clone(),
                     })
