@@ -37,9 +37,12 @@ pub fn is_flux_key(key: &str) -> bool {
 }
 
 /// The controller owner reference to a Canary, so that generated objects are garbage collected
-/// with it.
+/// with it. As Flagger's (Kubernetes' `NewControllerRef`), it blocks the owner's deletion: a
+/// foreground deletion of the Canary waits for its generated objects.
 pub fn owner_reference(canary: &Canary) -> OwnerReference {
-    canary.controller_owner_ref(&()).expect("a Canary read from the API server has a name and uid")
+    let reference =
+        canary.controller_owner_ref(&()).expect("a Canary read from the API server has a name and uid");
+    OwnerReference { block_owner_deletion: Some(true), ..reference }
 }
 
 /// Filters labels by `--include-label-prefix` (comma-separated prefixes; `*` means all; empty means

@@ -39,7 +39,7 @@ async fn a_new_canary_writes_its_primary_and_services_then_its_status() {
     assert_eq!(
         primary["metadata"]["ownerReferences"],
         json!([{"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": "podinfo",
-                "uid": "uid-canary-podinfo", "controller": true}]),
+                "uid": "uid-canary-podinfo", "controller": true, "blockOwnerDeletion": true}]),
         "owned by the Canary, garbage collected with it"
     );
     assert_eq!(primary["spec"]["selector"]["matchLabels"], json!({"app": "podinfo-primary"}));

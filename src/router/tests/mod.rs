@@ -41,6 +41,7 @@ pub(super) fn owner() -> Value {
         "name": "podinfo",
         "uid": UID,
         "controller": true,
+        "blockOwnerDeletion": true,
     }])
 }
 
