@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (or finds in the cache) every tool the local control plane needs. Idempotent: each tool has its
 # own cache directory keyed by its inputs, completed by a `.complete` stamp; a warm run builds nothing.
-# Usage: e2e/build-tools.sh [k8s|etcd|kwok|helm|prometheus|crds|flux-source|flux-helm ...]
+# Usage: e2e/build-tools.sh [k8s|etcd|kwok|helm|prometheus|crds|flagger|flux-source|flux-helm ...]
 # (default: all; the two Flux controllers only when VEER_E2E_FLUX=1)
 set -euo pipefail
 # shellcheck source=e2e/lib.sh
@@ -107,6 +107,12 @@ build_crds() {
 	cp "$dir/kubernetes/customresourcedefinitions.gen.yaml" "$1/istio-crds.yaml"
 }
 
+# Flagger, to compare Veer with the real thing (tests/e2e_differential.rs). Built by name from the module
+# proxy; it runs out of cluster with -kubeconfig.
+build_flagger() {
+	GOBIN=$1 go install -trimpath -ldflags "-s -w" "github.com/fluxcd/flagger/cmd/flagger@$FLAGGER_VERSION"
+}
+
 # Flux's controllers: their go.mod files in tools/flux-* are what gets built; versions.env names the same
 # versions (for the CRDs and the cache key), and a mismatch would build one version with another's CRDs.
 check_flux_version() {
@@ -135,7 +141,7 @@ build_flux_helm() {
 
 tools=("$@")
 if [ ${#tools[@]} -eq 0 ]; then
-	tools=(k8s etcd kwok helm prometheus crds)
+	tools=(k8s etcd kwok helm prometheus crds flagger)
 	[ "$FLUX" != 1 ] || tools+=(flux-source flux-helm)
 fi
 for t in "${tools[@]}"; do
@@ -146,6 +152,7 @@ for t in "${tools[@]}"; do
 	helm) build_once "$(helm_bin)" build_helm ;;
 	prometheus) build_once "$(prom_dir)" build_prometheus ;;
 	crds) build_once "$(crds_dir)" build_crds ;;
+	flagger) build_once "$(flagger_bin)" build_flagger ;;
 	flux-source) build_once "$(flux_source_bin)" build_flux_source ;;
 	flux-helm) build_once "$(flux_helm_bin)" build_flux_helm ;;
 	*) die "unknown tool $t" ;;

@@ -321,6 +321,7 @@ wait_for "the default service account" 60 "$RUN_DIR/logs/kube-controller-manager
 	printf 'export VEER_E2E_NODE=%q\n' "$NODE_NAME"
 	printf 'export VEER_E2E_KUBECTL=%q\n' "$KUBECTL"
 	printf 'export VEER_E2E_HELM=%q\n' "$(helm_bin)/helm"
+	printf 'export VEER_E2E_FLAGGER=%q\n' "$(flagger_bin)/flagger"
 	printf 'export VEER_E2E_FLUX_RUNNING=%q\n' "$FLUX_STARTED"
 	printf 'export VEER_E2E_AUDIT_LOG=%q\n' "$RUN_DIR/logs/audit.log"
 } >"$RUN_DIR/env"

@@ -171,6 +171,31 @@ impl Process {
         )
     }
 
+    /// Starts Flagger itself (`VEER_E2E_FLAGGER`, the release pinned in `e2e/versions.env`, built
+    /// by `e2e/build-tools.sh`) for one namespace, out of cluster with the admin kubeconfig, the
+    /// local Prometheus as metrics server and its own metrics on a free port.
+    pub fn flagger(namespace: &str, provider: &str) -> Process {
+        let port = free_port();
+        let args: Vec<String> = [
+            "-kubeconfig",
+            &env("KUBECONFIG"),
+            "-namespace",
+            namespace,
+            "-mesh-provider",
+            provider,
+            "-metrics-server",
+            &env("PROMETHEUS_URL"),
+            "-port",
+            &port.to_string(),
+            "-log-level",
+            "info",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Process::spawn(&env("VEER_E2E_FLAGGER"), &format!("flagger-{namespace}"), &args, port)
+    }
+
     /// Starts the `veer` binary with exactly `args` (no defaults added); `port` is the port the
     /// caller passed in them, if any.
     pub fn veer(name: &str, args: &[String], port: u16) -> Process {

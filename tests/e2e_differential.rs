@@ -1,0 +1,225 @@
+//! Veer beside Flagger itself. The same Canary is run by Flagger (the release pinned in
+//! `e2e/versions.env`, built by `e2e/build-tools.sh` and run out of cluster) in one namespace and by
+//! Veer in another; the objects each generates, the Canary's status and the Events are compared
+//! after normalising what must differ: namespace names, uids, times, resourceVersions, cluster IPs,
+//! the revision hashes (`docs/compatibility.md`, "Hashes and adoption") and Flagger's random
+//! `flagger-id`. Every other difference fails the test, unless `docs/compatibility.md` lists it and
+//! [`KNOWN`] names it.
+
+mod common;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use common::harness::*;
+use k8s_openapi::api::core::v1::Event;
+use kube::{
+    Api, Client,
+    api::{DynamicObject, GroupVersionKind, ListParams},
+    discovery::pinned_kind,
+};
+use serde_json::{Value, json};
+use veer::api::{CanaryStatus, Phase};
+
+const BOOT: Duration = Duration::from_secs(120);
+const RUN: Duration = Duration::from_secs(180);
+const OLD: &str = "ghcr.io/stefanprodan/podinfo:6.0.0";
+const NEW: &str = "ghcr.io/stefanprodan/podinfo:6.0.1";
+
+macro_rules! say {
+    ($tag:expr, $($arg:tt)*) => { println!("[{}] {}", $tag, format!($($arg)*)) };
+}
+
+/// Events only one of the two records, each a difference written in `docs/compatibility.md`
+/// ("Events"): (who records it, how its text starts).
+const KNOWN: &[(&str, &str)] = &[
+    // Flagger checks its metrics server at initialization; Veer reports an unreachable one on the
+    // check that uses it.
+    ("flagger", "all the metrics providers are available!"),
+    // The primary's readiness while it rolls out: Flagger words it after the Deployment's
+    // condition and repeats it as a Warning every tick; Veer says how many replicas are ready,
+    // once, as a Normal Event.
+    ("flagger", "podinfo-primary.NS not ready: waiting for rollout to finish"),
+    ("veer", "primary deployment podinfo-primary.NS not ready: waiting for rollout to finish"),
+];
+
+/// Blue/Green with the kubernetes provider, port discovery and apex Service metadata, on the
+/// podinfo of the other e2e tests (a tracked ConfigMap and Secret).
+fn canary() -> String {
+    canary_yaml(
+        "  provider: kubernetes\n  progressDeadlineSeconds: 60\n  service:\n    port: 9898\n    \
+         portDiscovery: true\n    apex: {labels: {team: a}, annotations: {note: apex}}",
+        "    interval: 5s\n    threshold: 2\n    iterations: 2",
+    )
+}
+
+/// What the two controllers generate for the podinfo Canary, and the target.
+const OBJECTS: &[(&str, &str, &str, &str)] = &[
+    ("apps", "v1", "Deployment", "podinfo"),
+    ("apps", "v1", "Deployment", "podinfo-primary"),
+    ("", "v1", "Service", "podinfo"),
+    ("", "v1", "Service", "podinfo-primary"),
+    ("", "v1", "Service", "podinfo-canary"),
+    ("", "v1", "ConfigMap", "podinfo-config-primary"),
+    ("", "v1", "Secret", "podinfo-secret-primary"),
+];
+
+/// `value` with what must differ between two namespaces and two controllers taken out, and the
+/// namespace's name replaced by `NS`.
+fn normalise(mut value: Value, ns: &str) -> Value {
+    let meta = &mut value["metadata"];
+    if let Some(meta) = meta.as_object_mut() {
+        for key in ["uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "namespace"]
+        {
+            meta.remove(key);
+        }
+        // Flagger copies the target's kubectl annotation to the primary; Veer does not
+        // (docs/workload.md, "Primary annotations").
+        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+        for owner in meta.get_mut("ownerReferences").and_then(Value::as_array_mut).into_iter().flatten() {
+            owner.as_object_mut().map(|o| o.remove("uid"));
+        }
+    }
+    if let Some(o) = value.as_object_mut() {
+        o.remove("status");
+    }
+    if let Some(spec) = value["spec"].as_object_mut() {
+        spec.remove("clusterIP");
+        spec.remove("clusterIPs");
+    }
+    // A new id at each promotion: random in Flagger, derived in Veer.
+    let id = &mut value["spec"]["template"]["metadata"]["annotations"]["flagger-id"];
+    if id.is_string() {
+        *id = json!("<id>");
+    } else if let Some(a) = value["spec"]["template"]["metadata"]["annotations"].as_object_mut() {
+        a.remove("flagger-id");
+    }
+    let text = serde_json::to_string(&value).expect("JSON").replace(ns, "NS");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+async fn object(client: &Client, ns: &str, (group, version, kind, name): (&str, &str, &str, &str)) -> Value {
+    let (resource, _) = pinned_kind(client, &GroupVersionKind::gvk(group, version, kind))
+        .await
+        .unwrap_or_else(|e| panic!("{kind}: {e}"));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let obj = api.get(name).await.unwrap_or_else(|e| panic!("{kind} {name}.{ns}: {e}"));
+    normalise(serde_json::to_value(obj).expect("JSON"), ns)
+}
+
+/// The lines of `a` and `b` that differ, for a failure message.
+fn diff(a: &Value, b: &Value) -> String {
+    let (a, b) = (serde_json::to_string_pretty(a).unwrap(), serde_json::to_string_pretty(b).unwrap());
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let mut out = Vec::new();
+    for i in 0..a.len().max(b.len()) {
+        let (x, y) = (a.get(i).copied().unwrap_or(""), b.get(i).copied().unwrap_or(""));
+        if x != y {
+            out.push(format!("  line {i}:\n    flagger: {x}\n    veer:    {y}"));
+        }
+    }
+    out.join("\n")
+}
+
+/// Asserts that Flagger in `f` and Veer in `v` generated the same objects.
+async fn same_objects(client: &Client, f: &str, v: &str, when: &str) {
+    for &o in OBJECTS {
+        let (flagger, veer) = (object(client, f, o).await, object(client, v, o).await);
+        assert!(flagger == veer, "{} {} differs {when}:\n{}", o.2, o.3, diff(&flagger, &veer));
+        say!("differential", "{} {} {when}: the same", o.2, o.3);
+    }
+}
+
+/// The fields of the status both controllers write, normalised (Veer's hashes are its own).
+fn status_fields(s: &CanaryStatus) -> Value {
+    let conditions: Vec<Value> = s
+        .conditions
+        .iter()
+        .map(|c| json!({"type": c.type_, "status": c.status, "reason": c.reason, "message": c.message}))
+        .collect();
+    json!({
+        "phase": s.phase.as_str(),
+        "canaryWeight": s.canary_weight,
+        "failedChecks": s.failed_checks,
+        "iterations": s.iterations,
+        "trackedConfigs": s.tracked_configs,
+        "lastAppliedIsLastPromoted": s.last_applied_spec == s.last_promoted_spec,
+        "conditions": conditions,
+    })
+}
+
+/// The Events on the Canary `podinfo`, `type: message` with the namespace as `NS`, counted, less
+/// the [`KNOWN`] differences of `who`.
+async fn events(client: &Client, ns: &str, who: &str) -> BTreeMap<String, usize> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let list = api
+        .list(&ListParams::default().fields("involvedObject.kind=Canary,involvedObject.name=podinfo"))
+        .await
+        .expect("Events listed");
+    let mut out = BTreeMap::new();
+    for e in list.items {
+        let message = e.message.unwrap_or_default().replace(ns, "NS");
+        if KNOWN.iter().any(|(w, start)| *w == who && message.starts_with(start)) {
+            continue;
+        }
+        *out.entry(format!("{}: {message}", e.type_.unwrap_or_default())).or_default() += 1;
+    }
+    out
+}
+
+/// Waits until both recorded the same Events (each once or more; Flagger repeats some), and
+/// fails with the two lists when they do not agree within a while.
+async fn same_events(client: &Client, f: &str, v: &str, when: &str) {
+    common::wait_for(&format!("the same Events {when}"), Duration::from_secs(30), || async {
+        let (flagger, veer) = (events(client, f, "flagger").await, events(client, v, "veer").await);
+        let (a, b): (Vec<&String>, Vec<&String>) = (flagger.keys().collect(), veer.keys().collect());
+        if a == b { Ok(()) } else { Err(format!("\nflagger: {a:#?}\nveer: {b:#?}")) }
+    })
+    .await;
+    say!("differential", "Events {when}: the same");
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn blue_green_with_the_kubernetes_provider_matches_flagger() {
+    let client = common::client().await;
+    common::with_namespace(&client, "diff-flagger", async |f| {
+        common::with_namespace(&client, "diff-veer", async |v| {
+            let (f, v) = (f.name.as_str(), v.name.as_str());
+            for ns in [f, v] {
+                apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
+                apply_yaml(&client, ns, &canary()).await;
+            }
+            let _flagger = Process::flagger(f, "kubernetes");
+            let _veer = Process::controller(v, &[]);
+
+            // Initialization.
+            let (sf, sv) = (
+                wait_phase(&client, f, "podinfo", Phase::Initialized, BOOT).await,
+                wait_phase(&client, v, "podinfo", Phase::Initialized, BOOT).await,
+            );
+            assert_eq!(status_fields(&sf), status_fields(&sv), "the status once initialized");
+            wait_replicas(&client, f, "podinfo", 0, "Flagger scaled the target down").await;
+            wait_replicas(&client, v, "podinfo", 0, "Veer scaled the target down").await;
+            same_objects(&client, f, v, "once initialized").await;
+            same_events(&client, f, v, "once initialized").await;
+
+            // A new revision: two iterations, then the promotion.
+            for ns in [f, v] {
+                set_image(&client, ns, "podinfo", NEW).await;
+            }
+            let (sf, sv) = (
+                wait_phase(&client, f, "podinfo", Phase::Succeeded, RUN).await,
+                wait_phase(&client, v, "podinfo", Phase::Succeeded, RUN).await,
+            );
+            assert_eq!(status_fields(&sf), status_fields(&sv), "the status once promoted");
+            wait_replicas(&client, f, "podinfo", 0, "Flagger scaled the target down").await;
+            wait_replicas(&client, v, "podinfo", 0, "Veer scaled the target down").await;
+            same_objects(&client, f, v, "once promoted").await;
+            same_events(&client, f, v, "once promoted").await;
+        })
+        .await
+    })
+    .await;
+}
