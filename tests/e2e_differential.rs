@@ -42,18 +42,8 @@ const KNOWN: &[(&str, &str)] = &[
     ("veer", "primary deployment podinfo-primary.NS not ready: waiting for rollout to finish"),
 ];
 
-/// Blue/Green with the kubernetes provider, port discovery and apex Service metadata, on the
-/// podinfo of the other e2e tests (a tracked ConfigMap and Secret).
-fn canary() -> String {
-    canary_yaml(
-        "  provider: kubernetes\n  progressDeadlineSeconds: 60\n  service:\n    port: 9898\n    \
-         portDiscovery: true\n    apex: {labels: {team: a}, annotations: {note: apex}}",
-        "    interval: 5s\n    threshold: 2\n    iterations: 2",
-    )
-}
-
-/// What the two controllers generate for the podinfo Canary, and the target.
-const OBJECTS: &[(&str, &str, &str, &str)] = &[
+/// What the two controllers generate for every podinfo Canary, and the target.
+const OBJECTS: &[Kind] = &[
     ("apps", "v1", "Deployment", "podinfo"),
     ("apps", "v1", "Deployment", "podinfo-primary"),
     ("", "v1", "Service", "podinfo"),
@@ -62,6 +52,16 @@ const OBJECTS: &[(&str, &str, &str, &str)] = &[
     ("", "v1", "ConfigMap", "podinfo-config-primary"),
     ("", "v1", "Secret", "podinfo-secret-primary"),
 ];
+
+/// What Istio Canaries add.
+const ISTIO: &[Kind] = &[
+    ("networking.istio.io", "v1beta1", "VirtualService", "podinfo"),
+    ("networking.istio.io", "v1beta1", "DestinationRule", "podinfo-primary"),
+    ("networking.istio.io", "v1beta1", "DestinationRule", "podinfo-canary"),
+];
+
+/// An object: group, version, kind and name.
+type Kind = (&'static str, &'static str, &'static str, &'static str);
 
 /// `value` with what must differ between two namespaces and two controllers taken out, and the
 /// namespace's name replaced by `NS`.
@@ -99,7 +99,7 @@ fn normalise(mut value: Value, ns: &str) -> Value {
     serde_json::from_str(&text).expect("JSON")
 }
 
-async fn object(client: &Client, ns: &str, (group, version, kind, name): (&str, &str, &str, &str)) -> Value {
+async fn object(client: &Client, ns: &str, (group, version, kind, name): Kind) -> Value {
     let (resource, _) = pinned_kind(client, &GroupVersionKind::gvk(group, version, kind))
         .await
         .unwrap_or_else(|e| panic!("{kind}: {e}"));
@@ -122,9 +122,9 @@ fn diff(a: &Value, b: &Value) -> String {
     out.join("\n")
 }
 
-/// Asserts that Flagger in `f` and Veer in `v` generated the same objects.
-async fn same_objects(client: &Client, f: &str, v: &str, when: &str) {
-    for &o in OBJECTS {
+/// Asserts that Flagger in `f` and Veer in `v` generated the same `objects`.
+async fn same_objects(client: &Client, f: &str, v: &str, objects: &[Kind], when: &str) {
+    for &o in objects {
         let (flagger, veer) = (object(client, f, o).await, object(client, v, o).await);
         assert!(flagger == veer, "{} {} differs {when}:\n{}", o.2, o.3, diff(&flagger, &veer));
         say!("differential", "{} {} {when}: the same", o.2, o.3);
@@ -180,21 +180,21 @@ async fn same_events(client: &Client, f: &str, v: &str, when: &str) {
     say!("differential", "Events {when}: the same");
 }
 
-#[tokio::test]
-#[ignore = "needs the local control plane (make test)"]
-async fn blue_green_with_the_kubernetes_provider_matches_flagger() {
+/// Runs `canary` (YAML) under Flagger with `--mesh-provider provider` and under Veer, each in a
+/// namespace of its own with podinfo, and compares `objects`, the status and the Events once both
+/// initialized it and again once both promoted a new revision.
+async fn side_by_side(provider: &str, canary: &str, objects: &[Kind]) {
     let client = common::client().await;
     common::with_namespace(&client, "diff-flagger", async |f| {
         common::with_namespace(&client, "diff-veer", async |v| {
             let (f, v) = (f.name.as_str(), v.name.as_str());
             for ns in [f, v] {
                 apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
-                apply_yaml(&client, ns, &canary()).await;
+                apply_yaml(&client, ns, canary).await;
             }
-            let _flagger = Process::flagger(f, "kubernetes");
+            let _flagger = Process::flagger(f, provider);
             let _veer = Process::controller(v, &[]);
 
-            // Initialization.
             let (sf, sv) = (
                 wait_phase(&client, f, "podinfo", Phase::Initialized, BOOT).await,
                 wait_phase(&client, v, "podinfo", Phase::Initialized, BOOT).await,
@@ -202,10 +202,9 @@ async fn blue_green_with_the_kubernetes_provider_matches_flagger() {
             assert_eq!(status_fields(&sf), status_fields(&sv), "the status once initialized");
             wait_replicas(&client, f, "podinfo", 0, "Flagger scaled the target down").await;
             wait_replicas(&client, v, "podinfo", 0, "Veer scaled the target down").await;
-            same_objects(&client, f, v, "once initialized").await;
+            same_objects(&client, f, v, objects, "once initialized").await;
             same_events(&client, f, v, "once initialized").await;
 
-            // A new revision: two iterations, then the promotion.
             for ns in [f, v] {
                 set_image(&client, ns, "podinfo", NEW).await;
             }
@@ -216,10 +215,40 @@ async fn blue_green_with_the_kubernetes_provider_matches_flagger() {
             assert_eq!(status_fields(&sf), status_fields(&sv), "the status once promoted");
             wait_replicas(&client, f, "podinfo", 0, "Flagger scaled the target down").await;
             wait_replicas(&client, v, "podinfo", 0, "Veer scaled the target down").await;
-            same_objects(&client, f, v, "once promoted").await;
+            same_objects(&client, f, v, objects, "once promoted").await;
             same_events(&client, f, v, "once promoted").await;
         })
         .await
     })
     .await;
+}
+
+/// Blue/Green with the kubernetes provider, port discovery and apex Service metadata, two
+/// iterations.
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn blue_green_with_the_kubernetes_provider_matches_flagger() {
+    let canary = canary_yaml(
+        "  provider: kubernetes\n  progressDeadlineSeconds: 60\n  service:\n    port: 9898\n    \
+         portDiscovery: true\n    apex: {labels: {team: a}, annotations: {note: apex}}",
+        "    interval: 5s\n    threshold: 2\n    iterations: 2",
+    );
+    side_by_side("kubernetes", &canary, OBJECTS).await;
+}
+
+/// An Istio canary release in two weight steps, with the Service's gateways, hosts, headers,
+/// retries, timeout and a traffic policy for the DestinationRules.
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn an_istio_canary_release_matches_flagger() {
+    let canary = canary_yaml(
+        "  provider: istio\n  progressDeadlineSeconds: 60\n  service:\n    port: 9898\n    \
+         gateways: [public-gateway.istio-system.svc.cluster.local, mesh]\n    hosts: [app.example.com]\n    \
+         timeout: 30s\n    retries: {attempts: 3, perTryTimeout: 1s, retryOn: \"gateway-error,connect-failure\"}\n    \
+         headers: {request: {add: {x-envoy-upstream-rq-timeout-ms: \"15000\"}}, response: {remove: [x-envoy-upstream-service-time]}}\n    \
+         trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}",
+        "    interval: 5s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 25",
+    );
+    let objects: Vec<Kind> = OBJECTS.iter().chain(ISTIO).copied().collect();
+    side_by_side("istio", &canary, &objects).await;
 }
