@@ -147,6 +147,20 @@ spec:
         backend: {service: {name: podinfo, port: {number: 80}}}
 "#;
 
+/// The target's autoscaler; Flagger and Veer give the primary a copy.
+const HPA: &str = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: podinfo}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  minReplicas: 2
+  maxReplicas: 4
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 99}}
+"#;
+
 /// An object: group, version, kind and name.
 type Kind = (&'static str, &'static str, &'static str, &'static str);
 
@@ -185,14 +199,21 @@ fn normalise(mut value: Value, ns: &str) -> Value {
     // A VirtualService route with one destination sends it all traffic whatever its weight: Veer
     // writes 100 where Flagger writes the primary's weight (0 during A/B testing), see
     // docs/compatibility.md (Routing).
+    // Veer names the session-affinity routes, Flagger does not (docs/compatibility.md, Routing).
     if value["kind"] == "VirtualService" {
         for http in value["spec"]["http"].as_array_mut().into_iter().flatten() {
             if let Some([only]) = http["route"].as_array_mut().map(Vec::as_mut_slice) {
                 only.as_object_mut().map(|o| o.remove("weight"));
             }
+            if http["name"].as_str().is_some_and(|n| n.starts_with("sticky-route")) {
+                http.as_object_mut().map(|o| o.remove("name"));
+            }
         }
     }
+    // Session-affinity cookie values are random in both.
+    let cookie = regex::Regex::new(r"(flagger-cookie[=.*]+)[A-Za-z]{10}").expect("a regex");
     let text = serde_json::to_string(&value).expect("JSON").replace(ns, "NS");
+    let text = cookie.replace_all(&text, "${1}<cookie>");
     serde_json::from_str(&text).expect("JSON")
 }
 
@@ -375,21 +396,27 @@ async fn blue_green_with_the_kubernetes_provider_matches_flagger() {
     side_by_side("kubernetes", &canary, OBJECTS).await;
 }
 
-/// An Istio canary release in two weight steps, with the Service's gateways, hosts, headers,
-/// retries, timeout and a traffic policy for the DestinationRules.
+/// An Istio canary release in two weight steps, with an autoscaler, the Service's gateways, hosts,
+/// headers, retries, timeout and a traffic policy for the DestinationRules.
 #[tokio::test]
 #[ignore = "needs the local control plane (make test)"]
 async fn an_istio_canary_release_matches_flagger() {
     let canary = canary_yaml(
-        "  provider: istio\n  progressDeadlineSeconds: 60\n  service:\n    port: 9898\n    \
+        "  provider: istio\n  progressDeadlineSeconds: 60\n  \
+         autoscalerRef: {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: podinfo}\n  \
+         service:\n    port: 9898\n    \
          gateways: [public-gateway.istio-system.svc.cluster.local, mesh]\n    hosts: [app.example.com]\n    \
          timeout: 30s\n    retries: {attempts: 3, perTryTimeout: 1s, retryOn: \"gateway-error,connect-failure\"}\n    \
          headers: {request: {add: {x-envoy-upstream-rq-timeout-ms: \"15000\"}}, response: {remove: [x-envoy-upstream-service-time]}}\n    \
          trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}",
         "    interval: 5s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 25",
     );
-    let objects: Vec<Kind> = OBJECTS.iter().chain(ISTIO).copied().collect();
-    side_by_side("istio", &canary, &objects).await;
+    let autoscalers = [
+        ("autoscaling", "v2", "HorizontalPodAutoscaler", "podinfo"),
+        ("autoscaling", "v2", "HorizontalPodAutoscaler", "podinfo-primary"),
+    ];
+    let objects: Vec<Kind> = OBJECTS.iter().chain(ISTIO).chain(&autoscalers).copied().collect();
+    side_by_side_with("istio", HPA, &canary, &objects).await;
 }
 
 /// An NGINX canary release through the user's Ingress, in two weight steps.
@@ -415,6 +442,31 @@ async fn istio_ab_testing_matches_flagger() {
         "    interval: 5s\n    threshold: 2\n    iterations: 2\n    match:\n    \
          - headers: {x-canary: {exact: insider}}\n    \
          - headers: {cookie: {regex: \"^(.*?;)?(canary=always)(;.*)?$\"}}",
+    );
+    let objects: Vec<Kind> = OBJECTS.iter().chain(ISTIO).copied().collect();
+    side_by_side("istio", &canary, &objects).await;
+}
+
+/// Istio with session affinity: the canary's cookie kept once set.
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn istio_session_affinity_matches_flagger() {
+    let canary = canary_yaml(
+        "  provider: istio\n  progressDeadlineSeconds: 60\n  service: {port: 9898}",
+        "    interval: 5s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 25\n    \
+         sessionAffinity: {cookieName: flagger-cookie, maxAge: 21600}",
+    );
+    let objects: Vec<Kind> = OBJECTS.iter().chain(ISTIO).copied().collect();
+    side_by_side("istio", &canary, &objects).await;
+}
+
+/// Istio Blue/Green with traffic mirroring: two iterations mirrored to the canary.
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn istio_blue_green_with_mirroring_matches_flagger() {
+    let canary = canary_yaml(
+        "  provider: istio\n  progressDeadlineSeconds: 60\n  service: {port: 9898}",
+        "    interval: 5s\n    threshold: 2\n    iterations: 2\n    mirror: true\n    mirrorWeight: 50",
     );
     let objects: Vec<Kind> = OBJECTS.iter().chain(ISTIO).copied().collect();
     side_by_side("istio", &canary, &objects).await;
