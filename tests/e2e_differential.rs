@@ -129,24 +129,6 @@ const NGINX: &[Kind] = &[
     ("networking.k8s.io", "v1", "Ingress", "podinfo-canary"),
 ];
 
-/// The user's Ingress of the NGINX scenario.
-const INGRESS: &str = r#"
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: podinfo
-  labels: {app: podinfo}
-  annotations: {kubernetes.io/ingress.class: nginx, nginx.ingress.kubernetes.io/proxy-body-size: 8m}
-spec:
-  rules:
-  - host: app.example.com
-    http:
-      paths:
-      - path: /
-        pathType: Prefix
-        backend: {service: {name: podinfo, port: {number: 80}}}
-"#;
-
 /// The target's autoscaler; Flagger and Veer give the primary a copy.
 const HPA: &str = r#"
 apiVersion: autoscaling/v2
@@ -430,7 +412,7 @@ async fn an_nginx_canary_release_matches_flagger() {
         "    interval: 5s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 25",
     );
     let objects: Vec<Kind> = OBJECTS.iter().chain(NGINX).copied().collect();
-    side_by_side_with("nginx", INGRESS, &canary, &objects).await;
+    side_by_side_with("nginx", USER_INGRESS, &canary, &objects).await;
 }
 
 /// Istio A/B testing: two iterations for the requests that match a header or a cookie.

@@ -433,25 +433,6 @@ async fn confirm_gates_hold_until_opened() {
 // ------------------------------------------------------------------------------------------------
 // 3. NGINX: the canary Ingress follows the steps; the user's Ingress is never modified.
 
-fn user_ingress_yaml() -> &'static str {
-    r#"
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: podinfo
-  labels: {app: podinfo}
-  annotations: {kubernetes.io/ingress.class: nginx}
-spec:
-  rules:
-  - host: app.example.com
-    http:
-      paths:
-      - path: /
-        pathType: Prefix
-        backend: {service: {name: podinfo, port: {number: 80}}}
-"#
-}
-
 const NGINX_SPEC: &str = "  provider: nginx\n  ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: podinfo}\n  \
                           service: {port: 80, targetPort: 9898}";
 
@@ -479,7 +460,7 @@ async fn nginx_canary_ingress_follows_the_steps() {
             .unwrap();
         let _controller = Process::controller(ns, &[]);
         apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
-        apply_yaml(&client, ns, user_ingress_yaml()).await;
+        apply_yaml(&client, ns, USER_INGRESS).await;
         let user_before = ingress(&client, ns, "podinfo").await;
         apply_yaml(
             &client,
@@ -549,7 +530,7 @@ async fn nginx_ab_testing_routes_by_header() {
         .unwrap();
         let _controller = Process::controller(ns, &[]);
         apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
-        apply_yaml(&client, ns, user_ingress_yaml()).await;
+        apply_yaml(&client, ns, USER_INGRESS).await;
         let user_before = ingress(&client, ns, "podinfo").await;
         apply_yaml(
             &client,

@@ -363,6 +363,24 @@ spec:
     )
 }
 
+/// The user's Ingress `podinfo` (class nginx, host app.example.com) that NGINX Canaries refer to.
+pub const USER_INGRESS: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: podinfo
+  labels: {app: podinfo}
+  annotations: {kubernetes.io/ingress.class: nginx}
+spec:
+  rules:
+  - host: app.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {service: {name: podinfo, port: {number: 80}}}
+"#;
+
 /// A Canary `podinfo` targeting the Deployment `podinfo`: `spec` and `analysis` are YAML lines
 /// indented for their place (2 spaces under `spec`, 4 under `analysis`).
 pub fn canary_yaml(spec: &str, analysis: &str) -> String {
