@@ -4,7 +4,7 @@
 //! after normalising what must differ: namespace names, uids, times, resourceVersions, cluster IPs,
 //! the revision hashes (`docs/compatibility.md`, "Hashes and adoption") and Flagger's random
 //! `flagger-id`. Every other difference fails the test, unless `docs/compatibility.md` lists it and
-//! [`KNOWN`] names it.
+//! the test names it where it allows it ([`normalise`], [`KNOWN`]).
 
 mod common;
 
