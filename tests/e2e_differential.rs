@@ -453,3 +453,101 @@ async fn istio_blue_green_with_mirroring_matches_flagger() {
     let objects: Vec<Kind> = OBJECTS.iter().chain(ISTIO).copied().collect();
     side_by_side("istio", &canary, &objects).await;
 }
+
+// ------------------------------------------------------------------------------------------------
+// Taking over from Flagger: Flagger runs a Canary and stops, Veer starts on what it left.
+
+/// The objects of `objects` in `ns`, normalised, by kind and name.
+async fn snapshot(client: &Client, ns: &str, objects: &[Kind]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for &o in objects {
+        out.push(object(client, ns, o).await);
+    }
+    out
+}
+
+/// The Blue/Green Canary of the takeover scenarios, with the webhooks of [`WEBHOOKS`].
+fn takeover_canary(hooks: &Receiver) -> String {
+    let canary = canary_yaml(
+        "  provider: kubernetes\n  progressDeadlineSeconds: 60\n  service: {port: 9898}",
+        "    interval: 5s\n    threshold: 2\n    iterations: 2",
+    );
+    format!("{canary}{}\n", WEBHOOKS.replace("BASE", &hooks.base))
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn a_canary_flagger_promoted_is_adopted_without_a_run() {
+    let client = common::client().await;
+    common::with_namespace(&client, "takeover", async |ns| {
+        let ns = ns.name.as_str();
+        let hooks = Receiver::start().await;
+        hooks.open();
+        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
+        apply_yaml(&client, ns, &takeover_canary(&hooks)).await;
+        let flagger = Process::flagger(ns, "kubernetes");
+        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
+        set_image(&client, ns, "podinfo", NEW).await;
+        wait_phase(&client, ns, "podinfo", Phase::Succeeded, RUN).await;
+        wait_replicas(&client, ns, "podinfo", 0, "Flagger scaled the target down").await;
+        drop(flagger);
+        let left = snapshot(&client, ns, OBJECTS).await;
+
+        let veer = Process::controller(ns, &[]);
+        let adopted = common::wait_for("the adoption", Duration::from_secs(60), || async {
+            let s = status(&client, ns, "podinfo").await;
+            match &s.decision {
+                Some(d) if d.reason == "Adopted" => Ok(s),
+                other => Err(format!("{:?}, decision {other:?}", s.phase)),
+            }
+        })
+        .await;
+        assert_eq!(adopted.phase, Phase::Succeeded);
+        assert!(adopted.last_applied_spec.starts_with("v1-"), "{}", adopted.last_applied_spec);
+        // No run, and nothing Flagger left is changed.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(status(&client, ns, "podinfo").await.phase, Phase::Succeeded);
+        assert!(!veer.logged("New revision detected"));
+        let now = snapshot(&client, ns, OBJECTS).await;
+        for (before, after) in left.iter().zip(&now) {
+            assert!(before == after, "changed by the takeover:\n{}", diff(before, after));
+        }
+        assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
+        say!("takeover", "a Canary Flagger promoted: adopted, nothing rewritten");
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn a_run_flagger_started_is_finished_by_veer() {
+    let client = common::client().await;
+    common::with_namespace(&client, "takeover-run", async |ns| {
+        let ns = ns.name.as_str();
+        let hooks = Receiver::start().await;
+        apply_yaml(&client, ns, &podinfo_yaml("podinfo", OLD)).await;
+        apply_yaml(&client, ns, &takeover_canary(&hooks)).await;
+        let flagger = Process::flagger(ns, "kubernetes");
+        wait_phase(&client, ns, "podinfo", Phase::Initialized, BOOT).await;
+        set_image(&client, ns, "podinfo", NEW).await;
+        // Flagger analysed the revision and waits at the closed promotion gate when it stops.
+        wait_phase(&client, ns, "podinfo", Phase::WaitingPromotion, RUN).await;
+        drop(flagger);
+
+        let veer = Process::controller(ns, &[]);
+        common::wait_for("Veer to ask the gate", Duration::from_secs(60), || async {
+            if veer.logged("hook=approve") { Ok(()) } else { Err("not yet".to_string()) }
+        })
+        .await;
+        assert_eq!(status(&client, ns, "podinfo").await.phase, Phase::WaitingPromotion);
+        hooks.open();
+        let s = wait_phase(&client, ns, "podinfo", Phase::Succeeded, RUN).await;
+        assert_eq!(s.last_applied_spec, s.last_promoted_spec);
+        assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
+        wait_replicas(&client, ns, "podinfo", 0, "Veer scaled the target down").await;
+        // The run went on where Flagger left it: not restarted.
+        assert!(!veer.logged("New revision detected"), "the run was restarted");
+        say!("takeover", "a run Flagger left at its promotion gate: finished by Veer");
+    })
+    .await;
+}
