@@ -67,14 +67,7 @@ async fn a_canary_promoted_by_flagger_is_adopted_without_a_run() {
         flagger_status(&client, ns).await;
 
         let controller = Process::controller(ns, &[]);
-        let adopted = common::wait_for("the adoption", Duration::from_secs(30), || async {
-            let s = status(&client, ns, "podinfo").await;
-            match &s.decision {
-                Some(d) if d.reason == "Adopted" => Ok(s),
-                other => Err(format!("{:?}, decision {other:?}", s.phase)),
-            }
-        })
-        .await;
+        let adopted = wait_adopted(&client, ns, "podinfo", Duration::from_secs(30)).await;
         assert_eq!(adopted.phase, Phase::Succeeded);
         assert!(adopted.last_applied_spec.starts_with("v1-"), "{}", adopted.last_applied_spec);
         assert_eq!(adopted.last_applied_spec, adopted.last_promoted_spec);

@@ -494,14 +494,7 @@ async fn a_canary_flagger_promoted_is_adopted_without_a_run() {
         let left = snapshot(&client, ns, OBJECTS).await;
 
         let veer = Process::controller(ns, &[]);
-        let adopted = common::wait_for("the adoption", Duration::from_secs(60), || async {
-            let s = status(&client, ns, "podinfo").await;
-            match &s.decision {
-                Some(d) if d.reason == "Adopted" => Ok(s),
-                other => Err(format!("{:?}, decision {other:?}", s.phase)),
-            }
-        })
-        .await;
+        let adopted = wait_adopted(&client, ns, "podinfo", Duration::from_secs(60)).await;
         assert_eq!(adopted.phase, Phase::Succeeded);
         assert!(adopted.last_applied_spec.starts_with("v1-"), "{}", adopted.last_applied_spec);
         // No run, and nothing Flagger left is changed.

@@ -488,6 +488,19 @@ pub async fn wait_phase(
     .await
 }
 
+/// Waits until the controller adopted the Canary (`status.decision.reason: Adopted`), and returns
+/// its status.
+pub async fn wait_adopted(client: &Client, ns: &str, name: &str, timeout: Duration) -> CanaryStatus {
+    wait_for(&format!("the adoption of {name}.{ns}"), timeout, || async {
+        let s = status(client, ns, name).await;
+        match &s.decision {
+            Some(d) if d.reason == "Adopted" => Ok(s),
+            other => Err(format!("{:?}, decision {other:?}", s.phase)),
+        }
+    })
+    .await
+}
+
 /// Sets the image of the first container of a Deployment (a new revision).
 pub async fn set_image(client: &Client, ns: &str, deployment: &str, image: &str) {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
