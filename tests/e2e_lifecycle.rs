@@ -904,11 +904,12 @@ async fn repeatedly_killed_controller_never_repeats_or_skips_a_step() {
 }
 
 // ------------------------------------------------------------------------------------------------
-// 8. Reverting the target to the promoted template does not start a run.
+// 8. Reverting the target to the promoted template does not start a run; applying the failed
+// revision again does.
 
 #[tokio::test]
 #[ignore = "needs the local control plane (make test)"]
-async fn reverting_to_the_promoted_template_starts_no_run() {
+async fn a_revert_starts_no_run_and_the_failed_revision_applied_again_does() {
     let client = common::client().await;
     common::with_namespace(&client, "manual-rollback", async |ns| {
         let ns = &ns.name;
@@ -948,13 +949,20 @@ async fn reverting_to_the_promoted_template_starts_no_run() {
         assert_eq!(replicas(&client, ns, "podinfo").await, Some(0), "the canary stays scaled down");
         let events = recorded_events(&client, ns, "podinfo").await;
         assert_eq!(times_recorded(&events, &started), 1, "{:#?}", event_messages(&events));
-        assert_eq!(status(&client, ns, "podinfo").await.last_promoted_spec, failed.last_promoted_spec);
+        let reverted = status(&client, ns, "podinfo").await;
+        assert_eq!(reverted.last_promoted_spec, failed.last_promoted_spec);
+        assert_eq!(
+            reverted.last_applied_spec, reverted.last_promoted_spec,
+            "the last applied follows the revert"
+        );
+        assert_eq!(reverted.decision.map(|d| d.reason), Some("Reverted".to_string()));
 
-        // A really new revision still starts one (the controller was listening all along).
-        set_image(&client, ns, "podinfo", NEWER).await;
+        // The failed revision applied again (a `git revert` of the revert) is analysed again, as
+        // in Flagger.
+        set_image(&client, ns, "podinfo", NEW).await;
         let changed = Instant::now();
         follow.until("a new run", REACT, |s| s.phase == Phase::Progressing).await;
-        say!("manual-rollback", "newer revision → Progressing in {}", elapsed(changed));
+        say!("manual-rollback", "failed revision applied again → Progressing in {}", elapsed(changed));
         common::wait_for("the new run's Event", REACT, || async {
             let events = recorded_events(&client, ns, "podinfo").await;
             match times_recorded(&events, &started) {

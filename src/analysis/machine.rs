@@ -347,6 +347,20 @@ impl<'a> Tick<'a> {
         if self.revision_changed() {
             return self.start_run();
         }
+        let target = &self.obs.target;
+        if self.old.phase == Phase::Failed && target.revision != self.old.last_applied_spec {
+            // The target is back at the promoted revision (any other would have started a run).
+            // As in Flagger, the last applied revision follows it, so that applying the failed
+            // revision again (a `git revert` of the revert) analyses it again.
+            self.status.last_applied_spec = target.revision.clone();
+            self.record(
+                Reason::Reverted,
+                format!(
+                    "{} is back at the promoted revision: applying the failed one again starts a new analysis",
+                    self.target()
+                ),
+            );
+        }
         // Between runs, what the status says is made true again: a scale-down or a promotion that
         // was decided but never carried out (the controller stopped, or the API failed) is redone.
         let target = &self.obs.target;

@@ -87,6 +87,9 @@ reasons! {
     Succeeded,
     /// The run failed (failed checks threshold, progress deadline, rollback webhook) and was rolled back.
     RolledBack,
+    /// After a failed run the target was set back to the promoted revision; applying the failed
+    /// revision again starts a new run.
+    Reverted,
     /// The target disappeared during a run: all traffic back on the primary, the run failed.
     TargetLost,
     /// The primary did not become ready during the promotion: the canary keeps all traffic.
@@ -210,6 +213,7 @@ mod tests {
                 "AdvancePrimaryWeight",
                 "Succeeded",
                 "RolledBack",
+                "Reverted",
                 "TargetLost",
                 "PromotionFailed",
                 "InvalidSpec",

@@ -449,7 +449,7 @@ fn failed_metric_checks_roll_back_in_the_tick_that_reaches_the_threshold() {
     assert!(log.contains(&"finished canary Failed".to_string()));
     let s = w.status();
     assert_eq!((s.failed_checks, s.canary_weight), (0, 0));
-    assert_eq!(s.last_applied_spec, revision("2"), "the failed revision is not retried");
+    assert_eq!(s.last_applied_spec, revision("2"), "the failed revision is not analysed again by itself");
     assert_eq!(s.last_promoted_spec, revision("1"));
     let promoted = s.conditions.iter().find(|c| c.type_ == "Promoted").unwrap();
     assert_eq!(promoted.status, "False");
@@ -459,6 +459,40 @@ fn failed_metric_checks_roll_back_in_the_tick_that_reaches_the_threshold() {
     let out = w.step();
     assert!(out.effects.is_empty());
     assert_eq!(w.phase(), Phase::Failed);
+}
+
+/// Failed(2), the user sets the target back to 1, then applies 2 again (a `git revert` of the
+/// revert): as in Flagger, 2 is analysed again.
+#[test]
+fn a_failed_revision_applied_again_after_a_revert_runs_again() {
+    let mut w = World::initialized(analysis());
+    w.deploy("2");
+    w.tick();
+    w.step();
+    w.metric_values.insert(REQUEST_SUCCESS_RATE.into(), MetricResult::Value(80.0));
+    w.step();
+    w.step();
+    assert_eq!(w.phase(), Phase::Failed);
+    w.metric_values.clear();
+    // Applying 2 again without a revert changes nothing: the object is the same.
+    assert!(w.tick().effects.is_empty());
+    assert_eq!(w.phase(), Phase::Failed);
+
+    w.deploy("1");
+    w.take_log();
+    let out = w.tick();
+    assert!(out.effects.is_empty(), "a revert to the promoted revision starts no run: {:?}", out.effects);
+    assert_eq!(w.phase(), Phase::Failed);
+    let s = w.status();
+    assert_eq!((s.last_applied_spec.clone(), s.last_promoted_spec.clone()), (revision("1"), revision("1")));
+    assert_eq!(s.decision.as_ref().unwrap().reason, "Reverted");
+    assert!(w.tick().effects.is_empty(), "and says so once");
+
+    w.deploy("2");
+    w.tick();
+    assert_eq!(w.phase(), Phase::Progressing);
+    assert!(w.has("Normal New revision detected! Scaling up podinfo.test"), "{:#?}", w.log);
+    assert_eq!(w.status().last_applied_spec, revision("2"));
 }
 
 /// A Canary named `web` whose target is `podinfo`: each text names the one Flagger's names.
@@ -889,9 +923,6 @@ fn reverting_to_the_promoted_template_does_not_start_a_run() {
     w.deploy("1");
     w.tick();
     assert_eq!(w.phase(), Phase::Failed, "manual rollback to the primary's template");
-    w.deploy("2");
-    w.tick();
-    assert_eq!(w.phase(), Phase::Failed, "the failed revision itself is not retried");
     w.deploy("3");
     w.tick();
     assert_eq!(w.phase(), Phase::Progressing);
