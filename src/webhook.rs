@@ -8,6 +8,7 @@
 //! [`crate::http::ERROR_BODY_BYTES`] of an answer read.
 
 mod auth;
+mod events;
 
 use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
@@ -21,6 +22,7 @@ use crate::{
 
 use auth::Bearer;
 pub use auth::{AuthError, HostEntry, REFRESH as TOKEN_REFRESH, WebhookAuth};
+pub use events::{EventCall, QueueError};
 
 /// Default per-attempt timeout of a webhook.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +54,8 @@ pub struct WebhookClient {
     auth: Option<Arc<WebhookAuth>>,
     /// The longest one call may take ([`MAX_CALL_TIME`]; shorter in tests).
     max_call_time: Duration,
+    /// Event webhook calls waiting, per Canary ([`events`]).
+    events: Arc<events::EventQueues>,
 }
 
 /// Why a client could not be built.
@@ -71,6 +75,7 @@ impl WebhookClient {
             first_backoff: Duration::from_secs(1),
             auth: None,
             max_call_time: MAX_CALL_TIME,
+            events: Default::default(),
         })
     }
 
@@ -109,26 +114,27 @@ impl WebhookClient {
         }
     }
 
-    /// Sends an event to an event webhook (`type: event` or `--event-webhook`). Failures are
-    /// returned for logging only.
+    /// Sends an event to an event webhook (`type: event` or `--event-webhook`) with the hook's
+    /// timeout, retries, TLS setting and `metadata`, where the event's own keys win, as in
+    /// Flagger. Failures are returned for logging only.
     pub async fn send_event(
         &self,
-        url: &str,
+        hook: &CanaryWebhook,
         payload: &WebhookPayload,
         message: &str,
         warning: bool,
         unix_millis: i64,
     ) -> Result<(), String> {
         let mut payload = payload.clone();
-        // The event's keys win over the hook's own metadata.
-        let mut metadata = payload.metadata.take().unwrap_or_default();
+        let mut metadata = hook.metadata.clone().unwrap_or_default();
         metadata.extend(BTreeMap::from([
             ("eventMessage".to_string(), message.to_string()),
             ("eventType".to_string(), if warning { "Warning" } else { "Normal" }.to_string()),
             ("timestamp".to_string(), unix_millis.to_string()),
         ]));
         payload.metadata = Some(metadata);
-        self.post(&self.verified, url, &payload, DEFAULT_TIMEOUT, 0).await
+        let client = if hook.disable_tls.unwrap_or(false) { &self.unverified } else { &self.verified };
+        self.post(client, &hook.url, &payload, hook_timeout(hook), hook_retries(hook)).await
     }
 
     /// The bearer token for `url`, if it may have one.
@@ -365,8 +371,11 @@ mod tests {
     #[tokio::test]
     async fn events_carry_message_type_and_time() {
         let s = server(vec![200], Duration::ZERO).await;
+        let mut h = hook(&s.url);
+        h.metadata =
+            Some(BTreeMap::from([("cmd".into(), "hey".into()), ("eventType".into(), "mine".into())]));
         client()
-            .send_event(&s.url, &payload(), "Advance podinfo.test canary weight 10", false, 1700000000000)
+            .send_event(&h, &payload(), "Advance podinfo.test canary weight 10", false, 1700000000000)
             .await
             .unwrap();
         let body = s.bodies.lock().unwrap()[0].clone();
@@ -374,6 +383,16 @@ mod tests {
         assert_eq!(body["metadata"]["eventType"], "Normal");
         assert_eq!(body["metadata"]["timestamp"], "1700000000000");
         assert_eq!(body["metadata"]["cmd"], "hey");
+    }
+
+    #[tokio::test]
+    async fn events_use_the_hooks_retries() {
+        let s = server(vec![503, 503, 200], Duration::ZERO).await;
+        let mut h = hook(&s.url);
+        assert!(client().send_event(&h, &payload(), "m", true, 0).await.is_err(), "no retries by default");
+        h.retries = Some(1);
+        client().send_event(&h, &payload(), "m", true, 0).await.unwrap();
+        assert_eq!(s.calls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

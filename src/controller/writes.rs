@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{context::Context, error::Error};
 use crate::{
-    api::{Canary, CanaryStatus, WebhookPayload},
+    api::{Canary, CanaryStatus, CanaryWebhook, WebhookPayload},
     meta::FIELD_MANAGER,
 };
 
@@ -167,8 +167,8 @@ impl Context {
         Ok(())
     }
 
-    /// Records an Event on the Canary (reason `Synced`, as Flagger), logs it, and forwards it to the
-    /// event webhooks without waiting for them.
+    /// Records an Event on the Canary (reason `Synced`, as Flagger), logs it, and queues it for the
+    /// event webhooks, which get a Canary's Events in order without holding up the reconcile.
     pub async fn event(&self, canary: &Canary, warning: bool, message: &str, payload: &WebhookPayload) {
         let name = crate::router::display_name(canary);
         if warning {
@@ -189,23 +189,32 @@ impl Context {
             Ok(Err(e)) => tracing::warn!(canary = %name, error = %e, "cannot record event"),
             Err(_) => tracing::warn!(canary = %name, "no Event: the leadership ran out"),
         }
-        for url in self.event_webhooks(canary) {
-            let client = self.webhooks.clone();
-            let payload = payload.clone();
-            let message = message.to_string();
-            let canary_name = name.clone();
-            let millis = k8s_openapi::jiff::Timestamp::now().as_millisecond();
-            tokio::spawn(async move {
-                if let Err(e) = client.send_event(&url, &payload, &message, warning, millis).await {
-                    tracing::warn!(canary = %canary_name, error = %e, "event webhook failed");
-                }
-            });
+        let millis = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+        let calls = self
+            .event_webhooks(canary)
+            .into_iter()
+            .map(|hook| crate::webhook::EventCall {
+                hook,
+                payload: payload.clone(),
+                message: message.to_string(),
+                warning,
+                unix_millis: millis,
+            })
+            .collect::<Vec<_>>();
+        if !calls.is_empty()
+            && let Err(e) = self.webhooks.queue_events(
+                &format!("{}/{}", canary.namespace().unwrap_or_default(), canary.name_any()),
+                calls,
+            )
+        {
+            tracing::warn!(canary = %name, error = %e, "event webhook");
         }
     }
 
-    /// `type: event` hooks of the Canary, or the global `--event-webhook` when it has none.
-    fn event_webhooks(&self, canary: &Canary) -> Vec<String> {
-        let hooks: Vec<String> = canary
+    /// `type: event` hooks of the Canary, or the global `--event-webhook` (named `events`, as in
+    /// Flagger) when it has none.
+    fn event_webhooks(&self, canary: &Canary) -> Vec<CanaryWebhook> {
+        let hooks: Vec<CanaryWebhook> = canary
             .spec
             .analysis
             .as_ref()
@@ -213,9 +222,16 @@ impl Context {
             .into_iter()
             .flatten()
             .filter(|h| h.type_.as_deref() == Some("event"))
-            .map(|h| h.url.clone())
+            .cloned()
             .collect();
-        if hooks.is_empty() { self.config.event_webhook.clone().into_iter().collect() } else { hooks }
+        if !hooks.is_empty() {
+            return hooks;
+        }
+        let global = self.config.event_webhook.as_ref();
+        global
+            .map(|url| CanaryWebhook { name: "events".into(), url: url.clone(), ..Default::default() })
+            .into_iter()
+            .collect()
     }
 
     fn count_write(&self, kind: &str) {

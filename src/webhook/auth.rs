@@ -393,7 +393,16 @@ mod tests {
         };
         assert_eq!(call(&with_token, format!("{allowed}/hook")).await, HookResult::Passed);
         assert_eq!(call(&without, format!("{allowed}/hook")).await, HookResult::Passed);
-        with_token.send_event(&format!("{allowed}/hook"), &payload, "m", false, 0).await.unwrap();
+        with_token
+            .send_event(
+                &crate::api::CanaryWebhook { url: format!("{allowed}/hook"), ..Default::default() },
+                &payload,
+                "m",
+                false,
+                0,
+            )
+            .await
+            .unwrap();
         assert_eq!(
             *allowed_seen.lock().unwrap(),
             [Some("Bearer s3cret".to_owned()), None, Some("Bearer s3cret".to_owned())],
