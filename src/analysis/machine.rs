@@ -58,13 +58,13 @@ pub fn stalled(canary: &Canary, reason: Reason, message: &str, now: Timestamp) -
     let mut effects = Vec::new();
     let changed =
         set_condition(&mut status.conditions, STALLED, ConditionStatus::True, reason.as_str(), message, now);
-    if changed {
-        effects.push(Effect::Event { warning: true, message: message.to_string() });
-    }
     record_decision(&mut status, reason, message, now);
     if status.phase == Phase::Empty {
         status.phase = Phase::Initializing;
         set_promoted(&mut status, target_kind(canary), now);
+    }
+    if changed {
+        effects.push(Effect::Event { warning: true, message: message.to_string(), phase: status.phase });
     }
     touch(&old, &mut status, now);
     Outcome { status, effects, requeue: None }
@@ -214,7 +214,8 @@ impl<'a> Tick<'a> {
         }
         // End-of-run effects an earlier controller decided but may not have carried out: again,
         // first (at least once). They stay pending until the controller reports them done.
-        self.effects.extend(self.old.pending_effects.iter().filter_map(Effect::from_pending));
+        let ended = self.old.phase;
+        self.effects.extend(self.old.pending_effects.iter().filter_map(|p| Effect::from_pending(p, ended)));
         self.own_effects = self.effects.len();
         if self.canary.spec.suspend.unwrap_or(false) {
             let msg = "skipping canary run as object is suspended";
@@ -393,6 +394,7 @@ impl<'a> Tick<'a> {
     fn start_run(&mut self) -> Flow {
         self.require_primary_ready()?;
         self.confirm_rollout()?;
+        self.status.phase = Phase::Progressing;
         self.event(false, format!("New revision detected! Scaling up {}", self.target()));
         self.alert(Severity::Info, "New revision detected, progressing canary analysis.".into(), true);
         if self.routes != Routes::PRIMARY {
@@ -765,8 +767,8 @@ impl<'a> Tick<'a> {
             self.name, self.namespace
         );
         if self.old.phase != Phase::WaitingPromotion {
-            self.status.phase = Phase::WaitingPromotion;
             self.event(true, msg.clone());
+            self.status.phase = Phase::WaitingPromotion;
             if !self.muted(index) {
                 self.alert(Severity::Warn, "Canary promotion is waiting for approval.".into(), false);
             }
@@ -878,7 +880,9 @@ impl<'a> Tick<'a> {
             Rollback::Manual => "a rollback webhook asked for it".to_string(),
         };
         self.set_routes(Routes::PRIMARY);
-        self.event(true, format!("Canary failed! Scaling down {}.{}", self.name, self.namespace));
+        // Sent as from the failed Canary, as Flagger does.
+        let msg = format!("Canary failed! Scaling down {}.{}", self.name, self.namespace);
+        self.event_in(Phase::Failed, true, msg);
         self.effects.push(Effect::ScaleCanary { up: false });
         self.finish_run(Phase::Failed, RunResult::Failed);
         self.requeue = None;
@@ -1058,7 +1062,12 @@ impl<'a> Tick<'a> {
     }
 
     fn event(&mut self, warning: bool, message: String) {
-        self.effects.push(Effect::Event { warning, message });
+        self.event_in(self.status.phase, warning, message);
+    }
+
+    /// An Event that event webhooks receive with `phase`.
+    fn event_in(&mut self, phase: Phase, warning: bool, message: String) {
+        self.effects.push(Effect::Event { warning, message, phase });
     }
 
     fn alert(&mut self, severity: Severity, message: String, details: bool) {

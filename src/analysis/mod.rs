@@ -148,8 +148,10 @@ pub enum Effect {
     Promote,
     /// Call the post-rollout webhooks with this phase; failures only produce Events.
     PostRolloutHooks { phase: Phase },
-    /// Record a Kubernetes Event on the Canary (reason `Synced`, like Flagger).
-    Event { warning: bool, message: String },
+    /// Record a Kubernetes Event on the Canary (reason `Synced`, like Flagger). `phase` is the
+    /// Canary's phase when it happened (before a transition the same tick decides), which event
+    /// webhooks receive, as in Flagger.
+    Event { warning: bool, message: String, phase: Phase },
     /// Send an alert to the Canary's alert providers.
     Alert { severity: Severity, message: String, details: bool },
     /// A run ended: count it (`flagger_canary_successes_total` / `_failures_total`).
@@ -225,9 +227,10 @@ impl Effect {
                 result: Some(result.as_str().into()),
                 ..blank(PendingEffectType::RunFinished)
             },
-            Effect::Event { warning, message } => PendingEffect {
+            Effect::Event { warning, message, phase } => PendingEffect {
                 warning: Some(*warning),
                 message: Some(message.clone()),
+                phase: Some(*phase),
                 ..blank(PendingEffectType::Event)
             },
             Effect::Alert { severity, message, details } => PendingEffect {
@@ -241,17 +244,20 @@ impl Effect {
     }
 
     /// The effect a pending entry stands for; `None` for an entry that does not parse (written by
-    /// another version), which is dropped.
-    pub fn from_pending(p: &PendingEffect) -> Option<Effect> {
+    /// another version), which is dropped. An Event kept without its phase (by an earlier version)
+    /// gets `phase`, the phase its run ended in.
+    pub fn from_pending(p: &PendingEffect, phase: Phase) -> Option<Effect> {
         Some(match p.type_ {
             PendingEffectType::PostRolloutHooks => Effect::PostRolloutHooks { phase: p.phase? },
             PendingEffectType::RunFinished => Effect::RunFinished {
                 strategy: Strategy::parse(p.strategy.as_deref()?)?,
                 result: RunResult::parse(p.result.as_deref()?)?,
             },
-            PendingEffectType::Event => {
-                Effect::Event { warning: p.warning.unwrap_or(false), message: p.message.clone()? }
-            }
+            PendingEffectType::Event => Effect::Event {
+                warning: p.warning.unwrap_or(false),
+                message: p.message.clone()?,
+                phase: p.phase.unwrap_or(phase),
+            },
             PendingEffectType::Alert => Effect::Alert {
                 severity: Severity::parse(p.severity.as_deref()?)?,
                 message: p.message.clone()?,
@@ -270,14 +276,18 @@ mod pending_tests {
         let effects = [
             Effect::PostRolloutHooks { phase: Phase::Succeeded },
             Effect::RunFinished { strategy: Strategy::BlueGreen, result: RunResult::Skipped },
-            Effect::Event { warning: true, message: "Canary failed! Scaling down podinfo.test".into() },
+            Effect::Event {
+                warning: true,
+                message: "Canary failed! Scaling down podinfo.test".into(),
+                phase: Phase::Progressing,
+            },
             Effect::Alert { severity: Severity::Warn, message: "m".into(), details: true },
         ];
         for e in effects {
             let p = e.to_pending().expect("an end-of-run effect is kept");
             let json = serde_json::to_value(&p).unwrap();
             let back: PendingEffect = serde_json::from_value(json).unwrap();
-            assert_eq!(Effect::from_pending(&back), Some(e));
+            assert_eq!(Effect::from_pending(&back, Phase::Failed), Some(e));
         }
         for converging in
             [Effect::Promote, Effect::ScaleCanary { up: false }, Effect::SetRoutes(Routes::PRIMARY)]
@@ -288,6 +298,10 @@ mod pending_tests {
             .to_pending()
             .unwrap();
         unknown.severity = Some("critical".into());
-        assert_eq!(Effect::from_pending(&unknown), None, "an entry of another version is dropped");
+        assert_eq!(
+            Effect::from_pending(&unknown, Phase::Failed),
+            None,
+            "an entry of another version is dropped"
+        );
     }
 }

@@ -182,7 +182,7 @@ impl World {
                     self.log.push("promote".into());
                 }
                 Effect::PostRolloutHooks { phase } => self.log.push(format!("post-rollout {phase}")),
-                Effect::Event { warning, message } => {
+                Effect::Event { warning, message, .. } => {
                     self.log.push(format!("{} {message}", if *warning { "Warning" } else { "Normal" }))
                 }
                 Effect::Alert { severity, message, .. } => {
@@ -447,6 +447,12 @@ fn failed_metric_checks_roll_back_in_the_tick_that_reaches_the_threshold() {
     assert!(log.contains(&"alert Error Failed checks threshold reached 2".to_string()));
     assert!(log.contains(&"post-rollout Failed".to_string()));
     assert!(log.contains(&"finished canary Failed".to_string()));
+    let failed = Effect::Event {
+        warning: true,
+        message: "Canary failed! Scaling down podinfo.test".into(),
+        phase: Phase::Failed,
+    };
+    assert!(out.effects.contains(&failed), "sent as from the failed Canary, as Flagger does");
     let s = w.status();
     assert_eq!((s.failed_checks, s.canary_weight), (0, 0));
     assert_eq!(s.last_applied_spec, revision("2"), "the failed revision is not analysed again by itself");
@@ -730,6 +736,42 @@ fn confirm_promotion_gate_holds_while_the_analysis_continues() {
     w.step();
     assert_eq!(w.phase(), Phase::Promoting);
     assert!(w.has("Normal Confirm-promotion check promote-gate passed"));
+}
+
+/// Event webhooks get the phase the Canary was in when the Event happened, as Flagger sends it
+/// (compared with Flagger itself by `tests/e2e_differential.rs`).
+#[test]
+fn events_carry_the_phase_the_canary_was_in() {
+    let mut a = analysis();
+    a.webhooks = Some(vec![hook("approve", "confirm-promotion")]);
+    let mut w = World::initialized(a);
+    w.hook_answers.insert("approve".into(), HookResult::Failed("Forbidden".into()));
+    w.deploy("2");
+    let mut events = Vec::new();
+    let mut keep = |out: Outcome| {
+        events.extend(out.effects.into_iter().filter_map(|e| match e {
+            Effect::Event { message, phase, .. } => Some((message, phase)),
+            _ => None,
+        }))
+    };
+    keep(w.tick());
+    for _ in 0..7 {
+        keep(w.step());
+    }
+    w.hook_answers.clear();
+    for _ in 0..12 {
+        keep(w.step());
+    }
+    assert_eq!(w.phase(), Phase::Succeeded);
+    let phase = |start: &str| {
+        events.iter().find(|(m, _)| m.starts_with(start)).unwrap_or_else(|| panic!("{start}: {events:#?}")).1
+    };
+    assert_eq!(phase("New revision detected! Scaling up"), Phase::Progressing);
+    assert_eq!(phase("Advance podinfo.test canary weight 50"), Phase::Progressing);
+    assert_eq!(phase("Halt podinfo.test advancement waiting for promotion approval"), Phase::Progressing);
+    assert_eq!(phase("Confirm-promotion check approve passed"), Phase::WaitingPromotion);
+    assert_eq!(phase("Copying podinfo.test template spec"), Phase::WaitingPromotion);
+    assert_eq!(phase("Promotion completed! Scaling down"), Phase::Succeeded, "{events:#?}");
 }
 
 #[test]
@@ -1085,12 +1127,11 @@ fn routes_that_cannot_be_read_wait_with_a_warning() {
     obs.routes = Err("VirtualService podinfo.test not found".into());
     let Step::Done(out) = decide(&w.canary, &obs, &w.settings, w.now) else { panic!("decided") };
     assert_eq!(out.status.phase, Phase::Initialized);
-    assert!(
-        out.effects.contains(&Effect::Event {
-            warning: true,
-            message: "VirtualService podinfo.test not found".into()
-        })
-    );
+    assert!(out.effects.contains(&Effect::Event {
+        warning: true,
+        message: "VirtualService podinfo.test not found".into(),
+        phase: Phase::Initialized,
+    }));
     assert_eq!(out.requeue, Some(INTERVAL));
 }
 

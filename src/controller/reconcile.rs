@@ -228,11 +228,11 @@ async fn stalled(
 /// Sends the Events of an outcome that has no other effects (a stall).
 async fn send_events(canary: &Canary, ctx: &Context, outcome: &analysis::Outcome) {
     for e in &outcome.effects {
-        if let Effect::Event { warning, message } = e {
+        if let Effect::Event { warning, message, phase } = e {
             let payload = crate::api::WebhookPayload {
                 name: canary.name_any(),
                 namespace: canary.namespace().unwrap_or_default(),
-                phase: outcome.status.phase.to_string(),
+                phase: phase.to_string(),
                 ..Default::default()
             };
             ctx.event(canary, *warning, message, &payload).await;
@@ -413,8 +413,8 @@ async fn apply_routing_effect(
             *routes = Some(*to);
         }
         Effect::PostRolloutHooks { phase } => post_rollout(r, ctx, *phase).await,
-        Effect::Event { warning, message } => {
-            ctx.event(canary, *warning, message, &r.payload(status.phase.as_str(), None)).await;
+        Effect::Event { warning, message, phase } => {
+            ctx.event(canary, *warning, message, &r.payload(phase.as_str(), None)).await;
         }
         Effect::Alert { severity, message, details } => {
             for problem in super::alerts::send(r, ctx, *severity, message, *details) {
