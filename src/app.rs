@@ -129,6 +129,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
     });
 
     let (watched, stores) = controller::watch(&client, &args.namespace).await;
+    let canaries = stores.canaries.clone();
+    metrics.canary_total.count_with(Box::new(move || {
+        let mut counts = std::collections::BTreeMap::new();
+        for c in canaries.state() {
+            *counts.entry(kube::ResourceExt::namespace(&*c).unwrap_or_default()).or_insert(0) += 1;
+        }
+        counts
+    }));
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: Config::from(&args),

@@ -27,6 +27,9 @@ use prometheus_client::{
 };
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
+mod collectors;
+pub use collectors::{CanaryTotal, CountCanaries, ProcessCollector};
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -106,7 +109,8 @@ pub struct KindLabels {
 #[derive(Clone)]
 pub struct ControllerMetrics {
     pub info: Family<InfoLabels, Gauge>,
-    pub canary_total: Family<NamespaceLabels, Gauge>,
+    /// Counted at each scrape ([`CanaryTotal::count_with`]).
+    pub canary_total: CanaryTotal,
     /// 0 = Progressing, 2 = Failed, 1 = anything else (Flagger's encoding).
     pub canary_status: Family<CanaryLabels, Gauge>,
     pub canary_weight: Family<WorkloadLabels, Gauge>,
@@ -127,7 +131,7 @@ impl ControllerMetrics {
     pub fn register(registry: &mut Registry) -> ControllerMetrics {
         let m = ControllerMetrics {
             info: Family::default(),
-            canary_total: Family::default(),
+            canary_total: CanaryTotal::default(),
             canary_status: Family::default(),
             canary_weight: Family::default(),
             metric_analysis: Family::default(),
@@ -140,9 +144,10 @@ impl ControllerMetrics {
             api_writes: Family::default(),
             step_lag: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
         };
+        registry.register_collector(Box::new(ProcessCollector::new()));
         let f = registry.sub_registry_with_prefix("flagger");
         f.register("info", "Flagger version and mesh provider information", m.info.clone());
-        f.register("canary_total", "Number of canaries per namespace", m.canary_total.clone());
+        f.register_collector(Box::new(m.canary_total.clone()));
         f.register(
             "canary_status",
             "Last canary analysis result (0 progressing, 1 done, 2 failed)",

@@ -22,7 +22,7 @@ use crate::{
     analysis::{self, Effect, Readiness, Reason, Routes, RunResult, Step, decide},
     api::{Canary, CanaryStatus, Phase},
     failpoint, router,
-    telemetry::{CanaryLabels, NamespaceLabels, RunLabels, WorkloadLabels},
+    telemetry::{CanaryLabels, RunLabels, WorkloadLabels},
     workload::{self, PrimaryContext, Role},
 };
 
@@ -506,9 +506,6 @@ fn update_gauges(r: &Resolved, ctx: &Context, status: &CanaryStatus, routes: Opt
         weight(workload::primary_name(&target), routes.primary);
         weight(target, routes.canary);
     }
-    let count =
-        ctx.stores.canaries.state().iter().filter(|c| c.namespace().as_deref() == Some(ns.as_str())).count();
-    ctx.metrics.canary_total.get_or_create(&NamespaceLabels { namespace: ns }).set(count as i64);
 }
 
 #[cfg(test)]
