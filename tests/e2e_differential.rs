@@ -39,9 +39,6 @@ macro_rules! say {
 /// Events only one of the two records, each a difference written in `docs/compatibility.md`
 /// ("Events"): (who records it, how its text starts).
 const KNOWN: &[(&str, &str)] = &[
-    // Flagger checks its metrics server at initialization; Veer reports an unreachable one on the
-    // check that uses it.
-    ("flagger", "all the metrics providers are available!"),
     // The primary's readiness while it rolls out: Flagger words it after the Deployment's
     // condition and repeats it as a Warning every tick; Veer says how many replicas are ready,
     // once, as a Normal Event.

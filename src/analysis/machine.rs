@@ -91,6 +91,7 @@ pub fn target_lost(canary: &Canary, message: &str, settings: &Settings, now: Tim
         routes: Ok(intended_routes(&old, &p)),
         hooks: Default::default(),
         metrics: Default::default(),
+        metrics_providers: None,
     };
     let mut tick = Tick::new(canary, p, &obs, now);
     let _ = tick.lose_target(message);
@@ -245,6 +246,15 @@ impl<'a> Tick<'a> {
 
     fn initialize(&mut self) -> Flow {
         self.status.phase = Phase::Initializing;
+        if self.obs.primary.is_none() && !self.p.skip_analysis {
+            // As Flagger, before the primary is created: whether the metrics servers answer, so
+            // that a wrong address shows now rather than at the first analysis step.
+            match &self.obs.metrics_providers {
+                None => return Err(Interrupt::Need(vec![Probe::MetricsProviders])),
+                Some(Ok(())) => self.event(false, "all the metrics providers are available!".into()),
+                Some(Err(e)) => self.event(true, format!("Error checking metric providers: {e}")),
+            }
+        }
         let Some(primary) = &self.obs.primary else {
             return self.wait(Reason::WaitPrimaryCreated, format!("creating {}-primary", self.target()));
         };

@@ -44,6 +44,8 @@ pub struct Observations {
     pub hooks: BTreeMap<usize, HookResult>,
     /// Results of the metric queries run this tick, by index in `analysis.metrics`.
     pub metrics: BTreeMap<usize, MetricResult>,
+    /// Whether the metrics providers answer, once checked this tick; `Err` says which does not.
+    pub metrics_providers: Option<Result<(), String>>,
 }
 
 /// The target workload as observed.
@@ -113,6 +115,9 @@ pub enum Probe {
     Hook { index: usize, phase: Phase },
     /// Run metric query `index`.
     Metric { index: usize },
+    /// Check that the metrics servers of the built-in checks and of the MetricTemplates answer
+    /// (Flagger's check at initialization).
+    MetricsProviders,
 }
 
 /// One call of [`decide`].

@@ -533,6 +533,7 @@ proptest! {
                     Probe::Metric { index } => {
                         obs.metrics.insert(index, metric);
                     }
+                    Probe::MetricsProviders => obs.metrics_providers = Some(Ok(())),
                 }
             }
             step = decide(&w.canary, &obs, &w.settings, w.now);

@@ -26,6 +26,8 @@ pub(super) struct World {
     pub hook_answers: BTreeMap<String, HookResult>,
     /// Metric values by name; unknown metrics return 99.9.
     pub metric_values: BTreeMap<String, MetricResult>,
+    /// The answer to the metrics providers' check.
+    pub metrics_providers: Result<(), String>,
     /// Everything that happened, in order, for assertions.
     pub log: Vec<String>,
     /// Probes of the last tick.
@@ -89,6 +91,7 @@ impl World {
             routes: Routes::PRIMARY,
             hook_answers: BTreeMap::new(),
             metric_values: BTreeMap::new(),
+            metrics_providers: Ok(()),
             log: Vec::new(),
             probes: Vec::new(),
             last: None,
@@ -116,6 +119,7 @@ impl World {
             routes: Ok(self.routes),
             hooks: BTreeMap::new(),
             metrics: BTreeMap::new(),
+            metrics_providers: None,
         }
     }
 
@@ -149,6 +153,10 @@ impl World {
                                     .cloned()
                                     .unwrap_or(MetricResult::Value(99.9));
                                 obs.metrics.insert(index, v);
+                            }
+                            Probe::MetricsProviders => {
+                                self.log.push("metrics providers".into());
+                                obs.metrics_providers = Some(self.metrics_providers.clone());
                             }
                         }
                     }
@@ -240,6 +248,32 @@ pub(super) fn revision(s: &str) -> String {
 }
 
 // ------------------------------------------------------------------- initialization
+
+/// As Flagger: before the primary is created, whether the metrics servers answer; the answer is an
+/// Event, and initialization goes on either way.
+#[test]
+fn initialization_checks_the_metrics_providers_once() {
+    let mut w = World::new(analysis());
+    w.tick();
+    assert!(w.probes.contains(&Probe::MetricsProviders));
+    assert!(w.has("Normal all the metrics providers are available!"), "{:#?}", w.log);
+    w.primary =
+        Some(Primary { revision: w.target.revision.clone(), readiness: Readiness::Waiting("0 of 1".into()) });
+    w.take_log();
+    w.tick();
+    assert!(!w.probes.contains(&Probe::MetricsProviders), "once the primary exists, not again");
+
+    let mut w = World::new(analysis());
+    w.metrics_providers = Err("prometheus not available: connection refused".into());
+    w.tick();
+    assert!(w.has("Warning Error checking metric providers: prometheus not available: connection refused"));
+    assert_eq!(w.phase(), Phase::Initializing);
+    assert_eq!(w.status().decision.as_ref().unwrap().reason, "WaitPrimaryCreated", "not blocking");
+
+    let mut w = World::new(analysis()).with_spec(|s| s.skip_analysis = Some(true));
+    w.tick();
+    assert!(!w.probes.contains(&Probe::MetricsProviders), "skipAnalysis: nothing to check");
+}
 
 #[test]
 fn initialization_waits_for_the_primary_then_scales_the_target_down() {

@@ -325,6 +325,7 @@ impl Resolved {
             routes: self.routes(ctx),
             hooks: BTreeMap::new(),
             metrics: BTreeMap::new(),
+            metrics_providers: None,
         }
     }
 }
@@ -380,6 +381,16 @@ impl Routing {
                     obs.hooks.insert(index, result);
                 }
                 Probe::Metric { index } => queries.push(index),
+                Probe::MetricsProviders => {
+                    let q: Vec<_> = metrics.iter().map(|m| self.metric_query(ctx, m)).collect();
+                    let queries = q.iter().map(|(m, t, s)| MetricQuery {
+                        canary: &self.canary,
+                        metric: m,
+                        template: t.as_deref(),
+                        secret: s.as_deref(),
+                    });
+                    obs.metrics_providers = Some(ctx.queries.check_providers(queries).await);
+                }
             }
         }
         // Queries have no side effects: run them together.
@@ -400,7 +411,12 @@ impl Routing {
         }
     }
 
-    async fn query(&self, ctx: &Context, metric: &crate::api::CanaryMetric) -> MetricResult {
+    /// A metric with its MetricTemplate and the template's Secret, from the caches.
+    fn metric_query<'m>(
+        &self,
+        ctx: &Context,
+        metric: &'m crate::api::CanaryMetric,
+    ) -> (&'m crate::api::CanaryMetric, Option<Arc<MetricTemplate>>, Option<Arc<Secret>>) {
         let template: Option<Arc<MetricTemplate>> = metric.template_ref.as_ref().and_then(|r| {
             let ns = r.namespace.clone().unwrap_or_else(|| self.namespace.clone());
             cached(&ctx.stores.metric_templates, &ns, &r.name)
@@ -409,6 +425,11 @@ impl Routing {
             let name = &t.spec.provider.secret_ref.as_ref()?.name;
             cached(&ctx.stores.secrets, &t.namespace().unwrap_or_default(), name)
         });
+        (metric, template, secret)
+    }
+
+    async fn query(&self, ctx: &Context, metric: &crate::api::CanaryMetric) -> MetricResult {
+        let (metric, template, secret) = self.metric_query(ctx, metric);
         let q = MetricQuery {
             canary: &self.canary,
             metric,

@@ -141,7 +141,8 @@ async fn tick(canary: Arc<Canary>, ctx: &Context, latest: &mut Canary) -> Result
     let outcome = loop {
         match decide(&canary, &obs, &ctx.config.settings, now) {
             Step::Observe(probes) => {
-                probed = true;
+                // Analysis steps are timed; the metrics providers' check at initialization is not.
+                probed |= probes.iter().any(|p| !matches!(p, analysis::Probe::MetricsProviders));
                 resolved.probe(ctx, probes, &mut obs).await;
             }
             Step::Done(outcome) => break outcome,

@@ -151,6 +151,42 @@ impl MetricQueries {
         Observation { result, query: Some(plan.query), warnings }
     }
 
+    /// Flagger's check at initialization: the metrics server of each built-in check
+    /// (`request-success-rate`, `request-duration`) and of each MetricTemplate answers
+    /// `vector(1)` with 1. The first that does not is the error; metrics with an inline `query`
+    /// are not checked, as in Flagger.
+    pub async fn check_providers(
+        &self,
+        metrics: impl Iterator<Item = MetricQuery<'_>>,
+    ) -> Result<(), String> {
+        for q in metrics {
+            let what = match MetricSource::of(q.metric) {
+                MetricSource::Query(_) => continue,
+                MetricSource::Template(r) => {
+                    let ns = r.namespace.clone().filter(|n| !n.is_empty());
+                    let ns = ns.unwrap_or_else(|| q.canary.metadata.namespace.clone().unwrap_or_default());
+                    let kind =
+                        q.template.map_or("metric template".to_string(), |t| t.spec.provider.type_.clone());
+                    format!("{kind} in metric template {}.{ns}", r.name)
+                }
+                MetricSource::Builtin
+                    if q.metric.name == crate::analysis::REQUEST_SUCCESS_RATE
+                        || q.metric.name == crate::analysis::REQUEST_DURATION =>
+                {
+                    "prometheus".to_string()
+                }
+                // Any other name without a query: its check says what is missing.
+                MetricSource::Builtin => continue,
+            };
+            let plan = self.plan(&q).map_err(|e| format!("{what} not available: {e}"))?;
+            self.prometheus
+                .check_online(&plan.endpoint)
+                .await
+                .map_err(|e| format!("{what} not available: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Works out the endpoint and the rendered query of a metric; `Err` is the message of a
     /// [`MetricResult::Error`].
     pub fn plan(&self, q: &MetricQuery<'_>) -> Result<Plan, String> {
@@ -466,6 +502,36 @@ mod tests {
         assert_eq!(seen[0].query.as_deref(), Some(sent));
         assert_eq!(seen[0].header("authorization"), ["Bearer tok"]);
         assert_eq!(seen[0].header("x-scope-orgid"), ["team-a"]);
+    }
+
+    #[tokio::test]
+    async fn providers_are_checked_as_flagger_does() {
+        let up = TestServer::start(200, &vector(&["1"])).await;
+        let down = TestServer::start(503, "overloaded").await;
+        let builtin = CanaryMetric { name: "request-success-rate".into(), ..Default::default() };
+        let inline = CanaryMetric { name: "errors".into(), query: Some("x".into()), ..Default::default() };
+        fn q<'a>(
+            c: &'a Canary,
+            m: &'a CanaryMetric,
+            t: Option<&'a MetricTemplate>,
+        ) -> std::iter::Once<MetricQuery<'a>> {
+            std::iter::once(MetricQuery { canary: c, metric: m, template: t, secret: None })
+        }
+        let m = metrics(&up.url);
+        let c = canary(json!({}));
+        assert_eq!(m.check_providers(q(&c, &builtin, None)).await, Ok(()));
+        assert_eq!(up.seen()[0].query.as_deref(), Some("vector(1)"));
+
+        let c = canary(json!({"metricsServer": down.url}));
+        let e = m.check_providers(q(&c, &builtin, None)).await.unwrap_err();
+        assert!(e.starts_with("prometheus not available: ") && e.contains("503"), "{e}");
+        assert_eq!(m.check_providers(q(&c, &inline, None)).await, Ok(()), "inline queries are not checked");
+
+        let t = template(json!({"type": "prometheus", "address": down.url}), "x");
+        let e = m.check_providers(q(&c, &templated("latency"), Some(&t))).await.unwrap_err();
+        assert!(e.starts_with("prometheus in metric template latency.monitoring not available: "), "{e}");
+        let e = m.check_providers(q(&c, &templated("latency"), None)).await.unwrap_err();
+        assert!(e.contains("MetricTemplate monitoring/latency") && e.contains("was not found"), "{e}");
     }
 
     #[tokio::test]

@@ -77,6 +77,7 @@ async fn revert_on_deletion_adds_the_finalizer_before_anything_else() {
         apply(service_path("podinfo-primary")),
         apply(service_path("podinfo-canary")),
         status_write(&c),
+        event(),
     ];
     let (_, sent) = s.step(&c, script).await;
     assert_eq!(sent[3].body["metadata"]["resourceVersion"], "2", "fenced by the version with the finalizer");

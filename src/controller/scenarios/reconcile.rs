@@ -20,6 +20,8 @@ fn initialization(canary: &Canary) -> Vec<Expect> {
         apply(service_path("podinfo-primary")),
         apply(service_path("podinfo-canary")),
         status_write(canary),
+        // "all the metrics providers are available!", as Flagger.
+        event(),
     ]
 }
 
