@@ -303,11 +303,11 @@ pub struct UnmanagedMetadata {
 pub struct GatewayParentRef {
     /// API group of the parent; default `gateway.networking.k8s.io`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
+    #[schemars(length(max = 253), extend("default" = "gateway.networking.k8s.io"))]
     pub group: Option<String>,
     /// Kind of the parent; default `Gateway`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), extend("default" = "Gateway"))]
     pub kind: Option<String>,
     /// Name of the parent.
     #[schemars(length(min = 1, max = 253))]
@@ -340,11 +340,11 @@ pub struct GatewayMirror {
 pub struct GatewayBackendRef {
     /// API group; empty for core.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
+    #[schemars(length(max = 253), extend("default" = ""))]
     pub group: Option<String>,
     /// Kind; default `Service`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), extend("default" = "Service"))]
     pub kind: Option<String>,
     /// Name of the backend.
     #[schemars(length(min = 1, max = 253))]
