@@ -100,11 +100,17 @@ build_prometheus() {
 	"$out/root/usr/bin/prometheus" --version >/dev/null
 }
 
-# The real Istio CRDs (VirtualService, DestinationRule, Gateway, ...) from the istio.io/api module.
+# The real Istio CRDs (VirtualService, DestinationRule, Gateway, ...) from the istio.io/api module, and
+# the Gateway API's standard channel (HTTPRoute, Gateway, ...) from sigs.k8s.io/gateway-api.
 build_crds() {
-	local dir
+	local dir f
 	dir=$(go mod download -json "istio.io/api@$ISTIO_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
 	cp "$dir/kubernetes/customresourcedefinitions.gen.yaml" "$1/istio-crds.yaml"
+	dir=$(go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+	for f in "$dir"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
+		printf -- '---\n' >>"$1/gateway-api-crds.yaml"
+		cat "$f" >>"$1/gateway-api-crds.yaml"
+	done
 }
 
 # Flagger, to compare Veer with the real thing (tests/e2e_differential.rs). Built by name from the module

@@ -67,7 +67,7 @@ etcd_bin() {
 kwok_bin() { echo "$E2E_CACHE/kwok-$(key kwok "$KWOK_VERSION" "$RECIPE_REV")"; }
 helm_bin() { echo "$E2E_CACHE/helm-$(key helm "$HELM_VERSION" "$K8S_VERSION" "$RECIPE_REV")"; }
 prom_dir() { echo "$E2E_CACHE/prometheus-$(key prometheus "$PROMETHEUS_DEB_VERSION" "$RECIPE_REV")"; }
-crds_dir() { echo "$E2E_CACHE/crds-$(key crds "$ISTIO_API_VERSION" "$RECIPE_REV")"; }
+crds_dir() { echo "$E2E_CACHE/crds-$(key crds "$ISTIO_API_VERSION" "$GATEWAY_API_VERSION" "$RECIPE_REV")"; }
 flagger_bin() { echo "$E2E_CACHE/flagger-$(key flagger "$FLAGGER_VERSION" "$RECIPE_REV")"; }
 flux_source_bin() {
 	echo "$E2E_CACHE/flux-source-$(key flux-source "$FLUX_SOURCE_VERSION" "$RECIPE_REV" -- \
