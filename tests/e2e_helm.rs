@@ -103,6 +103,7 @@ fn controller_grants(config_tracking: bool) -> BTreeSet<(String, String, String,
         ("autoscaling", &["horizontalpodautoscalers"], WRITE),
         ("networking.k8s.io", &["ingresses"], WRITE),
         ("networking.istio.io", &["virtualservices", "destinationrules"], WRITE),
+        ("gateway.networking.k8s.io", &["httproutes"], WRITE),
         ("", &["events"], &["create", "patch"]),
         ("", &["secrets"], &["get", "list", "watch"]),
     ];

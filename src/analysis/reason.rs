@@ -116,6 +116,10 @@ reasons! {
     IngressNotFound,
     /// Stalled: provider istio without the Istio CRDs installed.
     IstioNotInstalled,
+    /// Stalled: a Gateway API provider and the HTTPRoute CRD does not serve its version.
+    GatewayApiNotInstalled,
+    /// Stalled: a Gateway API provider without `spec.service.gatewayRefs`.
+    GatewayRefsMissing,
     /// Stalled: a generated object's name or label value would be too long.
     NameTooLong,
     /// Stalled: `spec.targetRef.kind` is neither Deployment nor DaemonSet.
@@ -224,6 +228,8 @@ mod tests {
                 "IngressRefMissing",
                 "IngressNotFound",
                 "IstioNotInstalled",
+                "GatewayApiNotInstalled",
+                "GatewayRefsMissing",
                 "NameTooLong",
                 "UnsupportedTarget",
                 "TargetShared",

@@ -9,6 +9,8 @@ pub enum Provider {
     Istio,
     Nginx,
     Kubernetes,
+    /// `gatewayapi:v1` or `gatewayapi:v1beta1`: an HTTPRoute.
+    GatewayApi(GatewayApiVersion),
     /// Any other value (the rest of the CRD enum, `gatewayapi:v1`, or something else): Veer has no
     /// router for it, and the controller stalls such a Canary. Its name still picks the built-in
     /// metric queries.
@@ -22,6 +24,8 @@ impl Provider {
             "istio" => Provider::Istio,
             "nginx" => Provider::Nginx,
             "kubernetes" => Provider::Kubernetes,
+            "gatewayapi:v1" => Provider::GatewayApi(GatewayApiVersion::V1),
+            "gatewayapi:v1beta1" => Provider::GatewayApi(GatewayApiVersion::V1beta1),
             other => Provider::Unsupported(other.to_string()),
         }
     }
@@ -42,6 +46,8 @@ impl Provider {
             Provider::Istio => "istio",
             Provider::Nginx => "nginx",
             Provider::Kubernetes => "kubernetes",
+            Provider::GatewayApi(GatewayApiVersion::V1) => "gatewayapi:v1",
+            Provider::GatewayApi(GatewayApiVersion::V1beta1) => "gatewayapi:v1beta1",
             Provider::Unsupported(p) => p,
         }
     }
@@ -57,9 +63,26 @@ impl Provider {
     /// Gateway API providers (`gatewayapi:*`).
     pub fn mirrors(&self) -> bool {
         match self {
-            Provider::Istio => true,
+            Provider::Istio | Provider::GatewayApi(_) => true,
             Provider::Unsupported(p) => p.starts_with("gatewayapi"),
             Provider::Nginx | Provider::Kubernetes => false,
+        }
+    }
+}
+
+/// The Gateway API version a Canary names in `gatewayapi:<version>`: the HTTPRoute version Veer
+/// writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GatewayApiVersion {
+    V1,
+    V1beta1,
+}
+
+impl GatewayApiVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayApiVersion::V1 => "v1",
+            GatewayApiVersion::V1beta1 => "v1beta1",
         }
     }
 }

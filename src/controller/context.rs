@@ -57,6 +57,19 @@ pub struct Stores {
     pub alert_providers: Store<AlertProvider>,
     /// Istio objects; `None` when the Istio CRDs are not installed.
     pub istio: Option<IstioStores>,
+    /// HTTPRoutes; `None` when the Gateway API CRDs are not installed.
+    pub gateway_api: Option<GatewayApiStores>,
+}
+
+/// The cache of HTTPRoutes, watched in one version (v1 when served); the API server serves the
+/// same objects in every version it lists.
+#[derive(Clone)]
+pub struct GatewayApiStores {
+    pub http_routes: Store<DynamicObject>,
+    /// The version watched.
+    pub watched: ApiResource,
+    /// Every version of HTTPRoute the API server serves.
+    pub served: Vec<String>,
 }
 
 /// Caches of Istio objects (no typed Rust API exists for them).
@@ -67,14 +80,22 @@ pub struct IstioStores {
 }
 
 impl Stores {
-    /// The cache of a dynamic kind (Istio's), if the controller watches it.
-    fn dynamic(&self, kind: &ApiResource) -> Option<&Store<DynamicObject>> {
-        let istio = self.istio.as_ref().filter(|_| kind.group == "networking.istio.io")?;
-        match kind.kind.as_str() {
-            crate::router::istio::VIRTUAL_SERVICE => Some(&istio.virtual_services),
-            crate::router::istio::DESTINATION_RULE => Some(&istio.destination_rules),
-            _ => None,
+    /// The cache of a dynamic kind (Istio's, Gateway API's) and the coordinates it is watched
+    /// with, if the controller watches it in a version that serves `kind`.
+    fn dynamic(&self, kind: &ApiResource) -> Option<(&Store<DynamicObject>, ApiResource)> {
+        if kind.group == crate::router::gatewayapi::GROUP
+            && kind.kind == crate::router::gatewayapi::HTTP_ROUTE
+        {
+            let g = self.gateway_api.as_ref().filter(|g| g.served.contains(&kind.version))?;
+            return Some((&g.http_routes, g.watched.clone()));
         }
+        let istio = self.istio.as_ref().filter(|_| kind.group == "networking.istio.io")?;
+        let store = match kind.kind.as_str() {
+            crate::router::istio::VIRTUAL_SERVICE => &istio.virtual_services,
+            crate::router::istio::DESTINATION_RULE => &istio.destination_rules,
+            _ => return None,
+        };
+        Some((store, kind.clone()))
     }
 
     /// The cached objects of one namespace, as the routers read them.
@@ -95,9 +116,12 @@ impl crate::router::Live for Live<'_> {
             let ingress = cached(&self.stores.ingresses, self.namespace, name)?;
             return serde_json::to_value(ingress.as_ref()).ok();
         }
-        let store = self.stores.dynamic(kind)?;
-        let object = store.get(&ObjectRef::new_with(name, kind.clone()).within(self.namespace))?;
-        serde_json::to_value(object.as_ref()).ok()
+        let (store, watched) = self.stores.dynamic(kind)?;
+        let object = store.get(&ObjectRef::new_with(name, watched).within(self.namespace))?;
+        let mut object = serde_json::to_value(object.as_ref()).ok()?;
+        // Watched in another version of the same schema: as the caller would read it.
+        object["apiVersion"] = serde_json::json!(kind.api_version);
+        Some(object)
     }
 
     fn serves(&self, kind: &ApiResource) -> bool {
@@ -338,6 +362,7 @@ macro_rules! test_caches {
             $(pub $kind: kube::runtime::reflector::store::Writer<$ty>,)*
             pub virtual_services: kube::runtime::reflector::store::Writer<DynamicObject>,
             pub destination_rules: kube::runtime::reflector::store::Writer<DynamicObject>,
+            pub http_routes: kube::runtime::reflector::store::Writer<DynamicObject>,
         }
 
         impl TestCaches {
@@ -356,6 +381,9 @@ macro_rules! test_caches {
                     $($kind: complete(Writer::default()),)*
                     virtual_services: istio(crate::router::istio::VIRTUAL_SERVICE),
                     destination_rules: istio(crate::router::istio::DESTINATION_RULE),
+                    http_routes: complete(Writer::new(crate::router::gatewayapi::resource(
+                        crate::analysis::GatewayApiVersion::V1,
+                    ))),
                 }
             }
 
@@ -366,6 +394,11 @@ macro_rules! test_caches {
                     istio: Some(IstioStores {
                         virtual_services: self.virtual_services.as_reader(),
                         destination_rules: self.destination_rules.as_reader(),
+                    }),
+                    gateway_api: Some(GatewayApiStores {
+                        http_routes: self.http_routes.as_reader(),
+                        watched: crate::router::gatewayapi::resource(crate::analysis::GatewayApiVersion::V1),
+                        served: vec!["v1".into(), "v1beta1".into()],
                     }),
                 }
             }

@@ -119,6 +119,9 @@ async fn wait_synced(stores: &Stores, health: &CacheHealth) -> bool {
         caches.push(Box::pin(track(&istio.virtual_services, "VirtualServices", health)));
         caches.push(Box::pin(track(&istio.destination_rules, "DestinationRules", health)));
     }
+    if let Some(g) = &stores.gateway_api {
+        caches.push(Box::pin(track(&g.http_routes, "HTTPRoutes", health)));
+    }
     futures::future::join_all(caches).await.into_iter().all(|ready| ready)
 }
 

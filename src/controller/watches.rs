@@ -10,7 +10,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{DynamicObject, GroupVersionKind},
+    api::{ApiResource, DynamicObject, GroupVersionKind},
     runtime::{
         Controller, WatchStreamExt, reflector,
         reflector::{ObjectRef, Store},
@@ -19,7 +19,7 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 
-use super::context::{IstioStores, Stores};
+use super::context::{GatewayApiStores, IstioStores, Stores};
 use crate::{
     analysis::TargetKind,
     api::{AlertProvider, Canary, MetricTemplate},
@@ -197,15 +197,34 @@ pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Sto
 
     let (controller, istio) = match istio_installed(client).await {
         true => {
+            let istio = crate::router::istio::resource;
             let (controller, virtual_services) =
-                watch_dynamic(controller, client, namespace, crate::router::istio::VIRTUAL_SERVICE);
+                watch_dynamic(controller, client, namespace, istio(crate::router::istio::VIRTUAL_SERVICE));
             let (controller, destination_rules) =
-                watch_dynamic(controller, client, namespace, crate::router::istio::DESTINATION_RULE);
+                watch_dynamic(controller, client, namespace, istio(crate::router::istio::DESTINATION_RULE));
             (controller, Some(IstioStores { virtual_services, destination_rules }))
         }
         false => {
             tracing::info!("Istio CRDs not installed: Canaries with provider istio will report it");
             (controller, None)
+        }
+    };
+    let (controller, gateway_api) = match http_route_versions(client).await {
+        served if served.is_empty() => {
+            tracing::info!(
+                "Gateway API CRDs not installed: Canaries with provider gatewayapi:* will report it"
+            );
+            (controller, None)
+        }
+        served => {
+            let version = if served.iter().any(|v| v == "v1") { "v1" } else { served[0].as_str() };
+            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+                crate::router::gatewayapi::GROUP,
+                version,
+                crate::router::gatewayapi::HTTP_ROUTE,
+            ));
+            let (controller, http_routes) = watch_dynamic(controller, client, namespace, ar.clone());
+            (controller, Some(GatewayApiStores { http_routes, watched: ar, served }))
         }
     };
     let stores = Stores {
@@ -220,6 +239,7 @@ pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Sto
         metric_templates,
         alert_providers,
         istio,
+        gateway_api,
     };
     (controller, stores)
 }
@@ -230,13 +250,28 @@ async fn istio_installed(client: &Client) -> bool {
     kube::discovery::pinned_kind(client, &gvk).await.is_ok()
 }
 
+/// The versions of HTTPRoute the API server serves (none: the Gateway API CRDs are not installed).
+async fn http_route_versions(client: &Client) -> Vec<String> {
+    let mut served = Vec::new();
+    for version in ["v1", "v1beta1"] {
+        let gvk = GroupVersionKind::gvk(
+            crate::router::gatewayapi::GROUP,
+            version,
+            crate::router::gatewayapi::HTTP_ROUTE,
+        );
+        if kube::discovery::pinned_kind(client, &gvk).await.is_ok() {
+            served.push(version.to_string());
+        }
+    }
+    served
+}
+
 fn watch_dynamic(
     controller: Controller<Canary>,
     client: &Client,
     namespace: &str,
-    kind: &str,
+    ar: ApiResource,
 ) -> (Controller<Canary>, Store<DynamicObject>) {
-    let ar = crate::router::istio::resource(kind);
     let api: Api<DynamicObject> = if namespace.is_empty() {
         Api::all_with(client.clone(), &ar)
     } else {

@@ -76,7 +76,7 @@ impl MetricsProvider {
         Ok(match &self.provider {
             Provider::Istio => Observer::Istio,
             Provider::Nginx => Observer::Nginx,
-            Provider::Kubernetes => Observer::Http,
+            Provider::Kubernetes | Provider::GatewayApi(_) => Observer::Http,
             Provider::Unsupported(p) => match p.as_str() {
                 p if p.starts_with("appmesh") => Observer::AppMesh,
                 p if p.starts_with("gloo") => Observer::Gloo,

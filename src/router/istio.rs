@@ -540,7 +540,7 @@ fn add_response_header(target: &mut Route, name: &str, value: String) {
 }
 
 /// The `Set-Cookie` value: `<name>=<value>; Max-Age=<n>` and the configured attributes.
-fn set_cookie(cookie: &str, max_age: i64, sa: &SessionAffinity) -> String {
+pub(super) fn set_cookie(cookie: &str, max_age: i64, sa: &SessionAffinity) -> String {
     let mut out = format!("{cookie}; Max-Age={max_age}");
     if let Some(domain) = sa.domain.as_ref().filter(|d| !d.is_empty()) {
         out.push_str(&format!("; Domain={domain}"));

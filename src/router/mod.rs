@@ -9,11 +9,13 @@
 //! * [`services`]: the ClusterIP Services `<svc>`, `<svc>-primary`, `<svc>-canary` (all providers).
 //! * [`istio`]: two DestinationRules and the VirtualService `<svc>`.
 //! * [`nginx`]: the canary Ingress `<ingressRef.name>-canary`.
+//! * [`gatewayapi`]: the HTTPRoute `<svc>` (Gateway API, any implementation).
 //! * [`kubernetes`]: no routing object (Blue/Green by Services only).
 //!
 //! Weights always come in as [`Routes`] (percent, summing to 100) and each traffic router can read
 //! them back from its object (`read_routes`), so that the live object, not memory, is the truth.
 
+pub mod gatewayapi;
 pub mod istio;
 pub mod kubernetes;
 pub mod nginx;
@@ -44,7 +46,7 @@ pub enum RouterError {
 
     /// The provider has no router in Veer.
     #[error(
-        "Canary {canary}: {field}: provider {provider} is not supported by Veer yet; supported: istio, nginx, kubernetes"
+        "Canary {canary}: {field}: provider {provider} is not supported by Veer yet; supported: istio, nginx, kubernetes, gatewayapi:v1, gatewayapi:v1beta1"
     )]
     UnsupportedProvider { canary: String, field: String, provider: String },
 
@@ -71,6 +73,34 @@ pub enum RouterError {
         "Canary {canary} uses provider istio but the Istio CRDs (networking.istio.io) are not installed; install Istio or set spec.provider"
     )]
     IstioNotInstalled { canary: String },
+
+    /// Gateway API: `spec.service.gatewayRefs` is required.
+    #[error(
+        "Canary {canary}: spec.service.gatewayRefs is required by the Gateway API providers; list the Gateways (or, for a mesh, the Service) the HTTPRoute attaches to"
+    )]
+    MissingGatewayRefs { canary: String },
+
+    /// Gateway API: the HTTPRoute CRD does not serve the version the Canary asks for.
+    #[error(
+        "Canary {canary} uses provider gatewayapi:{version} but the Gateway API CRDs do not serve HTTPRoute {version} (gateway.networking.k8s.io); install them or set spec.provider"
+    )]
+    GatewayApiNotInstalled { canary: String, version: String },
+
+    /// Gateway API: a match condition HTTPRoute cannot express.
+    #[error("Canary {canary}: {field}{detail} (HTTPRoute cannot express it)")]
+    UnsupportedMatch { canary: String, field: String, detail: String },
+
+    /// Gateway API: a parent has not accepted the HTTPRoute's current generation.
+    #[error(
+        "HTTPRoute {http_route} parent {parent} is not ready (status: {status}, observed generation: {observed}, current generation: {generation}); check the Gateway and its controller"
+    )]
+    ParentNotReady { http_route: String, parent: String, status: String, observed: i64, generation: i64 },
+
+    /// Gateway API: no rule of the HTTPRoute has both backends.
+    #[error(
+        "HTTPRoute {http_route} has no rule with the backends {primary} and {canary}; Veer rewrites it on the next reconcile, check that no other tool manages its spec.rules"
+    )]
+    HttpRouteBackendsNotFound { http_route: String, primary: String, canary: String },
 
     /// NGINX: the Ingress `spec.ingressRef` names does not exist.
     #[error("Ingress {ingress} not found: create it, or fix spec.ingressRef of Canary {canary}")]
@@ -110,6 +140,8 @@ impl RouterError {
             RouterError::IstioNotInstalled { .. } => Reason::IstioNotInstalled,
             RouterError::IngressNotFound { .. } => Reason::IngressNotFound,
             RouterError::MissingIngressRef { .. } => Reason::IngressRefMissing,
+            RouterError::GatewayApiNotInstalled { .. } => Reason::GatewayApiNotInstalled,
+            RouterError::MissingGatewayRefs { .. } => Reason::GatewayRefsMissing,
             _ => Reason::InvalidRouting,
         }
     }
@@ -248,6 +280,8 @@ pub enum Router {
     Istio,
     /// The canary Ingress, a copy of the user's Ingress (`spec.ingressRef`).
     Nginx { user_ingress: Box<Ingress>, annotations_prefix: String },
+    /// The HTTPRoute `<svc>` in this version.
+    GatewayApi { version: gatewayapi::Version },
     /// No routing object: the Services alone (Blue/Green).
     Kubernetes,
 }
@@ -267,6 +301,7 @@ impl Router {
                 annotations_prefix: config.ingress_annotations_prefix.clone(),
             }),
             Provider::Kubernetes => Ok(Router::Kubernetes),
+            Provider::GatewayApi(version) => gatewayapi::resolve(canary, *version, live),
             Provider::Unsupported(_) => Err(provider.unsupported(canary)),
         }
     }
@@ -283,6 +318,7 @@ impl Router {
         match self {
             Router::Istio => istio::read(canary, live),
             Router::Nginx { annotations_prefix, .. } => nginx::read(canary, live, annotations_prefix),
+            Router::GatewayApi { version } => gatewayapi::read(canary, *version, live),
             Router::Kubernetes => Ok(kubernetes::routes(status, params)),
         }
     }
@@ -301,6 +337,9 @@ impl Router {
             Router::Nginx { user_ingress, annotations_prefix } => {
                 nginx::desired(canary, user_ingress, routes, annotations_prefix, live)
             }
+            Router::GatewayApi { version } => {
+                gatewayapi::desired(canary, *version, routes, status, params.interval, live)
+            }
             Router::Kubernetes => Ok(Vec::new()),
         }
     }
@@ -310,7 +349,7 @@ impl Router {
     pub fn reverted(&self, canary: &Canary, live: &dyn Live) -> Vec<Desired> {
         match self {
             Router::Istio => istio::reverted(canary, live),
-            Router::Nginx { .. } | Router::Kubernetes => Vec::new(),
+            Router::Nginx { .. } | Router::GatewayApi { .. } | Router::Kubernetes => Vec::new(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Router tests, written from `flagger-behaviour.md` §3. Objects are compared as JSON, as the API
 //! server would receive them.
 
+mod gatewayapi;
 mod istio;
 mod nginx;
 mod proptests;
@@ -89,7 +90,7 @@ fn provider_comes_from_the_spec_or_the_default() {
     let err = p.unsupported(&c).to_string();
     assert_eq!(
         err,
-        "Canary podinfo.test: spec.provider: provider linkerd is not supported by Veer yet; supported: istio, nginx, kubernetes"
+        "Canary podinfo.test: spec.provider: provider linkerd is not supported by Veer yet; supported: istio, nginx, kubernetes, gatewayapi:v1, gatewayapi:v1beta1"
     );
     c.spec.provider = None;
     let err = Provider::of(&c, "contour").unsupported(&c).to_string();
@@ -106,8 +107,6 @@ fn every_other_crd_provider_is_unsupported() {
         "appmesh",
         "appmesh:v1beta2",
         "contour",
-        "gatewayapi:v1",
-        "gatewayapi:v1beta1",
         "gloo",
         "knative",
         "kuma",

@@ -13,13 +13,13 @@ use crate::{
 
 /// Cached objects, by kind and name; `istio`: whether the Istio CRDs are installed.
 #[derive(Default)]
-struct Objects {
+pub(super) struct Objects {
     objects: Vec<(ApiResource, Value)>,
     istio: bool,
 }
 
 impl Objects {
-    fn istio() -> Objects {
+    pub(super) fn istio() -> Objects {
         Objects { istio: true, ..Default::default() }
     }
 
