@@ -188,6 +188,9 @@ spec:
     resource: {name: cpu, target: {type: Utilization, averageUtilization: 99}}
 "#;
 
+/// What Gateway API Canaries add.
+const GATEWAY_API: &[Kind] = &[("gateway.networking.k8s.io", "v1", "HTTPRoute", "podinfo")];
+
 /// An object: group, version, kind and name.
 type Kind = (&'static str, &'static str, &'static str, &'static str);
 
@@ -534,6 +537,64 @@ async fn an_istio_rollback_matches_flagger() {
     );
     let objects: Vec<Kind> = OBJECTS.iter().chain(ISTIO).copied().collect();
     side_by_side_with("istio", "", &canary, &objects, End::RolledBack).await;
+}
+
+/// A Gateway API canary release: the HTTPRoute with a Gateway as parent, hosts, a service match,
+/// header filters and timeouts, in two weight steps.
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn a_gateway_api_canary_release_matches_flagger() {
+    let canary = canary_yaml(
+        "  provider: gatewayapi:v1\n  progressDeadlineSeconds: 60\n  service:\n    port: 9898\n    \
+         gatewayRefs: [{name: public, namespace: gateways}]\n    hosts: [app.example.com]\n    \
+         timeout: 30s\n    backendTimeout: 10s\n    match: [{uri: {prefix: /api}}]\n    \
+         headers: {request: {add: {x-b: \"2\", x-a: \"1\"}}, response: {remove: [x-envoy-upstream-service-time]}}",
+        "    interval: 5s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 25",
+    );
+    let objects: Vec<Kind> = OBJECTS.iter().chain(GATEWAY_API).copied().collect();
+    side_by_side("gatewayapi:v1", &canary, &objects).await;
+}
+
+/// Gateway API A/B testing: the requests with the header or the cookie go to the canary.
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn gateway_api_ab_testing_matches_flagger() {
+    let canary = canary_yaml(
+        "  provider: gatewayapi:v1\n  progressDeadlineSeconds: 60\n  service:\n    port: 9898\n    \
+         gatewayRefs: [{name: public, namespace: gateways}]",
+        "    interval: 5s\n    threshold: 2\n    iterations: 2\n    match:\n    \
+         - headers: {x-canary: {exact: insider}}\n    \
+         - headers: {cookie: {regex: \"^(.*?;)?(canary=always)(;.*)?$\"}}",
+    );
+    let objects: Vec<Kind> = OBJECTS.iter().chain(GATEWAY_API).copied().collect();
+    side_by_side("gatewayapi:v1", &canary, &objects).await;
+}
+
+/// Gateway API Blue/Green with traffic mirrored to the canary before the switch.
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn gateway_api_blue_green_with_mirroring_matches_flagger() {
+    let canary = canary_yaml(
+        "  provider: gatewayapi:v1\n  progressDeadlineSeconds: 60\n  service:\n    port: 9898\n    \
+         gatewayRefs: [{name: public, namespace: gateways}]",
+        "    interval: 5s\n    threshold: 2\n    iterations: 2\n    mirror: true",
+    );
+    let objects: Vec<Kind> = OBJECTS.iter().chain(GATEWAY_API).copied().collect();
+    side_by_side("gatewayapi:v1", &canary, &objects).await;
+}
+
+/// Gateway API session affinity: responses from the canary set a cookie that pins the session.
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn gateway_api_session_affinity_matches_flagger() {
+    let canary = canary_yaml(
+        "  provider: gatewayapi:v1\n  progressDeadlineSeconds: 60\n  service:\n    port: 9898\n    \
+         gatewayRefs: [{name: public, namespace: gateways}]",
+        "    interval: 5s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 25\n    \
+         sessionAffinity: {cookieName: flagger-cookie, maxAge: 21600}",
+    );
+    let objects: Vec<Kind> = OBJECTS.iter().chain(GATEWAY_API).copied().collect();
+    side_by_side("gatewayapi:v1", &canary, &objects).await;
 }
 
 /// An NGINX canary release through the user's Ingress, in two weight steps.
