@@ -18,7 +18,6 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{
     ResourceExt,
     api::{ApiResource, GroupVersionKind},
@@ -26,8 +25,8 @@ use kube::{
 use serde_json::{Map, Value, json};
 
 use super::{
-    Control, Desired, Live, Router, RouterError, Routes, ServiceNames, control, display_name, qualified,
-    regex_escape, service_names, service_spec,
+    Control, Desired, Live, Router, RouterError, Routes, ServiceNames, control_of, display_name,
+    live_routing_object, qualified, regex_escape, service_names, service_spec,
 };
 use crate::{
     api::{Canary, CanaryService, CanaryStatus, HttpMatchRequest, SessionAffinity, StringMatch},
@@ -64,10 +63,7 @@ pub(super) fn resolve(canary: &Canary, version: Version, live: &dyn Live) -> Res
 
 /// The routes of the live HTTPRoute.
 pub(super) fn read(canary: &Canary, version: Version, live: &dyn Live) -> Result<Routes, String> {
-    let name = service_names(canary).apex;
-    let route = live.get(&resource(version), &name).ok_or_else(|| {
-        format!("HTTPRoute {} not found yet", qualified(&name, canary.namespace().as_deref()))
-    })?;
+    let route = live_routing_object(canary, live, &resource(version))?;
     read_routes(canary, &route).map_err(|e| e.to_string())
 }
 
@@ -156,7 +152,7 @@ pub fn desired_http_route(
     // As on every routing object: Flux must not undo the weights.
     annotations.extend(flux_annotations());
     let mut metadata = json!({ "name": names.apex, "namespace": namespace });
-    match existing.map(|r| control(&owner_references(r), canary)) {
+    match existing.map(|r| control_of(r, canary)) {
         None | Some(Control::ThisCanary) => metadata["ownerReferences"] = json!([owner_reference(canary)]),
         Some(Control::AnotherCanary(owner)) => {
             return Err(RouterError::OwnedByAnotherCanary {
@@ -174,10 +170,6 @@ pub fn desired_http_route(
     metadata["annotations"] = json!(annotations);
     let api_version = format!("{GROUP}/{}", version.as_str());
     Ok(json!({ "apiVersion": api_version, "kind": HTTP_ROUTE, "metadata": metadata, "spec": spec }))
-}
-
-fn owner_references(route: &Value) -> Vec<OwnerReference> {
-    serde_json::from_value(route["metadata"]["ownerReferences"].clone()).unwrap_or_default()
 }
 
 /// The routes read back from a live HTTPRoute: the weights of the rule with both backends (with
@@ -205,32 +197,33 @@ pub fn read_routes(canary: &Canary, route: &Value) -> Result<Routes, RouterError
         }
     }
     let rules = route["spec"]["rules"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let backends = |r: &Value| -> Vec<(String, i32, bool)> {
-        r["backendRefs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|b| {
-                let filters = b["filters"].as_array().is_some_and(|f| !f.is_empty());
-                (
-                    b["name"].as_str().unwrap_or_default().to_string(),
-                    b["weight"].as_i64().unwrap_or(1) as i32,
-                    filters,
-                )
-            })
-            .collect()
-    };
-    let both = |r: &&Value| {
-        let b = backends(r);
+    // Each rule's backends as (name, weight, has filters), read once.
+    let backends: Vec<Vec<(&str, i32, bool)>> = rules
+        .iter()
+        .map(|r| {
+            let refs = r["backendRefs"].as_array().map(Vec::as_slice).unwrap_or_default();
+            refs.iter()
+                .map(|b| {
+                    let filters = b["filters"].as_array().is_some_and(|f| !f.is_empty());
+                    (
+                        b["name"].as_str().unwrap_or_default(),
+                        b["weight"].as_i64().unwrap_or(1) as i32,
+                        filters,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let both = |b: &&Vec<(&str, i32, bool)>| {
         b.len() == 2
             && b.iter().any(|(n, ..)| *n == names.primary)
             && b.iter().any(|(n, ..)| *n == names.canary)
     };
-    let weighted = rules
+    let weighted = backends
         .iter()
         .filter(both)
-        .find(|r| backends(r).iter().any(|(.., filters)| *filters))
-        .or_else(|| rules.iter().rfind(both));
+        .find(|b| b.iter().any(|(.., filters)| *filters))
+        .or_else(|| backends.iter().rfind(both));
     let Some(weighted) = weighted else {
         return Err(RouterError::HttpRouteBackendsNotFound {
             http_route: name,
@@ -238,7 +231,7 @@ pub fn read_routes(canary: &Canary, route: &Value) -> Result<Routes, RouterError
             canary: names.canary,
         });
     };
-    let weight = |svc: &str| backends(weighted).iter().find(|(n, ..)| n == svc).map_or(0, |(_, w, _)| *w);
+    let weight = |svc: &str| weighted.iter().find(|(n, ..)| *n == svc).map_or(0, |(_, w, _)| *w);
     let mirrored = rules.iter().flat_map(|r| r["filters"].as_array().into_iter().flatten()).any(|f| {
         f["type"] == "RequestMirror" && f["requestMirror"]["backendRef"]["name"] == names.canary.as_str()
     });

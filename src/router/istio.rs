@@ -9,7 +9,6 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{
     ResourceExt,
     api::{ApiResource, GroupVersionKind},
@@ -17,8 +16,8 @@ use kube::{
 use serde_json::{Map, Value, json};
 
 use super::{
-    Control, Desired, Live, Router, RouterError, Routes, ServiceNames, control, display_name, qualified,
-    regex_escape, service_names, service_spec,
+    Control, Desired, Live, Router, RouterError, Routes, ServiceNames, control_of, display_name,
+    live_routing_object, qualified, regex_escape, service_names, service_spec,
 };
 use crate::{
     api::{
@@ -58,10 +57,7 @@ pub(super) fn resolve(canary: &Canary, live: &dyn Live) -> Result<Router, Router
 
 /// The routes of the live VirtualService.
 pub(super) fn read(canary: &Canary, live: &dyn Live) -> Result<Routes, String> {
-    let name = service_names(canary).apex;
-    let vs = live.get(&resource(VIRTUAL_SERVICE), &name).ok_or_else(|| {
-        format!("VirtualService {} not found yet", qualified(&name, canary.namespace().as_deref()))
-    })?;
+    let vs = live_routing_object(canary, live, &resource(VIRTUAL_SERVICE))?;
     read_routes(canary, &vs).map_err(|e| e.to_string())
 }
 
@@ -89,9 +85,7 @@ pub(super) fn reverted(canary: &Canary, live: &dyn Live) -> Vec<Desired> {
     let Some(vs) = live.get(&resource(VIRTUAL_SERVICE), &service_names(canary).apex) else {
         return Vec::new();
     };
-    let owners: Vec<OwnerReference> =
-        serde_json::from_value(vs["metadata"]["ownerReferences"].clone()).unwrap_or_default();
-    if super::controlling_canary(&owners).is_some() {
+    if super::controlling_canary(&super::json_owner_references(&vs)).is_some() {
         return Vec::new();
     }
     let reverted = reverted_virtual_service(&vs);
@@ -209,7 +203,7 @@ pub fn desired_virtual_service(
     annotations.extend(flux_annotations());
 
     let mut metadata = json!({ "name": names.apex, "namespace": namespace });
-    match existing.map(|vs| control(&owner_references(vs), canary)) {
+    match existing.map(|vs| control_of(vs, canary)) {
         None | Some(Control::ThisCanary) => metadata["ownerReferences"] = json!([owner_reference(canary)]),
         Some(Control::AnotherCanary(owner)) => {
             return Err(RouterError::OwnedByAnotherCanary {
@@ -244,10 +238,6 @@ fn original_configuration(vs: &Value) -> Option<String> {
         return None;
     }
     Some(vs.get("spec").cloned().unwrap_or_else(|| json!({})).to_string())
-}
-
-fn owner_references(vs: &Value) -> Vec<OwnerReference> {
-    serde_json::from_value(vs["metadata"]["ownerReferences"].clone()).unwrap_or_default()
 }
 
 /// The routes read back from a live VirtualService: the http (or, for `appProtocol: tcp`, tcp) route

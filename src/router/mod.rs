@@ -220,6 +220,28 @@ pub(crate) fn control(owners: &[OwnerReference], canary: &Canary) -> Control {
     }
 }
 
+/// [`control`] of an object given as JSON (a cached custom resource).
+pub(crate) fn control_of(object: &Value, canary: &Canary) -> Control {
+    control(&json_owner_references(object), canary)
+}
+
+pub(crate) fn json_owner_references(object: &Value) -> Vec<OwnerReference> {
+    serde_json::from_value(object["metadata"]["ownerReferences"].clone()).unwrap_or_default()
+}
+
+/// The cached routing object of `kind` named after the apex Service, or why the routes cannot be
+/// read yet.
+pub(crate) fn live_routing_object(
+    canary: &Canary,
+    live: &dyn Live,
+    kind: &ApiResource,
+) -> Result<Value, String> {
+    let name = service_names(canary).apex;
+    live.get(kind, &name).ok_or_else(|| {
+        format!("{} {} not found yet", kind.kind, qualified(&name, canary.namespace().as_deref()))
+    })
+}
+
 /// The Canary that controls an object (its controller owner reference), if a Canary does.
 pub(crate) fn controlling_canary(owners: &[OwnerReference]) -> Option<&OwnerReference> {
     owners
