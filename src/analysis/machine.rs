@@ -1001,7 +1001,10 @@ impl<'a> Tick<'a> {
     /// Nothing can happen until something changes: record why (with an Event when the reason is
     /// new), check again after an interval.
     fn wait(&mut self, reason: Reason, message: String) -> Flow {
-        if self.decision_is_new(reason, &message) && reason != Reason::WaitPrimaryCreated {
+        // Waiting for Veer's own write of the primary to show in the cache is no news: Flagger
+        // records nothing there either.
+        let own_write = matches!(reason, Reason::WaitPrimaryCreated | Reason::WaitPrimaryPromoted);
+        if self.decision_is_new(reason, &message) && !own_write {
             self.event(reason == Reason::RoutesUnavailable, message.clone());
         }
         self.requeue = Some(self.p.interval);

@@ -1077,10 +1077,15 @@ fn a_promotion_interrupted_before_the_copy_is_completed() {
     assert_eq!(w.phase(), Phase::Promoting);
     // The primary never got the new template (crash before the Promote effect).
     w.primary.as_mut().unwrap().revision = revision("1");
-    w.step();
+    w.take_log();
+    let out = w.step();
     assert!(w.has("promote"));
     assert_eq!(w.phase(), Phase::Promoting, "traffic stays until the primary runs the promoted template");
     assert_eq!(w.routes, Routes::canary(50));
+    assert_eq!(w.status().decision.as_ref().unwrap().reason, "WaitPrimaryPromoted");
+    // Copying again is Veer's own business (a restart, or its cache behind its write), as in
+    // Flagger: no Event.
+    assert!(!out.effects.iter().any(|e| matches!(e, Effect::Event { .. })), "{:?}", out.effects);
 }
 
 #[test]
