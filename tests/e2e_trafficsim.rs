@@ -1,5 +1,5 @@
 //! The traffic simulator through a real Prometheus: the built-in queries of the reference (§4.1,
-//! Istio and NGINX) return the configured values, and follow a change made at run time.
+//! Istio, Linkerd and NGINX) return the configured values, and follow a change made at run time.
 //!
 //! Needs `PROMETHEUS_URL` and `TRAFFICSIM_URL`, with Prometheus scraping the simulator every second
 //! (the local control plane sets this up).
@@ -24,6 +24,15 @@ const ISTIO_DURATION: &str = r#"
     histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination",
         destination_workload_namespace="{{ namespace }}",destination_workload=~"{{ target }}"}[{{ interval }}]))
         by (le))"#;
+// Linkerd's series are derived from the Istio workload: same target, same values.
+const LINKERD_SUCCESS_RATE: &str = r#"
+    sum(rate(response_total{namespace="{{ namespace }}",deployment=~"{{ target }}",
+        classification!="failure",direction="inbound"}[{{ interval }}]))
+    / sum(rate(response_total{namespace="{{ namespace }}",deployment=~"{{ target }}",
+        direction="inbound"}[{{ interval }}])) * 100"#;
+const LINKERD_DURATION: &str = r#"
+    histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{namespace="{{ namespace }}",
+        deployment=~"{{ target }}",direction="inbound"}[{{ interval }}])) by (le))"#;
 const NGINX_SUCCESS_RATE: &str = r#"
     sum(rate(nginx_ingress_controller_requests{namespace="{{ namespace }}",ingress="{{ ingress }}",
         canary!="",status!~"5.*"}[{{ interval }}]))
@@ -85,11 +94,13 @@ struct Expected {
     nginx_avg: f64,
 }
 
-/// Polls the four queries every second until all match, and returns how long that took.
+/// Polls the six queries every second until all match, and returns how long that took.
 async fn wait_for(prom: &Prometheus, target: &str, ingress: &str, want: &Expected) -> Duration {
     let queries = [
         ("istio request-success-rate", render(ISTIO_SUCCESS_RATE, target, ingress), want.istio_success),
         ("istio request-duration", render(ISTIO_DURATION, target, ingress), want.istio_p99),
+        ("linkerd request-success-rate", render(LINKERD_SUCCESS_RATE, target, ingress), want.istio_success),
+        ("linkerd request-duration", render(LINKERD_DURATION, target, ingress), want.istio_p99),
         ("nginx request-success-rate", render(NGINX_SUCCESS_RATE, target, ingress), want.nginx_success),
         ("nginx request-duration", render(NGINX_DURATION, target, ingress), want.nginx_avg),
     ];

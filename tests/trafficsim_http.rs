@@ -167,6 +167,22 @@ async fn metrics_expose_configured_workloads() {
         &[cart[1], ("response_code", "200"), ("le", "250")],
     );
     assert!((at_250 - 0.99 * inf).abs() <= 1e-9 * inf);
+    // Linkerd's series for the same workload carry its counters (read in the same scrape).
+    let linkerd = [("direction", "inbound"), ("namespace", "shop"), ("deployment", "cart")];
+    let l_ok = value(
+        &samples,
+        "response_total",
+        &[linkerd[0], linkerd[1], linkerd[2], ("classification", "success")],
+    );
+    let l_failed = value(
+        &samples,
+        "response_total",
+        &[linkerd[0], linkerd[1], linkerd[2], ("classification", "failure")],
+    );
+    assert_eq!((l_ok, l_failed), (ok, failed));
+    let l_inf =
+        value(&samples, "response_latency_ms_bucket", &[linkerd[2], ("status_code", "200"), ("le", "+Inf")]);
+    assert_eq!(l_inf, inf);
 
     let canary = [("ingress", "web"), ("canary", "shop-web-canary-80")];
     let n_ok =
@@ -185,6 +201,7 @@ async fn metrics_expose_configured_workloads() {
     client.delete_istio("shop", "cart").await.unwrap();
     let gone = client.metrics().await.unwrap();
     assert!(!gone.iter().any(|s| s.label("destination_workload") == Some("cart")));
+    assert!(!gone.iter().any(|s| s.label("deployment") == Some("cart")));
 }
 
 #[tokio::test]

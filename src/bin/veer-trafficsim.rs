@@ -1,4 +1,4 @@
-//! `veer-trafficsim`: serves simulated Istio/NGINX request metrics for the end-to-end tests.
+//! `veer-trafficsim`: serves simulated Istio/Linkerd/NGINX request metrics for the end-to-end tests.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// Serves Prometheus metrics shaped like Istio's and NGINX ingress's for workloads whose request
-/// rate, error rate and latency are set at run time (see e2e/TRAFFICSIM.md).
+/// Serves Prometheus metrics shaped like Istio's, Linkerd's and NGINX ingress's for workloads whose
+/// request rate, error rate and latency are set at run time (see e2e/TRAFFICSIM.md).
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {

@@ -83,9 +83,15 @@ fn classes(t: &Traffic) -> [(&'static str, &Series); 2] {
     [("200", t.ok()), ("500", t.errors())]
 }
 
-/// Pod name that matches the generic observer's `<target>-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)`.
+/// Pod name that matches the generic observer's `<target>-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)`; Linkerd's
+/// `pod` label carries the same name.
 fn pod_name(key: &Key) -> String {
     format!("{}-trafficsim-0", key.name())
+}
+
+/// Linkerd's `classification` of a response: 5xx are failures.
+fn linkerd_classification(code: &str) -> &'static str {
+    if code.starts_with('5') { "failure" } else { "success" }
 }
 
 pub(crate) fn render(sim: &Sim) -> String {
@@ -114,6 +120,33 @@ pub(crate) fn render(sim: &Sim) -> String {
             let labels =
                 [("kubernetes_namespace", key.namespace()), ("kubernetes_pod_name", &pod), ("status", code)];
             histogram(&mut out, name, &labels, w.traffic.bounds_us(), Unit::Seconds, s);
+        }
+    }
+
+    // Linkerd's proxy, inbound side: one response per request, so the same counters again.
+    let name = "response_total";
+    header(&mut out, name, "counter", "Responses (simulated Linkerd proxy, from the Istio workloads).");
+    for (key, w) in &sim.istio {
+        let pod = pod_name(key);
+        for (code, s) in classes(&w.traffic) {
+            let mut labels = linkerd_labels(key, &pod, code).to_vec();
+            labels.push(("classification", linkerd_classification(code)));
+            line(&mut out, name, &labels, s.count);
+        }
+    }
+
+    let name = "response_latency_ms";
+    header(
+        &mut out,
+        name,
+        "histogram",
+        "Response latency in ms (simulated Linkerd proxy, from the Istio workloads).",
+    );
+    for (key, w) in &sim.istio {
+        let pod = pod_name(key);
+        for (code, s) in classes(&w.traffic) {
+            let labels = linkerd_labels(key, &pod, code);
+            histogram(&mut out, name, &labels, w.traffic.bounds_us(), Unit::Milliseconds, s);
         }
     }
 
@@ -152,6 +185,16 @@ fn istio_labels<'a>(key: &'a Key, code: &'a str) -> [(&'static str, &'a str); 4]
         ("destination_workload", key.name()),
         ("destination_workload_namespace", key.namespace()),
         ("response_code", code),
+    ]
+}
+
+fn linkerd_labels<'a>(key: &'a Key, pod: &'a str, code: &'a str) -> [(&'static str, &'a str); 5] {
+    [
+        ("direction", "inbound"),
+        ("namespace", key.namespace()),
+        ("deployment", key.name()),
+        ("pod", pod),
+        ("status_code", code),
     ]
 }
 
@@ -296,6 +339,29 @@ mod tests {
         let sum = find(&samples, "http_request_duration_seconds_sum", &[pod, ("status", "500")]).value;
         assert!((sum - 5.0 * 0.3333).abs() < 1e-12);
 
+        // Linkerd's inbound side: the same counters, classified, per deployment and pod.
+        let r = "response_total";
+        let inbound = [("direction", "inbound"), ("namespace", "shop"), ("deployment", "cart")];
+        let linkerd = |extra: &[(&'static str, &'static str)]| [&inbound[..], extra].concat();
+        let success = [("pod", "cart-trafficsim-0"), ("classification", "success"), ("status_code", "200")];
+        assert_eq!(find(&samples, r, &linkerd(&success)).value, 15.0);
+        let failure = [("classification", "failure"), ("status_code", "500")];
+        assert_eq!(find(&samples, r, &linkerd(&failure)).value, 5.0);
+        assert_eq!(samples.iter().filter(|s| s.name == r).count(), 2, "one series per status code");
+        let l = "response_latency_ms_bucket";
+        assert_eq!(
+            find(&samples, l, &linkerd(&[("status_code", "200"), ("le", "333.3")])).value,
+            15.0 * 0.99
+        );
+        assert_eq!(find(&samples, l, &linkerd(&[("status_code", "500"), ("le", "333.301")])).value, 5.0);
+        let sum = find(&samples, "response_latency_ms_sum", &linkerd(&[("status_code", "500")])).value;
+        assert!((sum - 5.0 * 333.3).abs() < 1e-9);
+        assert_eq!(
+            find(&samples, "response_latency_ms_count", &linkerd(&[("status_code", "200")])).value,
+            15.0
+        );
+        assert!(!samples.iter().any(|s| s.name == l && s.label("classification").is_some()));
+
         let n = "nginx_ingress_controller_requests";
         let canary = ("canary", "shop-web-canary-80");
         assert_eq!(find(&samples, n, &[canary, ("status", "500")]).value, 4.0);
@@ -334,8 +400,9 @@ mod tests {
             };
             by_series.entry(format!("{}{labels:?}", s.name)).or_default().push((le, s.value));
         }
-        // Istio: 2 codes in ms and 2 in the generic shape; NGINX: 2 codes × canary and primary.
-        assert_eq!(by_series.len(), 4 + 4);
+        // Istio: 2 codes in ms, 2 in the generic shape and 2 in Linkerd's; NGINX: 2 codes × canary and
+        // primary.
+        assert_eq!(by_series.len(), 6 + 4);
         for (series, mut buckets) in by_series {
             buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
             assert_eq!(buckets.last().unwrap().0, f64::INFINITY, "{series}");

@@ -201,11 +201,14 @@ mod tests {
         istio_success: f64,
         istio_p99: f64,
         generic_p99_ms: f64,
+        linkerd_success: f64,
+        linkerd_p99: f64,
         nginx_success: f64,
         nginx_avg_ms: f64,
     }
 
-    /// The §4.1 built-in queries for workload `cart` and ingress `web` in namespace `shop`.
+    /// The §4.1 built-in queries (Istio, generic, Linkerd, NGINX) for workload `cart` and ingress `web`
+    /// in namespace `shop`.
     fn built_ins(db: &Tsdb, at: f64) -> Observed {
         let istio = |s: &Sample| {
             label_is(s, "reporter", "destination")
@@ -223,6 +226,20 @@ mod tests {
         };
         let generic_p99 = db.histogram_quantile(0.99, "http_request_duration_seconds", generic, at, RANGE);
 
+        let linkerd = |s: &Sample| {
+            label_is(s, "namespace", "shop")
+                && label_is(s, "deployment", "cart")
+                && label_is(s, "direction", "inbound")
+        };
+        let l_ok = db.sum_rate_total(
+            "response_total",
+            |s| linkerd(s) && s.label("classification") != Some("failure"),
+            at,
+            RANGE,
+        );
+        let l_all = db.sum_rate_total("response_total", linkerd, at, RANGE);
+        let linkerd_p99 = db.histogram_quantile(0.99, "response_latency_ms", linkerd, at, RANGE);
+
         let nginx = |s: &Sample| {
             label_is(s, "namespace", "shop") && label_is(s, "ingress", "web") && s.label("canary") != Some("")
         };
@@ -236,6 +253,8 @@ mod tests {
             istio_success: ok.unwrap() / all.unwrap() * 100.0,
             istio_p99,
             generic_p99_ms: generic_p99 * 1000.0,
+            linkerd_success: l_ok.unwrap() / l_all.unwrap() * 100.0,
+            linkerd_p99,
             nginx_success: n_ok.unwrap() / n_all.unwrap() * 100.0,
             nginx_avg_ms: sum.unwrap() / count.unwrap() * 1000.0,
         }
@@ -250,6 +269,8 @@ mod tests {
         assert_exact("istio success rate", o.istio_success, (1.0 - istio.error_rate) * 100.0);
         assert_exact("istio p99", o.istio_p99, istio.latency_ms);
         assert_exact("generic p99", o.generic_p99_ms, istio.latency_ms);
+        assert_exact("linkerd success rate", o.linkerd_success, (1.0 - istio.error_rate) * 100.0);
+        assert_exact("linkerd p99", o.linkerd_p99, istio.latency_ms);
         assert_exact("nginx success rate", o.nginx_success, (1.0 - nginx.error_rate) * 100.0);
         assert_exact("nginx average", o.nginx_avg_ms, nginx.latency_ms);
     }
@@ -284,6 +305,7 @@ mod tests {
         scrape(&mut sim, &mut db, t0, 40, 80);
         let mid = built_ins(&db, 55.0);
         assert!(mid.istio_success > 50.0 && mid.istio_success < 87.0, "a window over the change blends both");
+        assert!((mid.linkerd_success - mid.istio_success).abs() < 1e-9, "the same counters");
         check(&db, 72.0, &istio2, &nginx2);
     }
 
