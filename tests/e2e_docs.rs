@@ -74,8 +74,13 @@ use veer::{
 };
 
 /// The pages run by this test.
-const PAGES: &[&str] =
-    &["docs/tutorial-istio.md", "docs/tutorial-nginx.md", "docs/install.md", "docs/operations.md"];
+const PAGES: &[&str] = &[
+    "docs/tutorial-istio.md",
+    "docs/tutorial-nginx.md",
+    "docs/tutorial-gatewayapi.md",
+    "docs/install.md",
+    "docs/operations.md",
+];
 
 /// The variables the pages' `env` blocks may export: the test sets them to its own processes.
 const PROVIDED: &[&str] = &[
@@ -724,6 +729,12 @@ async fn tutorial_istio() {
 #[ignore = "needs the local control plane (make test)"]
 async fn tutorial_nginx() {
     run_page("docs/tutorial-nginx.md", false).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn tutorial_gatewayapi() {
+    run_page("docs/tutorial-gatewayapi.md", false).await;
 }
 
 #[tokio::test]
