@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kwok with one fake Ready node, the traffic simulator (when the package has it) and
-# Prometheus; installs Veer's CRDs, the Istio CRDs and the Gateway API CRDs; with VEER_E2E_FLUX=1 (the default of `make test`)
+# Prometheus; installs Veer's CRDs, the Istio CRDs, the Gateway API CRDs and the SMI TrafficSplit CRD; with VEER_E2E_FLUX=1 (the default of `make test`)
 # also Flux's CRDs, source-controller and helm-controller; writes e2e/.run/env. Idempotent: components that
 # are already running (by recorded pid) are kept, missing ones are started. Stop it with e2e/down.sh.
 set -euo pipefail
@@ -128,6 +128,7 @@ rules:
     resources: [ingresses]
   - group: networking.istio.io
   - group: gateway.networking.k8s.io
+  - group: split.smi-spec.io
   - group: autoscaling
     resources: [horizontalpodautoscalers]
 - level: None
@@ -263,13 +264,14 @@ curl -fsS --max-time 5 -X POST "http://127.0.0.1:$PROMETHEUS_PORT/-/reload" >/de
 
 # --- CRDs and the default namespace ----------------------------------------------------------------
 # Server-side apply: the Istio CRDs are too big for the client-side last-applied annotation (256 KiB).
-log "installing Veer's, Istio's and the Gateway API's CRDs"
+log "installing Veer's, Istio's, the Gateway API's and SMI's CRDs"
 shopt -s nullglob
 veer_crds=("$REPO_DIR"/crds/*.yaml)
 shopt -u nullglob
 [ ${#veer_crds[@]} -gt 0 ] || die "no CRDs in $REPO_DIR/crds"
 crd_names=()
-for f in "${veer_crds[@]}" "$(crds_dir)/istio-crds.yaml" "$(crds_dir)/gateway-api-crds.yaml"; do
+for f in "${veer_crds[@]}" "$(crds_dir)/istio-crds.yaml" "$(crds_dir)/gateway-api-crds.yaml" \
+	"$E2E_DIR/crds/split.smi-spec.io.yaml"; do
 	# -o name prints one customresourcedefinition.apiextensions.k8s.io/NAME per object.
 	applied=$(kubectl apply --server-side --force-conflicts --field-manager=veer-e2e -o name -f "$f")
 	mapfile -t -O "${#crd_names[@]}" crd_names <<<"$applied"

@@ -14,8 +14,8 @@ pub struct ControllerArgs {
     #[arg(long, env = "VEER_METRICS_SERVER", default_value = "http://prometheus:9090")]
     pub metrics_server: String,
 
-    /// Provider of Canaries that set no spec.provider: istio, nginx, kubernetes, gatewayapi:v1 or
-    /// gatewayapi:v1beta1.
+    /// Provider of Canaries that set no spec.provider: istio, nginx, kubernetes, gatewayapi:v1,
+    /// gatewayapi:v1beta1, linkerd, osm or smi:v1alpha1|2|3[:mesh].
     #[arg(long, env = "VEER_MESH_PROVIDER", default_value = "istio")]
     pub mesh_provider: String,
 

@@ -191,6 +191,10 @@ spec:
 /// What Gateway API Canaries add.
 const GATEWAY_API: &[Kind] = &[("gateway.networking.k8s.io", "v1", "HTTPRoute", "podinfo")];
 
+/// What SMI Canaries add, in the TrafficSplit version of the provider.
+const SMI_V1ALPHA1: &[Kind] = &[("split.smi-spec.io", "v1alpha1", "TrafficSplit", "podinfo")];
+const SMI_V1ALPHA3: &[Kind] = &[("split.smi-spec.io", "v1alpha3", "TrafficSplit", "podinfo")];
+
 /// An object: group, version, kind and name.
 type Kind = (&'static str, &'static str, &'static str, &'static str);
 
@@ -595,6 +599,34 @@ async fn gateway_api_session_affinity_matches_flagger() {
     );
     let objects: Vec<Kind> = OBJECTS.iter().chain(GATEWAY_API).copied().collect();
     side_by_side("gatewayapi:v1", &canary, &objects).await;
+}
+
+/// A Linkerd (SMI TrafficSplit v1alpha1, weights as quantities) canary release in the steps of
+/// Flagger's `test/linkerd/test-steps.sh`.
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn a_linkerd_canary_release_in_step_weights_matches_flagger() {
+    let canary = canary_yaml(
+        "  provider: linkerd\n  progressDeadlineSeconds: 60\n  service: {port: 9898}",
+        "    interval: 5s\n    threshold: 2\n    stepWeights: [10, 20, 30, 40, 50, 60]",
+    );
+    let objects: Vec<Kind> = OBJECTS.iter().chain(SMI_V1ALPHA1).copied().collect();
+    side_by_side("linkerd", &canary, &objects).await;
+}
+
+/// SMI v1alpha3 for Istio (the gateways annotation, the first host as the split's service),
+/// rolled back by a failing rollout hook. The mesh suffix is the controllers' flag: the CRD allows
+/// only `smi:v1alpha3` in `spec.provider`.
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn an_smi_rollback_matches_flagger() {
+    let canary = canary_yaml(
+        "  progressDeadlineSeconds: 60\n  service:\n    port: 9898\n    \
+         hosts: [podinfo.example.com]\n    gateways: [public-gateway.istio-system.svc.cluster.local]",
+        "    interval: 5s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 25",
+    );
+    let objects: Vec<Kind> = OBJECTS.iter().chain(SMI_V1ALPHA3).copied().collect();
+    side_by_side_with("smi:v1alpha3:istio", "", &canary, &objects, End::RolledBack).await;
 }
 
 /// An NGINX canary release through the user's Ingress, in two weight steps.

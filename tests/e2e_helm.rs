@@ -104,6 +104,7 @@ fn controller_grants(config_tracking: bool) -> BTreeSet<(String, String, String,
         ("networking.k8s.io", &["ingresses"], WRITE),
         ("networking.istio.io", &["virtualservices", "destinationrules"], WRITE),
         ("gateway.networking.k8s.io", &["httproutes"], WRITE),
+        ("split.smi-spec.io", &["trafficsplits"], WRITE),
         ("", &["events"], &["create", "patch"]),
         ("", &["secrets"], &["get", "list", "watch"]),
     ];
@@ -418,7 +419,7 @@ fn every_controller_value_reaches_its_flag() {
 fn the_schema_rejects_bad_values_with_the_key_in_the_message() {
     let helm = Helm::new();
     let cases: &[(&str, &[&str], &str)] = &[
-        ("veer", &["--set", "meshProvider=linkerd"], "at '/meshProvider': value must be one of"),
+        ("veer", &["--set", "meshProvider=contour"], "at '/meshProvider': value must be one of"),
         ("veer", &["--set", "leaderElection.replicaCount=-1"], "at '/leaderElection/replicaCount': minimum"),
         (
             "veer",

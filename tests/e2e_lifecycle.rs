@@ -1145,7 +1145,7 @@ async fn unsupported_provider_stalls_and_creates_nothing() {
             &client,
             ns,
             &canary_yaml(
-                "  provider: linkerd\n  service: {port: 9898}",
+                "  provider: contour\n  service: {port: 9898}",
                 "    interval: 2s\n    threshold: 2\n    stepWeight: 10",
             ),
         )
@@ -1158,7 +1158,7 @@ async fn unsupported_provider_stalls_and_creates_nothing() {
         .await;
         say!("unsupported", "Stalled after {}: {reason}: {message}", elapsed(start));
         assert_eq!((state.as_str(), reason.as_str()), ("True", "UnsupportedProvider"));
-        assert!(message.contains("spec.provider") && message.contains("linkerd"), "{message}");
+        assert!(message.contains("spec.provider") && message.contains("contour"), "{message}");
         expect_event(&client, ns, "Warning", &format!("Canary podinfo.{ns}: spec.provider")).await;
 
         // Nothing was created or changed.

@@ -27,7 +27,7 @@ pub use machine::{after, decide, intended_routes, invalid_spec_message, stalled,
 pub use params::{HookType, Params, Settings, SpecError, Strategy, cross_namespace_ref};
 pub use reason::Reason;
 pub use verdict::{MetricResult, REQUEST_DURATION, REQUEST_SUCCESS_RATE, Verdict, bounds, is_builtin, judge};
-pub use vocabulary::{GatewayApiVersion, MetricSource, Provider, TargetKind};
+pub use vocabulary::{GatewayApiVersion, MetricSource, Provider, SmiProvider, SmiVersion, TargetKind};
 
 use crate::api::{CanaryStatus, PendingEffect, PendingEffectType, Phase};
 

@@ -120,6 +120,8 @@ reasons! {
     GatewayApiNotInstalled,
     /// Stalled: a Gateway API provider without `spec.service.gatewayRefs`.
     GatewayRefsMissing,
+    /// Stalled: an SMI provider and the TrafficSplit CRD does not serve its version.
+    SmiNotInstalled,
     /// Stalled: a generated object's name or label value would be too long.
     NameTooLong,
     /// Stalled: `spec.targetRef.kind` is neither Deployment nor DaemonSet.
@@ -230,6 +232,7 @@ mod tests {
                 "IstioNotInstalled",
                 "GatewayApiNotInstalled",
                 "GatewayRefsMissing",
+                "SmiNotInstalled",
                 "NameTooLong",
                 "UnsupportedTarget",
                 "TargetShared",

@@ -11,6 +11,9 @@ pub enum Provider {
     Kubernetes,
     /// `gatewayapi:v1` or `gatewayapi:v1beta1`: an HTTPRoute.
     GatewayApi(GatewayApiVersion),
+    /// `linkerd`, `osm`, `smi:v1alpha1`, `smi:v1alpha2`, `smi:v1alpha3` (each optionally
+    /// `:<mesh>`): an SMI TrafficSplit.
+    Smi(SmiProvider),
     /// Any other value (the rest of the CRD enum, `gatewayapi:v1`, or something else): Veer has no
     /// router for it, and the controller stalls such a Canary. Its name still picks the built-in
     /// metric queries.
@@ -26,7 +29,10 @@ impl Provider {
             "kubernetes" => Provider::Kubernetes,
             "gatewayapi:v1" => Provider::GatewayApi(GatewayApiVersion::V1),
             "gatewayapi:v1beta1" => Provider::GatewayApi(GatewayApiVersion::V1beta1),
-            other => Provider::Unsupported(other.to_string()),
+            other => match SmiProvider::parse(other) {
+                Some(smi) => Provider::Smi(smi),
+                None => Provider::Unsupported(other.to_string()),
+            },
         }
     }
 
@@ -48,6 +54,7 @@ impl Provider {
             Provider::Kubernetes => "kubernetes",
             Provider::GatewayApi(GatewayApiVersion::V1) => "gatewayapi:v1",
             Provider::GatewayApi(GatewayApiVersion::V1beta1) => "gatewayapi:v1beta1",
+            Provider::Smi(smi) => &smi.name,
             Provider::Unsupported(p) => p,
         }
     }
@@ -65,7 +72,7 @@ impl Provider {
         match self {
             Provider::Istio | Provider::GatewayApi(_) => true,
             Provider::Unsupported(p) => p.starts_with("gatewayapi"),
-            Provider::Nginx | Provider::Kubernetes => false,
+            Provider::Nginx | Provider::Kubernetes | Provider::Smi(_) => false,
         }
     }
 }
@@ -83,6 +90,57 @@ impl GatewayApiVersion {
         match self {
             GatewayApiVersion::V1 => "v1",
             GatewayApiVersion::V1beta1 => "v1beta1",
+        }
+    }
+}
+
+/// An SMI provider: the TrafficSplit version Veer writes and the mesh it targets, as Flagger maps
+/// them: `linkerd` writes `v1alpha1`, `osm` `v1alpha2`, `smi:<version>[:<mesh>]` the version named.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SmiProvider {
+    pub version: SmiVersion,
+    /// The mesh (`linkerd`, `osm`, or what follows `smi:<version>:`); empty when not named.
+    pub mesh: String,
+    /// The provider as written.
+    pub name: String,
+}
+
+impl SmiProvider {
+    fn parse(name: &str) -> Option<SmiProvider> {
+        let (version, mesh) = match name {
+            "linkerd" => (SmiVersion::V1alpha1, "linkerd"),
+            "osm" => (SmiVersion::V1alpha2, "osm"),
+            other => {
+                let rest = other.strip_prefix("smi:")?;
+                let (version, mesh) = rest.split_once(':').unwrap_or((rest, ""));
+                let version = match version {
+                    "v1alpha1" => SmiVersion::V1alpha1,
+                    "v1alpha2" => SmiVersion::V1alpha2,
+                    "v1alpha3" => SmiVersion::V1alpha3,
+                    _ => return None,
+                };
+                (version, mesh)
+            }
+        };
+        Some(SmiProvider { version, mesh: mesh.to_string(), name: name.to_string() })
+    }
+}
+
+/// The version of the SMI TrafficSplit API (`split.smi-spec.io`). `v1alpha1` writes weights as
+/// quantities (strings), the later versions as integers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SmiVersion {
+    V1alpha1,
+    V1alpha2,
+    V1alpha3,
+}
+
+impl SmiVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmiVersion::V1alpha1 => "v1alpha1",
+            SmiVersion::V1alpha2 => "v1alpha2",
+            SmiVersion::V1alpha3 => "v1alpha3",
         }
     }
 }
@@ -169,10 +227,36 @@ mod tests {
 
     #[test]
     fn providers_parse_and_print_as_written() {
-        for name in ["istio", "nginx", "kubernetes", "gatewayapi:v1", "linkerd", "appmesh:v1beta2", ""] {
+        for name in [
+            "istio",
+            "nginx",
+            "kubernetes",
+            "gatewayapi:v1",
+            "linkerd",
+            "osm",
+            "smi:v1alpha3:istio",
+            "appmesh:v1beta2",
+            "",
+        ] {
             assert_eq!(Provider::parse(name).as_str(), name);
             assert_eq!(Provider::parse(name).to_string(), name);
         }
+    }
+
+    #[test]
+    fn smi_providers_name_their_version_and_mesh() {
+        let smi = |name: &str| match Provider::parse(name) {
+            Provider::Smi(s) => Some((s.version, s.mesh)),
+            _ => None,
+        };
+        assert_eq!(smi("linkerd"), Some((SmiVersion::V1alpha1, "linkerd".into())));
+        assert_eq!(smi("osm"), Some((SmiVersion::V1alpha2, "osm".into())));
+        assert_eq!(smi("smi:v1alpha1"), Some((SmiVersion::V1alpha1, String::new())));
+        assert_eq!(smi("smi:v1alpha2:linkerd"), Some((SmiVersion::V1alpha2, "linkerd".into())));
+        assert_eq!(smi("smi:v1alpha3:istio"), Some((SmiVersion::V1alpha3, "istio".into())));
+        assert_eq!(smi("smi:v1alpha4"), None);
+        assert_eq!(smi("smi"), None);
+        assert_eq!(smi("linkerd:service"), None);
     }
 
     #[test]

@@ -58,18 +58,28 @@ pub struct Stores {
     /// Istio objects; `None` when the Istio CRDs are not installed.
     pub istio: Option<IstioStores>,
     /// HTTPRoutes; `None` when the Gateway API CRDs are not installed.
-    pub gateway_api: Option<GatewayApiStores>,
+    pub gateway_api: Option<VersionedStore>,
+    /// SMI TrafficSplits; `None` when their CRD is not installed.
+    pub smi: Option<VersionedStore>,
 }
 
-/// The cache of HTTPRoutes, watched in one version (v1 when served); the API server serves the
-/// same objects in every version it lists.
+/// The cache of a kind served in several versions (HTTPRoute, TrafficSplit), watched in one of
+/// them; the API server serves the same objects in every version it lists.
 #[derive(Clone)]
-pub struct GatewayApiStores {
-    pub http_routes: Store<DynamicObject>,
+pub struct VersionedStore {
+    pub store: Store<DynamicObject>,
     /// The version watched.
     pub watched: ApiResource,
-    /// Every version of HTTPRoute the API server serves.
+    /// Every version of the kind the API server serves.
     pub served: Vec<String>,
+}
+
+impl VersionedStore {
+    /// The cache, if `kind` is this kind in a version the API server serves.
+    fn serving(&self, kind: &ApiResource) -> Option<(&Store<DynamicObject>, ApiResource)> {
+        let same = kind.group == self.watched.group && kind.kind == self.watched.kind;
+        (same && self.served.contains(&kind.version)).then(|| (&self.store, self.watched.clone()))
+    }
 }
 
 /// Caches of Istio objects (no typed Rust API exists for them).
@@ -80,14 +90,13 @@ pub struct IstioStores {
 }
 
 impl Stores {
-    /// The cache of a dynamic kind (Istio's, Gateway API's) and the coordinates it is watched
-    /// with, if the controller watches it in a version that serves `kind`.
+    /// The cache of a dynamic kind (Istio's, Gateway API's, SMI's) and the coordinates it is
+    /// watched with, if the controller watches it in a version that serves `kind`.
     fn dynamic(&self, kind: &ApiResource) -> Option<(&Store<DynamicObject>, ApiResource)> {
-        if kind.group == crate::router::gatewayapi::GROUP
-            && kind.kind == crate::router::gatewayapi::HTTP_ROUTE
+        if let Some(found) =
+            [&self.gateway_api, &self.smi].into_iter().flatten().find_map(|v| v.serving(kind))
         {
-            let g = self.gateway_api.as_ref().filter(|g| g.served.contains(&kind.version))?;
-            return Some((&g.http_routes, g.watched.clone()));
+            return Some(found);
         }
         let istio = self.istio.as_ref().filter(|_| kind.group == "networking.istio.io")?;
         let store = match kind.kind.as_str() {
@@ -363,6 +372,7 @@ macro_rules! test_caches {
             pub virtual_services: kube::runtime::reflector::store::Writer<DynamicObject>,
             pub destination_rules: kube::runtime::reflector::store::Writer<DynamicObject>,
             pub http_routes: kube::runtime::reflector::store::Writer<DynamicObject>,
+            pub traffic_splits: kube::runtime::reflector::store::Writer<DynamicObject>,
         }
 
         impl TestCaches {
@@ -384,6 +394,9 @@ macro_rules! test_caches {
                     http_routes: complete(Writer::new(crate::router::gatewayapi::resource(
                         crate::analysis::GatewayApiVersion::V1,
                     ))),
+                    traffic_splits: complete(Writer::new(crate::router::smi::resource(
+                        crate::analysis::SmiVersion::V1alpha2,
+                    ))),
                 }
             }
 
@@ -395,10 +408,15 @@ macro_rules! test_caches {
                         virtual_services: self.virtual_services.as_reader(),
                         destination_rules: self.destination_rules.as_reader(),
                     }),
-                    gateway_api: Some(GatewayApiStores {
-                        http_routes: self.http_routes.as_reader(),
+                    gateway_api: Some(VersionedStore {
+                        store: self.http_routes.as_reader(),
                         watched: crate::router::gatewayapi::resource(crate::analysis::GatewayApiVersion::V1),
                         served: vec!["v1".into(), "v1beta1".into()],
+                    }),
+                    smi: Some(VersionedStore {
+                        store: self.traffic_splits.as_reader(),
+                        watched: crate::router::smi::resource(crate::analysis::SmiVersion::V1alpha2),
+                        served: vec!["v1alpha1".into(), "v1alpha2".into(), "v1alpha3".into()],
                     }),
                 }
             }

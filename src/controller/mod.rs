@@ -120,7 +120,10 @@ async fn wait_synced(stores: &Stores, health: &CacheHealth) -> bool {
         caches.push(Box::pin(track(&istio.destination_rules, "DestinationRules", health)));
     }
     if let Some(g) = &stores.gateway_api {
-        caches.push(Box::pin(track(&g.http_routes, "HTTPRoutes", health)));
+        caches.push(Box::pin(track(&g.store, "HTTPRoutes", health)));
+    }
+    if let Some(smi) = &stores.smi {
+        caches.push(Box::pin(track(&smi.store, "TrafficSplits", health)));
     }
     futures::future::join_all(caches).await.into_iter().all(|ready| ready)
 }

@@ -19,7 +19,7 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 
-use super::context::{GatewayApiStores, IstioStores, Stores};
+use super::context::{IstioStores, Stores, VersionedStore};
 use crate::{
     analysis::TargetKind,
     api::{AlertProvider, Canary, MetricTemplate},
@@ -209,24 +209,33 @@ pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Sto
             (controller, None)
         }
     };
-    let (controller, gateway_api) = match http_route_versions(client).await {
-        served if served.is_empty() => {
-            tracing::info!(
-                "Gateway API CRDs not installed: Canaries with provider gatewayapi:* will report it"
-            );
-            (controller, None)
-        }
-        served => {
-            let version = if served.iter().any(|v| v == "v1") { "v1" } else { served[0].as_str() };
-            let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
-                crate::router::gatewayapi::GROUP,
-                version,
-                crate::router::gatewayapi::HTTP_ROUTE,
-            ));
-            let (controller, http_routes) = watch_dynamic(controller, client, namespace, ar.clone());
-            (controller, Some(GatewayApiStores { http_routes, watched: ar, served }))
-        }
-    };
+    use crate::router::{gatewayapi, smi};
+    let (controller, gateway_api) = watch_versioned(
+        controller,
+        client,
+        namespace,
+        gatewayapi::GROUP,
+        gatewayapi::HTTP_ROUTE,
+        &["v1", "v1beta1"],
+    )
+    .await;
+    if gateway_api.is_none() {
+        tracing::info!("Gateway API CRDs not installed: Canaries with provider gatewayapi:* will report it");
+    }
+    let (controller, smi) = watch_versioned(
+        controller,
+        client,
+        namespace,
+        smi::GROUP,
+        smi::TRAFFIC_SPLIT,
+        &["v1alpha2", "v1alpha3", "v1alpha1"],
+    )
+    .await;
+    if smi.is_none() {
+        tracing::info!(
+            "SMI TrafficSplit CRD not installed: Canaries with provider linkerd, osm or smi:* will report it"
+        );
+    }
     let stores = Stores {
         canaries,
         deployments,
@@ -240,6 +249,7 @@ pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Sto
         alert_providers,
         istio,
         gateway_api,
+        smi,
     };
     (controller, stores)
 }
@@ -250,20 +260,27 @@ async fn istio_installed(client: &Client) -> bool {
     kube::discovery::pinned_kind(client, &gvk).await.is_ok()
 }
 
-/// The versions of HTTPRoute the API server serves (none: the Gateway API CRDs are not installed).
-async fn http_route_versions(client: &Client) -> Vec<String> {
+/// Watches a kind served in several versions, in the first of `versions` (in order of preference)
+/// the API server serves; `None` when it serves none of them (the CRD is not installed).
+async fn watch_versioned(
+    controller: Controller<Canary>,
+    client: &Client,
+    namespace: &str,
+    group: &str,
+    kind: &str,
+    versions: &[&str],
+) -> (Controller<Canary>, Option<VersionedStore>) {
     let mut served = Vec::new();
-    for version in ["v1", "v1beta1"] {
-        let gvk = GroupVersionKind::gvk(
-            crate::router::gatewayapi::GROUP,
-            version,
-            crate::router::gatewayapi::HTTP_ROUTE,
-        );
+    for version in versions {
+        let gvk = GroupVersionKind::gvk(group, version, kind);
         if kube::discovery::pinned_kind(client, &gvk).await.is_ok() {
             served.push(version.to_string());
         }
     }
-    served
+    let Some(first) = served.first() else { return (controller, None) };
+    let watched = ApiResource::from_gvk(&GroupVersionKind::gvk(group, first, kind));
+    let (controller, store) = watch_dynamic(controller, client, namespace, watched.clone());
+    (controller, Some(VersionedStore { store, watched, served }))
 }
 
 fn watch_dynamic(

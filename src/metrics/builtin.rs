@@ -27,6 +27,8 @@ pub enum Observer {
     Http,
     Traefik,
     Kuma,
+    /// Open Service Mesh.
+    Osm,
 }
 
 /// Why a built-in check cannot be queried.
@@ -77,6 +79,12 @@ impl MetricsProvider {
             Provider::Istio => Observer::Istio,
             Provider::Nginx => Observer::Nginx,
             Provider::Kubernetes | Provider::GatewayApi(_) => Observer::Http,
+            // `smi:*` gets the Istio queries, as in Flagger (no observer of that name).
+            Provider::Smi(smi) => match smi.name.as_str() {
+                "linkerd" => Observer::Linkerd,
+                "osm" => Observer::Osm,
+                _ => Observer::Istio,
+            },
             Provider::Unsupported(p) => match p.as_str() {
                 p if p.starts_with("appmesh") => Observer::AppMesh,
                 p if p.starts_with("gloo") => Observer::Gloo,
@@ -85,7 +93,7 @@ impl MetricsProvider {
                 "contour" => Observer::Contour,
                 "traefik" => Observer::Traefik,
                 "kuma" => Observer::Kuma,
-                "osm" | "apisix" | "knative" | "skipper" | "crossover" => {
+                "apisix" | "knative" | "skipper" | "crossover" => {
                     return Err(BuiltinError::UnsupportedProvider {
                         check: check.into(),
                         provider: p.into(),
@@ -170,6 +178,8 @@ fn queries(observer: Observer, success_rate: bool) -> (&'static str, f64) {
         (Observer::Traefik, false) => (TRAEFIK_DURATION, 1.0),
         (Observer::Kuma, true) => (KUMA_SUCCESS_RATE, 1.0),
         (Observer::Kuma, false) => (KUMA_DURATION, 1.0),
+        (Observer::Osm, true) => (OSM_SUCCESS_RATE, 1.0),
+        (Observer::Osm, false) => (OSM_DURATION, 1.0),
     }
 }
 
@@ -224,6 +234,21 @@ const LINKERD_DURATION: &str = r#"
 histogram_quantile( 0.99,
   sum( rate( response_latency_ms_bucket{ namespace="{{ namespace }}", deployment=~"{{ target }}",
       direction="inbound" }[{{ interval }}] ) ) by (le) )
+"#;
+
+const OSM_SUCCESS_RATE: &str = r#"
+sum( rate( osm_request_total{ destination_namespace="{{ namespace }}", destination_kind="Deployment",
+    destination_name="{{ target }}", response_code!~"5.*" }[{{ interval }}] ) )
+/
+sum( rate( osm_request_total{ destination_namespace="{{ namespace }}", destination_kind="Deployment",
+    destination_name="{{ target }}" }[{{ interval }}] ) )
+* 100
+"#;
+
+const OSM_DURATION: &str = r#"
+histogram_quantile( 0.99,
+  sum( rate( osm_request_duration_ms_bucket{ destination_namespace="{{ namespace }}",
+      destination_kind="Deployment", destination_name="{{ target }}" }[{{ interval }}] ) ) by (le) )
 "#;
 
 const APPMESH_SUCCESS_RATE: &str = r#"
@@ -393,6 +418,11 @@ mod tests {
                 r#"sum( rate( envoy_cluster_upstream_rq{ service=~"podinfo-canary_default_svc_[0-9a-zA-Z-]+", envoy_response_code!~"5.*" }[1m] ) ) / sum( rate( envoy_cluster_upstream_rq{ service=~"podinfo-canary_default_svc_[0-9a-zA-Z-]+", }[1m] ) ) * 100"#,
                 r#"histogram_quantile( 0.99, sum( rate( envoy_cluster_upstream_rq_time_bucket{ service=~"podinfo-canary_default_svc_[0-9a-zA-Z-]+", }[1m] ) ) by (le) )"#,
             ),
+            (
+                "osm",
+                r#"sum( rate( osm_request_total{ destination_namespace="default", destination_kind="Deployment", destination_name="podinfo", response_code!~"5.*" }[1m] ) ) / sum( rate( osm_request_total{ destination_namespace="default", destination_kind="Deployment", destination_name="podinfo" }[1m] ) ) * 100"#,
+                r#"histogram_quantile( 0.99, sum( rate( osm_request_duration_ms_bucket{ destination_namespace="default", destination_kind="Deployment", destination_name="podinfo" }[1m] ) ) by (le) )"#,
+            ),
         ];
         for (provider, success_rate, duration) in cases {
             assert_eq!(rendered(REQUEST_SUCCESS_RATE, provider, "default").query, success_rate, "{provider}");
@@ -447,6 +477,9 @@ mod tests {
             ("gatewayapi:v1beta1", Observer::Http),
             ("gloo:v1", Observer::Gloo),
             ("smi:v1alpha3", Observer::Istio),
+            ("smi:v1alpha2:linkerd", Observer::Istio),
+            ("linkerd", Observer::Linkerd),
+            ("osm", Observer::Osm),
             ("something-else", Observer::Istio),
             // Veer's answer to quirk §9.3 #8: the provider's own queries, not Istio's.
             ("nginx:service", Observer::Nginx),

@@ -10,6 +10,7 @@
 //! * [`istio`]: two DestinationRules and the VirtualService `<svc>`.
 //! * [`nginx`]: the canary Ingress `<ingressRef.name>-canary`.
 //! * [`gatewayapi`]: the HTTPRoute `<svc>` (Gateway API, any implementation).
+//! * [`smi`]: the SMI TrafficSplit `<svc>` (Linkerd, Open Service Mesh, any SMI mesh).
 //! * [`kubernetes`]: no routing object (Blue/Green by Services only).
 //!
 //! Weights always come in as [`Routes`] (percent, summing to 100) and each traffic router can read
@@ -20,6 +21,7 @@ pub mod istio;
 pub mod kubernetes;
 pub mod nginx;
 pub mod services;
+pub mod smi;
 
 #[cfg(test)]
 mod tests;
@@ -46,7 +48,7 @@ pub enum RouterError {
 
     /// The provider has no router in Veer.
     #[error(
-        "Canary {canary}: {field}: provider {provider} is not supported by Veer yet; supported: istio, nginx, kubernetes, gatewayapi:v1, gatewayapi:v1beta1"
+        "Canary {canary}: {field}: provider {provider} is not supported by Veer yet; supported: istio, nginx, kubernetes, gatewayapi:v1, gatewayapi:v1beta1, linkerd, osm, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3"
     )]
     UnsupportedProvider { canary: String, field: String, provider: String },
 
@@ -102,6 +104,24 @@ pub enum RouterError {
     )]
     HttpRouteBackendsNotFound { http_route: String, primary: String, canary: String },
 
+    /// SMI: the TrafficSplit CRD does not serve the version the provider writes.
+    #[error(
+        "Canary {canary} uses provider {provider} but the SMI TrafficSplit CRD does not serve {version} (split.smi-spec.io); install the mesh's SMI extension (for Linkerd: linkerd-smi) or set spec.provider"
+    )]
+    SmiNotInstalled { canary: String, provider: String, version: String },
+
+    /// SMI: A/B testing asks for header matches, which a TrafficSplit cannot express.
+    #[error(
+        "Canary {canary}: spec.analysis.match: provider {provider} splits traffic by weight only (SMI TrafficSplit) and cannot route by header or cookie; remove spec.analysis.match for a Blue/Green run, or use provider gatewayapi:v1 (Linkerd and Istio implement HTTPRoute)"
+    )]
+    SmiCannotMatch { canary: String, provider: String },
+
+    /// SMI: the TrafficSplit has no weight for the primary or the canary.
+    #[error(
+        "TrafficSplit {traffic_split} does not contain routes for {primary} and {canary}; Veer rewrites it on the next reconcile, check that no other tool manages its spec.backends"
+    )]
+    TrafficSplitBackendsNotFound { traffic_split: String, primary: String, canary: String },
+
     /// NGINX: the Ingress `spec.ingressRef` names does not exist.
     #[error("Ingress {ingress} not found: create it, or fix spec.ingressRef of Canary {canary}")]
     IngressNotFound { ingress: String, canary: String },
@@ -142,6 +162,7 @@ impl RouterError {
             RouterError::MissingIngressRef { .. } => Reason::IngressRefMissing,
             RouterError::GatewayApiNotInstalled { .. } => Reason::GatewayApiNotInstalled,
             RouterError::MissingGatewayRefs { .. } => Reason::GatewayRefsMissing,
+            RouterError::SmiNotInstalled { .. } => Reason::SmiNotInstalled,
             _ => Reason::InvalidRouting,
         }
     }
@@ -304,6 +325,8 @@ pub enum Router {
     Nginx { user_ingress: Box<Ingress>, annotations_prefix: String },
     /// The HTTPRoute `<svc>` in this version.
     GatewayApi { version: gatewayapi::Version },
+    /// The SMI TrafficSplit `<svc>` in this version; `istio`: the mesh is Istio.
+    Smi { version: smi::Version, istio: bool },
     /// No routing object: the Services alone (Blue/Green).
     Kubernetes,
 }
@@ -324,6 +347,7 @@ impl Router {
             }),
             Provider::Kubernetes => Ok(Router::Kubernetes),
             Provider::GatewayApi(version) => gatewayapi::resolve(canary, *version, live),
+            Provider::Smi(smi) => smi::resolve(canary, smi, live),
             Provider::Unsupported(_) => Err(provider.unsupported(canary)),
         }
     }
@@ -341,6 +365,7 @@ impl Router {
             Router::Istio => istio::read(canary, live),
             Router::Nginx { annotations_prefix, .. } => nginx::read(canary, live, annotations_prefix),
             Router::GatewayApi { version } => gatewayapi::read(canary, *version, live),
+            Router::Smi { version, .. } => smi::read(canary, *version, live),
             Router::Kubernetes => Ok(kubernetes::routes(status, params)),
         }
     }
@@ -362,6 +387,7 @@ impl Router {
             Router::GatewayApi { version } => {
                 gatewayapi::desired(canary, *version, routes, status, params.interval, live)
             }
+            Router::Smi { version, istio } => smi::desired(canary, *version, *istio, routes, live),
             Router::Kubernetes => Ok(Vec::new()),
         }
     }
@@ -371,7 +397,9 @@ impl Router {
     pub fn reverted(&self, canary: &Canary, live: &dyn Live) -> Vec<Desired> {
         match self {
             Router::Istio => istio::reverted(canary, live),
-            Router::Nginx { .. } | Router::GatewayApi { .. } | Router::Kubernetes => Vec::new(),
+            Router::Nginx { .. } | Router::GatewayApi { .. } | Router::Smi { .. } | Router::Kubernetes => {
+                Vec::new()
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ mod nginx;
 mod proptests;
 mod registry;
 mod services;
+mod smi;
 
 use serde_json::{Value, json};
 
@@ -84,13 +85,13 @@ fn provider_comes_from_the_spec_or_the_default() {
     assert_eq!(Provider::of(&c, "nginx"), Provider::Nginx, "empty means the default");
     c.spec.provider = Some("nginx".into());
     assert_eq!(Provider::of(&c, "istio"), Provider::Nginx);
-    c.spec.provider = Some("linkerd".into());
+    c.spec.provider = Some("contour".into());
     let p = Provider::of(&c, "istio");
-    assert_eq!(p, Provider::Unsupported("linkerd".into()));
+    assert_eq!(p, Provider::Unsupported("contour".into()));
     let err = p.unsupported(&c).to_string();
     assert_eq!(
         err,
-        "Canary podinfo.test: spec.provider: provider linkerd is not supported by Veer yet; supported: istio, nginx, kubernetes, gatewayapi:v1, gatewayapi:v1beta1"
+        "Canary podinfo.test: spec.provider: provider contour is not supported by Veer yet; supported: istio, nginx, kubernetes, gatewayapi:v1, gatewayapi:v1beta1, linkerd, osm, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3"
     );
     c.spec.provider = None;
     let err = Provider::of(&c, "contour").unsupported(&c).to_string();
@@ -102,22 +103,9 @@ fn provider_comes_from_the_spec_or_the_default() {
 
 #[test]
 fn every_other_crd_provider_is_unsupported() {
-    for p in [
-        "apisix",
-        "appmesh",
-        "appmesh:v1beta2",
-        "contour",
-        "gloo",
-        "knative",
-        "kuma",
-        "linkerd",
-        "osm",
-        "skipper",
-        "smi:v1alpha1",
-        "smi:v1alpha2",
-        "smi:v1alpha3",
-        "traefik",
-    ] {
+    for p in
+        ["apisix", "appmesh", "appmesh:v1beta2", "contour", "gloo", "knative", "kuma", "skipper", "traefik"]
+    {
         assert_eq!(Provider::parse(p), Provider::Unsupported(p.into()), "{p}");
     }
 }

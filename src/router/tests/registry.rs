@@ -16,6 +16,8 @@ use crate::{
 pub(super) struct Objects {
     objects: Vec<(ApiResource, Value)>,
     istio: bool,
+    /// Versions of kinds the API server does not serve, as `group/version`.
+    unserved: Vec<String>,
 }
 
 impl Objects {
@@ -23,7 +25,13 @@ impl Objects {
         Objects { istio: true, ..Default::default() }
     }
 
-    fn with(mut self, kind: ApiResource, object: Value) -> Objects {
+    /// The same caches with `group/version` not served (its CRD lacks that version).
+    pub(super) fn without(mut self, api_version: &str) -> Objects {
+        self.unserved.push(api_version.into());
+        self
+    }
+
+    pub(super) fn with(mut self, kind: ApiResource, object: Value) -> Objects {
         self.objects.push((kind, object));
         self
     }
@@ -35,7 +43,7 @@ impl Live for Objects {
     }
 
     fn serves(&self, kind: &ApiResource) -> bool {
-        kind.group != "networking.istio.io" || self.istio
+        (kind.group != "networking.istio.io" || self.istio) && !self.unserved.contains(&kind.api_version)
     }
 }
 
@@ -82,7 +90,7 @@ fn each_provider_resolves_to_its_router_or_says_what_is_missing() {
         RouterError::IstioNotInstalled { canary: "podinfo.test".into() }
     );
     assert!(matches!(resolve("kubernetes", &c, &Objects::default()), Ok(Router::Kubernetes)));
-    let e = resolve("linkerd", &c, &Objects::istio()).unwrap_err();
+    let e = resolve("traefik", &c, &Objects::istio()).unwrap_err();
     assert_eq!(e.reason().as_str(), "UnsupportedProvider");
 
     let n = nginx_canary();
