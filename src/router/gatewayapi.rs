@@ -454,6 +454,10 @@ fn route_matches(requests: &[HttpMatchRequest]) -> Result<Vec<Value>, String> {
                 _ => return Err(format!("[{i}].uri: set exact, prefix or regex")),
             };
             r.insert("path".into(), path);
+        } else {
+            // The API server's default, written so that the live route equals the desired one
+            // (otherwise every reconcile of an A/B Canary would see a difference and write).
+            r.insert("path".into(), default_path());
         }
         if let Some(method) = &m.method {
             let Some(exact) = &method.exact else {
@@ -469,14 +473,17 @@ fn route_matches(requests: &[HttpMatchRequest]) -> Result<Vec<Value>, String> {
         if !params.is_empty() {
             r.insert("queryParams".into(), Value::Array(params));
         }
-        if !r.is_empty() {
-            out.push(Value::Object(r));
-        }
+        out.push(Value::Object(r));
     }
     if out.is_empty() {
-        out.push(json!({ "path": { "type": "PathPrefix", "value": "/" } }));
+        out.push(json!({ "path": default_path() }));
     }
     Ok(out)
+}
+
+/// The path every HTTPRoute match has when it names none: prefix `/`.
+fn default_path() -> Value {
+    json!({ "type": "PathPrefix", "value": "/" })
 }
 
 /// Header or query parameter matches: exact, or a regular expression (a prefix becomes one).

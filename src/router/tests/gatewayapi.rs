@@ -127,9 +127,12 @@ fn ab_testing_is_two_rules() {
     assert_eq!(rules.len(), 2);
     assert_eq!(
         rules[0]["matches"],
+        // With the path the API server would default, so that the live route equals this one.
         json!([
-            {"headers": [{"type": "Exact", "name": "x-canary", "value": "insider"}]},
-            {"headers": [{"type": "RegularExpression", "name": "cookie", "value": "^(.*?;)?(canary=always)(;.*)?$"}]},
+            {"path": {"type": "PathPrefix", "value": "/"},
+             "headers": [{"type": "Exact", "name": "x-canary", "value": "insider"}]},
+            {"path": {"type": "PathPrefix", "value": "/"},
+             "headers": [{"type": "RegularExpression", "name": "cookie", "value": "^(.*?;)?(canary=always)(;.*)?$"}]},
         ])
     );
     assert_eq!(
