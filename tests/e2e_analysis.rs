@@ -380,6 +380,161 @@ spec:
     .await;
 }
 
+// ------------------------------------------------------------------------------ Linkerd
+
+/// The weights `(primary, canary)` of the TrafficSplit `podinfo` (v1alpha1: quantities).
+async fn split_weights(client: &Client, ns: &str) -> (String, String) {
+    let ar = veer::router::smi::resource(veer::router::smi::Version::V1alpha1);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    let split = serde_json::to_value(api.get("podinfo").await.expect("the TrafficSplit")).unwrap();
+    let weight = |svc: &str| {
+        let backends = split["spec"]["backends"].as_array().cloned().unwrap_or_default();
+        let b = backends.iter().find(|b| b["service"] == svc).cloned().unwrap_or_default();
+        b["weight"].as_str().unwrap_or_default().to_string()
+    };
+    (weight("podinfo-primary"), weight("podinfo-canary"))
+}
+
+/// Flagger's `test/linkerd/test-steps.sh`: a Linkerd (SMI) Canary through `stepWeights`, promoted
+/// on Linkerd's built-in checks (`response_total`, `response_latency_ms`).
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn linkerd_canary_in_step_weights_is_promoted_on_linkerd_metrics() {
+    let client = common::client().await;
+    common::with_namespace(&client, "an-linkerd-steps", async |ns| {
+        let ns = &ns.name;
+        sim().put_istio(ns, "podinfo", &istio(20.0, 0.0, 40.0)).await.unwrap();
+        let canary = canary(
+            "  provider: linkerd",
+            &format!("    interval: 2s\n    threshold: 2\n    stepWeights: [10, 20, 30, 40, 50, 60]\n    metrics:\n{SUCCESS_RATE_99}{DURATION_500}"),
+        );
+        let (_controller, t) = start_run(&client, ns, &canary, &[]).await;
+        let (s, weights) = watch_until(&client, ns, Phase::Succeeded, Duration::from_secs(150)).await;
+        println!("[{ns}] new revision → Succeeded in {:?}; weights seen {weights:?}", t.elapsed());
+
+        for step in [10, 20, 30, 40, 50, 60] {
+            assert!(weights.contains(&step), "step {step} not seen: {weights:?}");
+        }
+        let rate = check(&s, "request-success-rate");
+        assert_eq!(rate.result, "Passed");
+        assert_close(rate.value, 100.0, "Linkerd success rate");
+        let duration = check(&s, "request-duration");
+        assert_eq!(duration.result, "Passed");
+        assert_close(duration.value, 40.0, "Linkerd p99 in ms");
+        assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
+        assert_events(&client, ns, &[format!("Advance podinfo.{ns} canary weight 60")]).await;
+        common::wait_for("the TrafficSplit back on the primary", AFTER_STATUS, || async {
+            match split_weights(&client, ns).await {
+                (p, c) if p == "100" && c == "0" => Ok(()),
+                other => Err(format!("(primary, canary) {other:?}")),
+            }
+        })
+        .await;
+        sim().delete_istio(ns, "podinfo").await.ok();
+    })
+    .await;
+}
+
+/// Flagger's `test/linkerd/test-canary.sh`: Linkerd through the Gateway API (GAMMA: the HTTPRoute's
+/// parent is the Service), Linkerd queries as MetricTemplates with `variables.direction`; a canary
+/// answering 500s is rolled back.
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn linkerd_gamma_canary_with_errors_is_rolled_back() {
+    let client = common::client().await;
+    common::with_namespace(&client, "an-linkerd-gamma", async |ns| {
+        let ns = &ns.name;
+        sim().put_istio(ns, "podinfo", &istio(20.0, 0.4, 40.0)).await.unwrap();
+        let prometheus = common::env("PROMETHEUS_URL");
+        apply_yaml(
+            &client,
+            ns,
+            &format!(
+                r#"
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {{name: success-rate}}
+spec:
+  provider: {{type: prometheus, address: "{prometheus}"}}
+  query: |
+    sum(rate(response_total{{namespace="{{{{ namespace }}}}", deployment=~"{{{{ target }}}}",
+        classification!="failure", direction="{{{{ variables.direction }}}}"}}[{{{{ interval }}}}]))
+    /
+    sum(rate(response_total{{namespace="{{{{ namespace }}}}", deployment=~"{{{{ target }}}}",
+        direction="{{{{ variables.direction }}}}"}}[{{{{ interval }}}}])) * 100
+---
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {{name: latency}}
+spec:
+  provider: {{type: prometheus, address: "{prometheus}"}}
+  query: |
+    histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{{namespace="{{{{ namespace }}}}",
+        deployment=~"{{{{ target }}}}", direction="{{{{ variables.direction }}}}"}}[{{{{ interval }}}}])) by (le))
+"#
+            ),
+        )
+        .await;
+        let canary = canary_yaml(
+            &format!(
+                "  provider: gatewayapi:v1\n  progressDeadlineSeconds: 60\n  service:\n    port: 80\n    \
+                 targetPort: 9898\n    gatewayRefs: [{{name: podinfo, namespace: {ns}, group: core, kind: Service, port: 80}}]"
+            ),
+            r#"    interval: 2s
+    threshold: 3
+    maxWeight: 50
+    stepWeight: 10
+    metrics:
+    - name: success-rate
+      templateRef: {name: success-rate}
+      thresholdRange: {min: 99}
+      interval: 30s
+      templateVariables: {direction: inbound}
+    - name: latency
+      templateRef: {name: latency}
+      threshold: 500
+      interval: 30s
+      templateVariables: {direction: inbound}
+"#,
+        );
+        let (_controller, t) = start_run(&client, ns, &canary, &[]).await;
+        let (s, weights) = watch_until(&client, ns, Phase::Failed, Duration::from_secs(90)).await;
+        println!("[{ns}] new revision → Failed in {:?}; weights seen {weights:?}", t.elapsed());
+
+        assert!(weights.iter().all(|w| *w <= 10), "weights {weights:?}");
+        let rate = check(&s, "success-rate");
+        assert_eq!(rate.result, "Failed");
+        assert_close(rate.value, 60.0, "Linkerd success rate from the template");
+        let halt = format!("Halt podinfo.{ns} advancement success-rate 60.00 < 99");
+        assert_eq!(rate.message, halt);
+        assert_events(
+            &client,
+            ns,
+            &[halt, format!("Rolling back podinfo.{ns} failed checks threshold reached 3")],
+        )
+        .await;
+        assert_eq!(image(&client, ns, "podinfo-primary").await, OLD);
+        // The HTTPRoute attached to the Service (GAMMA), back on the primary.
+        let ar = veer::router::gatewayapi::resource(veer::router::gatewayapi::Version::V1);
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        common::wait_for("the HTTPRoute back on the primary", AFTER_STATUS, || async {
+            let route = serde_json::to_value(api.get("podinfo").await.map_err(|e| e.to_string())?).unwrap();
+            let parent = &route["spec"]["parentRefs"][0];
+            assert_eq!((parent["kind"].as_str(), parent["name"].as_str()), (Some("Service"), Some("podinfo")));
+            let weights: Vec<i64> = route["spec"]["rules"][0]["backendRefs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b["weight"].as_i64())
+                .collect();
+            if weights == [100, 0] { Ok(()) } else { Err(format!("weights {weights:?}")) }
+        })
+        .await;
+        sim().delete_istio(ns, "podinfo").await.ok();
+    })
+    .await;
+}
+
 // ------------------------------------------------------------------------------ NGINX
 
 const USER_INGRESS: &str = r#"
