@@ -72,7 +72,7 @@ pub enum RouterError {
 
     /// Istio: the Istio CRDs are not installed.
     #[error(
-        "Canary {canary} uses provider istio but the Istio CRDs (networking.istio.io) are not installed; install Istio or set spec.provider"
+        "Canary {canary} uses provider istio but the Istio CRDs (networking.istio.io) are not installed; install Istio and restart Veer (it looks for the CRDs at start), or set spec.provider"
     )]
     IstioNotInstalled { canary: String },
 
@@ -84,7 +84,7 @@ pub enum RouterError {
 
     /// Gateway API: the HTTPRoute CRD does not serve the version the Canary asks for.
     #[error(
-        "Canary {canary} uses provider gatewayapi:{version} but the Gateway API CRDs do not serve HTTPRoute {version} (gateway.networking.k8s.io); install them or set spec.provider"
+        "Canary {canary} uses provider gatewayapi:{version} but the Gateway API CRDs do not serve HTTPRoute {version} (gateway.networking.k8s.io); install them and restart Veer (it looks for the CRDs at start), or set spec.provider"
     )]
     GatewayApiNotInstalled { canary: String, version: String },
 
@@ -106,7 +106,7 @@ pub enum RouterError {
 
     /// SMI: the TrafficSplit CRD does not serve the version the provider writes.
     #[error(
-        "Canary {canary} uses provider {provider} but the SMI TrafficSplit CRD does not serve {version} (split.smi-spec.io); install the mesh's SMI extension (for Linkerd: linkerd-smi) or set spec.provider"
+        "Canary {canary} uses provider {provider} but the SMI TrafficSplit CRD does not serve {version} (split.smi-spec.io); install the mesh's SMI extension (for Linkerd: linkerd-smi) and restart Veer (it looks for the CRDs at start), or set spec.provider"
     )]
     SmiNotInstalled { canary: String, provider: String, version: String },
 

@@ -142,7 +142,7 @@ fn a_missing_crd_version_and_ab_testing_stall_with_the_field() {
     assert_eq!(e.reason(), Reason::SmiNotInstalled);
     assert_eq!(
         e.to_string(),
-        "Canary podinfo.test uses provider linkerd but the SMI TrafficSplit CRD does not serve v1alpha1 (split.smi-spec.io); install the mesh's SMI extension (for Linkerd: linkerd-smi) or set spec.provider"
+        "Canary podinfo.test uses provider linkerd but the SMI TrafficSplit CRD does not serve v1alpha1 (split.smi-spec.io); install the mesh's SMI extension (for Linkerd: linkerd-smi) and restart Veer (it looks for the CRDs at start), or set spec.provider"
     );
     let ab = json!({"interval": "15s", "threshold": 5, "iterations": 10,
         "match": [{"headers": {"x-canary": {"exact": "insider"}}}]});
