@@ -314,6 +314,17 @@ async fn istio_canary_without_traffic_is_never_promoted() {
 
 // ------------------------------------------------------------------------------ MetricTemplate
 
+/// Creates a MetricTemplate `name` in `ns` with this PromQL, querying the local Prometheus.
+async fn metric_template(client: &Client, ns: &str, name: &str, query: &str) {
+    let template = serde_json::json!({
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "MetricTemplate",
+        "metadata": {"name": name},
+        "spec": {"provider": {"type": "prometheus", "address": common::env("PROMETHEUS_URL")}, "query": query},
+    });
+    apply_yaml(client, ns, &template.to_string()).await;
+}
+
 #[tokio::test]
 #[ignore = "needs the local control plane (make test)"]
 async fn metric_template_with_variables_drives_a_promotion() {
@@ -323,34 +334,20 @@ async fn metric_template_with_variables_drives_a_promotion() {
         sim().put_istio(ns, "podinfo", &istio(20.0, 0.0, 20.0)).await.unwrap();
         // The simulator exports only reporter="destination": the query finds data only when the
         // variable is rendered into it.
-        let prometheus = common::env("PROMETHEUS_URL");
-        apply_yaml(
-            &client,
-            ns,
-            &format!(
-                r#"
-apiVersion: flagger.app/v1beta1
-kind: MetricTemplate
-metadata: {{name: success-rate}}
-spec:
-  provider: {{type: prometheus, address: "{prometheus}"}}
-  query: |
-    sum(rate(istio_requests_total{{
-        reporter="{{{{ variables.reporter }}}}",
-        destination_workload_namespace="{{{{ namespace }}}}",
-        destination_workload=~"{{{{ target }}}}",
-        response_code!~"5.*"
-    }}[{{{{ interval }}}}]))
-    /
-    sum(rate(istio_requests_total{{
-        reporter="{{{{ variables.reporter }}}}",
-        destination_workload_namespace="{{{{ namespace }}}}",
-        destination_workload=~"{{{{ target }}}}"
-    }}[{{{{ interval }}}}])) * 100
-"#
-            ),
-        )
-        .await;
+        let query = r#"
+            sum(rate(istio_requests_total{
+                reporter="{{ variables.reporter }}",
+                destination_workload_namespace="{{ namespace }}",
+                destination_workload=~"{{ target }}",
+                response_code!~"5.*"
+            }[{{ interval }}]))
+            /
+            sum(rate(istio_requests_total{
+                reporter="{{ variables.reporter }}",
+                destination_workload_namespace="{{ namespace }}",
+                destination_workload=~"{{ target }}"
+            }[{{ interval }}])) * 100"#;
+        metric_template(&client, ns, "success-rate", query).await;
         let metrics = r#"    - name: success-by-reporter
       templateRef: {name: success-rate}
       templateVariables: {reporter: destination}
@@ -445,36 +442,17 @@ async fn linkerd_gamma_canary_with_errors_is_rolled_back() {
     common::with_namespace(&client, "an-linkerd-gamma", async |ns| {
         let ns = &ns.name;
         sim().put_istio(ns, "podinfo", &istio(20.0, 0.4, 40.0)).await.unwrap();
-        let prometheus = common::env("PROMETHEUS_URL");
-        apply_yaml(
-            &client,
-            ns,
-            &format!(
-                r#"
-apiVersion: flagger.app/v1beta1
-kind: MetricTemplate
-metadata: {{name: success-rate}}
-spec:
-  provider: {{type: prometheus, address: "{prometheus}"}}
-  query: |
-    sum(rate(response_total{{namespace="{{{{ namespace }}}}", deployment=~"{{{{ target }}}}",
-        classification!="failure", direction="{{{{ variables.direction }}}}"}}[{{{{ interval }}}}]))
-    /
-    sum(rate(response_total{{namespace="{{{{ namespace }}}}", deployment=~"{{{{ target }}}}",
-        direction="{{{{ variables.direction }}}}"}}[{{{{ interval }}}}])) * 100
----
-apiVersion: flagger.app/v1beta1
-kind: MetricTemplate
-metadata: {{name: latency}}
-spec:
-  provider: {{type: prometheus, address: "{prometheus}"}}
-  query: |
-    histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{{namespace="{{{{ namespace }}}}",
-        deployment=~"{{{{ target }}}}", direction="{{{{ variables.direction }}}}"}}[{{{{ interval }}}}])) by (le))
-"#
-            ),
-        )
-        .await;
+        let success_rate = r#"
+            sum(rate(response_total{namespace="{{ namespace }}", deployment=~"{{ target }}",
+                classification!="failure", direction="{{ variables.direction }}"}[{{ interval }}]))
+            /
+            sum(rate(response_total{namespace="{{ namespace }}", deployment=~"{{ target }}",
+                direction="{{ variables.direction }}"}[{{ interval }}])) * 100"#;
+        let latency = r#"
+            histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{namespace="{{ namespace }}",
+                deployment=~"{{ target }}", direction="{{ variables.direction }}"}[{{ interval }}])) by (le))"#;
+        metric_template(&client, ns, "success-rate", success_rate).await;
+        metric_template(&client, ns, "latency", latency).await;
         let canary = canary_yaml(
             &format!(
                 "  provider: gatewayapi:v1\n  progressDeadlineSeconds: 60\n  service:\n    port: 80\n    \
