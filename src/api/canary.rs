@@ -531,6 +531,14 @@ pub struct CrossNamespaceRef {
     pub namespace: Option<String>,
 }
 
+impl CrossNamespaceRef {
+    /// The namespace the reference points into: its own, or `default` (the Canary's) when unset
+    /// or empty.
+    pub fn namespace_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(default)
+    }
+}
+
 /// A webhook called during the canary run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

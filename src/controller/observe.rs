@@ -417,10 +417,10 @@ impl Routing {
         ctx: &Context,
         metric: &'m crate::api::CanaryMetric,
     ) -> (&'m crate::api::CanaryMetric, Option<Arc<MetricTemplate>>, Option<Arc<Secret>>) {
-        let template: Option<Arc<MetricTemplate>> = metric.template_ref.as_ref().and_then(|r| {
-            let ns = r.namespace.clone().unwrap_or_else(|| self.namespace.clone());
-            cached(&ctx.stores.metric_templates, &ns, &r.name)
-        });
+        let template: Option<Arc<MetricTemplate>> = metric
+            .template_ref
+            .as_ref()
+            .and_then(|r| cached(&ctx.stores.metric_templates, r.namespace_or(&self.namespace), &r.name));
         let secret: Option<Arc<Secret>> = template.as_ref().and_then(|t| {
             let name = &t.spec.provider.secret_ref.as_ref()?.name;
             cached(&ctx.stores.secrets, &t.namespace().unwrap_or_default(), name)

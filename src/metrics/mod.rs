@@ -163,8 +163,7 @@ impl MetricQueries {
             let what = match MetricSource::of(q.metric) {
                 MetricSource::Query(_) => continue,
                 MetricSource::Template(r) => {
-                    let ns = r.namespace.clone().filter(|n| !n.is_empty());
-                    let ns = ns.unwrap_or_else(|| q.canary.metadata.namespace.clone().unwrap_or_default());
+                    let ns = r.namespace_or(q.canary.metadata.namespace.as_deref().unwrap_or_default());
                     let kind =
                         q.template.map_or("metric template".to_string(), |t| t.spec.provider.type_.clone());
                     format!("{kind} in metric template {}.{ns}", r.name)
@@ -193,11 +192,7 @@ impl MetricQueries {
         let ctx = TemplateContext::new(q.canary, q.metric);
         let source = MetricSource::of(q.metric);
         if let MetricSource::Template(reference) = source {
-            let namespace = reference
-                .namespace
-                .clone()
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| ctx.namespace.clone());
+            let namespace = reference.namespace_or(&ctx.namespace).to_string();
             let Some(template) = q.template else {
                 return Err(format!(
                     "MetricTemplate {namespace}/{} (templateRef of metric {}) was not found; create it or fix the \
@@ -449,14 +444,17 @@ mod tests {
     fn template_ref_namespace_defaults_to_the_canary() {
         let m = metrics("http://prom:9090");
         let c = canary(json!({}));
-        let metric = CanaryMetric {
-            name: "latency".into(),
-            template_ref: Some(CrossNamespaceRef { name: "latency".into(), namespace: None }),
-            ..Default::default()
-        };
-        let e =
-            plan(&m, MetricQuery { canary: &c, metric: &metric, template: None, secret: None }).unwrap_err();
-        assert!(e.starts_with("MetricTemplate test/latency "), "{e}");
+        // Unset or empty (as a Helm template renders an empty value): the Canary's namespace.
+        for namespace in [None, Some(String::new())] {
+            let metric = CanaryMetric {
+                name: "latency".into(),
+                template_ref: Some(CrossNamespaceRef { name: "latency".into(), namespace }),
+                ..Default::default()
+            };
+            let e = plan(&m, MetricQuery { canary: &c, metric: &metric, template: None, secret: None })
+                .unwrap_err();
+            assert!(e.starts_with("MetricTemplate test/latency "), "{e}");
+        }
     }
 
     #[test]

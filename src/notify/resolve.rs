@@ -133,8 +133,7 @@ fn provider_target(
     entry: &CanaryAlert,
     lookup: &dyn ProviderLookup,
 ) -> Result<Delivery, ResolveError> {
-    let namespace =
-        entry.provider_ref.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or(canary_namespace);
+    let namespace = entry.provider_ref.namespace_or(canary_namespace);
     let name = &entry.provider_ref.name;
     let id = format!("{namespace}/{name}");
     let provider = lookup.provider(namespace, name).ok_or_else(|| ResolveError::ProviderNotFound {
