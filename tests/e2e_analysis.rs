@@ -432,6 +432,46 @@ async fn linkerd_canary_in_step_weights_is_promoted_on_linkerd_metrics() {
     .await;
 }
 
+/// An Open Service Mesh Canary (SMI TrafficSplit v1alpha2) rolled back on OSM's built-in
+/// success rate (`osm_request_total`).
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn osm_canary_with_errors_is_rolled_back() {
+    let client = common::client().await;
+    common::with_namespace(&client, "an-osm", async |ns| {
+        let ns = &ns.name;
+        sim().put_istio(ns, "podinfo", &istio(20.0, 0.25, 40.0)).await.unwrap();
+        let canary = canary(
+            "  provider: osm",
+            &format!("    interval: 2s\n    threshold: 2\n    maxWeight: 30\n    stepWeight: 10\n    metrics:\n{SUCCESS_RATE_99}{DURATION_500}"),
+        );
+        let (_controller, t) = start_run(&client, ns, &canary, &[]).await;
+        let (s, weights) = watch_until(&client, ns, Phase::Failed, Duration::from_secs(90)).await;
+        println!("[{ns}] new revision → Failed in {:?}; weights seen {weights:?}", t.elapsed());
+
+        assert!(weights.iter().all(|w| *w <= 10), "weights {weights:?}");
+        let rate = check(&s, "request-success-rate");
+        assert_eq!(rate.result, "Failed");
+        assert_close(rate.value, 75.0, "OSM success rate");
+        assert_eq!(rate.message, format!("Halt podinfo.{ns} advancement success rate 75.00% < 99%"));
+        assert_eq!(image(&client, ns, "podinfo-primary").await, OLD);
+        let ar = veer::router::smi::resource(veer::router::smi::Version::V1alpha2);
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        common::wait_for("the v1alpha2 TrafficSplit back on the primary", AFTER_STATUS, || async {
+            let split = serde_json::to_value(api.get("podinfo").await.map_err(|e| e.to_string())?).unwrap();
+            let backends = &split["spec"]["backends"];
+            let want = serde_json::json!([
+                {"service": "podinfo-canary", "weight": 0},
+                {"service": "podinfo-primary", "weight": 100},
+            ]);
+            if *backends == want { Ok(()) } else { Err(format!("backends {backends}")) }
+        })
+        .await;
+        sim().delete_istio(ns, "podinfo").await.ok();
+    })
+    .await;
+}
+
 /// Flagger's `test/linkerd/test-canary.sh`: Linkerd through the Gateway API (GAMMA: the HTTPRoute's
 /// parent is the Service), Linkerd queries as MetricTemplates with `variables.direction`; a canary
 /// answering 500s is rolled back.

@@ -150,6 +150,32 @@ pub(crate) fn render(sim: &Sim) -> String {
         }
     }
 
+    // Open Service Mesh's Envoy statistics, destination side: the same counters again.
+    let name = "osm_request_total";
+    header(&mut out, name, "counter", "Requests (simulated Open Service Mesh, from the Istio workloads).");
+    for (key, w) in &sim.istio {
+        let pod = pod_name(key);
+        for (code, s) in classes(&w.traffic) {
+            line(&mut out, name, &osm_labels(key, &pod, code), s.count);
+        }
+    }
+
+    let name = "osm_request_duration_ms";
+    header(&mut out, name, "histogram", "Request duration in ms (simulated Open Service Mesh).");
+    for (key, w) in &sim.istio {
+        let pod = pod_name(key);
+        for (code, s) in classes(&w.traffic) {
+            histogram(
+                &mut out,
+                name,
+                &osm_labels(key, &pod, code),
+                w.traffic.bounds_us(),
+                Unit::Milliseconds,
+                s,
+            );
+        }
+    }
+
     let name = "nginx_ingress_controller_requests";
     header(&mut out, name, "counter", "Requests (simulated NGINX ingress controller).");
     for (key, i) in &sim.nginx {
@@ -184,6 +210,17 @@ fn istio_labels<'a>(key: &'a Key, code: &'a str) -> [(&'static str, &'a str); 4]
         ("reporter", "destination"),
         ("destination_workload", key.name()),
         ("destination_workload_namespace", key.namespace()),
+        ("response_code", code),
+    ]
+}
+
+/// Open Service Mesh's destination-side labels of a workload (a Deployment).
+fn osm_labels<'a>(key: &'a Key, pod: &'a str, code: &'a str) -> [(&'static str, &'a str); 5] {
+    [
+        ("destination_namespace", key.namespace()),
+        ("destination_kind", "Deployment"),
+        ("destination_name", key.name()),
+        ("destination_pod", pod),
         ("response_code", code),
     ]
 }
@@ -362,6 +399,18 @@ mod tests {
         );
         assert!(!samples.iter().any(|s| s.name == l && s.label("classification").is_some()));
 
+        // Open Service Mesh: the same counters, by destination.
+        let dest = [
+            ("destination_namespace", "shop"),
+            ("destination_kind", "Deployment"),
+            ("destination_name", "cart"),
+        ];
+        let osm = |extra: &[(&'static str, &'static str)]| [&dest[..], extra].concat();
+        assert_eq!(find(&samples, "osm_request_total", &osm(&[("response_code", "200")])).value, 15.0);
+        assert_eq!(find(&samples, "osm_request_total", &osm(&[("response_code", "500")])).value, 5.0);
+        let o = "osm_request_duration_ms_bucket";
+        assert_eq!(find(&samples, o, &osm(&[("response_code", "200"), ("le", "333.3")])).value, 15.0 * 0.99);
+
         let n = "nginx_ingress_controller_requests";
         let canary = ("canary", "shop-web-canary-80");
         assert_eq!(find(&samples, n, &[canary, ("status", "500")]).value, 4.0);
@@ -400,9 +449,9 @@ mod tests {
             };
             by_series.entry(format!("{}{labels:?}", s.name)).or_default().push((le, s.value));
         }
-        // Istio: 2 codes in ms, 2 in the generic shape and 2 in Linkerd's; NGINX: 2 codes × canary and
-        // primary.
-        assert_eq!(by_series.len(), 6 + 4);
+        // Istio: 2 codes in ms, 2 in the generic shape, 2 in Linkerd's and 2 in OSM's; NGINX: 2 codes ×
+        // canary and primary.
+        assert_eq!(by_series.len(), 8 + 4);
         for (series, mut buckets) in by_series {
             buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
             assert_eq!(buckets.last().unwrap().0, f64::INFINITY, "{series}");

@@ -203,11 +203,13 @@ mod tests {
         generic_p99_ms: f64,
         linkerd_success: f64,
         linkerd_p99: f64,
+        osm_success: f64,
+        osm_p99: f64,
         nginx_success: f64,
         nginx_avg_ms: f64,
     }
 
-    /// The §4.1 built-in queries (Istio, generic, Linkerd, NGINX) for workload `cart` and ingress `web`
+    /// The §4.1 built-in queries (Istio, generic, Linkerd, OSM, NGINX) for workload `cart` and ingress `web`
     /// in namespace `shop`.
     fn built_ins(db: &Tsdb, at: f64) -> Observed {
         let istio = |s: &Sample| {
@@ -240,6 +242,16 @@ mod tests {
         let l_all = db.sum_rate_total("response_total", linkerd, at, RANGE);
         let linkerd_p99 = db.histogram_quantile(0.99, "response_latency_ms", linkerd, at, RANGE);
 
+        let osm = |s: &Sample| {
+            label_is(s, "destination_namespace", "shop")
+                && label_is(s, "destination_kind", "Deployment")
+                && label_is(s, "destination_name", "cart")
+        };
+        let o_ok =
+            db.sum_rate_total("osm_request_total", |s| osm(s) && not_5xx(s, "response_code"), at, RANGE);
+        let o_all = db.sum_rate_total("osm_request_total", osm, at, RANGE);
+        let osm_p99 = db.histogram_quantile(0.99, "osm_request_duration_ms", osm, at, RANGE);
+
         let nginx = |s: &Sample| {
             label_is(s, "namespace", "shop") && label_is(s, "ingress", "web") && s.label("canary") != Some("")
         };
@@ -255,6 +267,8 @@ mod tests {
             generic_p99_ms: generic_p99 * 1000.0,
             linkerd_success: l_ok.unwrap() / l_all.unwrap() * 100.0,
             linkerd_p99,
+            osm_success: o_ok.unwrap() / o_all.unwrap() * 100.0,
+            osm_p99,
             nginx_success: n_ok.unwrap() / n_all.unwrap() * 100.0,
             nginx_avg_ms: sum.unwrap() / count.unwrap() * 1000.0,
         }
@@ -271,6 +285,8 @@ mod tests {
         assert_exact("generic p99", o.generic_p99_ms, istio.latency_ms);
         assert_exact("linkerd success rate", o.linkerd_success, (1.0 - istio.error_rate) * 100.0);
         assert_exact("linkerd p99", o.linkerd_p99, istio.latency_ms);
+        assert_exact("osm success rate", o.osm_success, (1.0 - istio.error_rate) * 100.0);
+        assert_exact("osm p99", o.osm_p99, istio.latency_ms);
         assert_exact("nginx success rate", o.nginx_success, (1.0 - nginx.error_rate) * 100.0);
         assert_exact("nginx average", o.nginx_avg_ms, nginx.latency_ms);
     }
