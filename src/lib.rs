@@ -41,5 +41,6 @@ pub mod router;
 pub mod signal;
 pub mod telemetry;
 pub mod trafficsim;
+pub mod wait;
 pub mod webhook;
 pub mod workload;

@@ -19,6 +19,8 @@ enum Command {
     Controller(veer::cli::ControllerArgs),
     /// Show Canaries: phase, weight, failed checks, metric values and the last decision.
     Status(veer::inspect::StatusArgs),
+    /// Wait until a revision is promoted (exit 0), or fails (exit 1 with the reason): for CI.
+    Wait(veer::wait::WaitArgs),
     /// Print the CustomResourceDefinitions (Canary, MetricTemplate, AlertProvider) as YAML.
     Crds,
 }
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
             block_on("controller", veer::app::run(args))
         }
         Command::Status(args) => block_on("status", veer::inspect::run(args)),
+        Command::Wait(args) => block_on("wait", veer::wait::run(args)),
         Command::Crds => {
             print!("{}", veer::api::schema::crds_yaml());
             ExitCode::SUCCESS

@@ -340,6 +340,63 @@ async fn failing_rollout_webhook_rolls_back_after_threshold() {
 }
 
 // ------------------------------------------------------------------------------------------------
+/// `veer wait` as a CI pipeline runs it: for one image, exit 0 once that revision is promoted;
+/// exit 1 with the decision when it is rolled back.
+async fn veer_wait(ns: &str, image: &str) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_veer"))
+        .args(["wait", "-n", ns, "podinfo", "--image", image, "--timeout", "3m"])
+        .output()
+        .await
+        .expect("veer wait runs")
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn veer_wait_follows_one_revision_to_its_promotion_or_rollback() {
+    let client = common::client().await;
+    common::with_namespace(&client, "wait", async |ns| {
+        let ns = &ns.name;
+        let _controller = Process::controller(ns, &[]);
+        let spec = "  provider: kubernetes\n  service: {port: 9898}";
+        bootstrap(&client, ns, spec, "    interval: 2s\n    threshold: 2\n    iterations: 2").await;
+
+        // Started before the target runs the image, as while GitOps catches up with a pipeline.
+        let start = Instant::now();
+        let (out, ()) = tokio::join!(veer_wait(ns, NEW), async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            set_image(&client, ns, "podinfo", NEW).await;
+        });
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        say!("wait", "veer wait {NEW}: {} after {}\n{stdout}{stderr}", out.status, elapsed(start));
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(stdout.ends_with(&format!("podinfo.{ns}: promoted\n")), "{stdout}");
+        assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
+        // Promoted already: at once.
+        assert!(veer_wait(ns, NEW).await.status.success());
+
+        let (url, _) = failing_webhook().await;
+        let analysis = format!(
+            "    interval: 2s\n    threshold: 2\n    iterations: 2\n    \
+             webhooks:\n    - {{name: acceptance, type: rollout, url: \"{url}\", timeout: 5s}}"
+        );
+        apply_yaml(&client, ns, &canary_yaml(spec, &analysis)).await;
+        set_image(&client, ns, "podinfo", NEWER).await;
+        let start = Instant::now();
+        let out = veer_wait(ns, NEWER).await;
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        say!("wait", "veer wait {NEWER}: {} after {}\n{stdout}{stderr}", out.status, elapsed(start));
+        assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "veer wait: podinfo.{ns}: RolledBack: rolled back podinfo.{ns}: failed checks threshold reached 2"
+            )),
+            "{stderr}"
+        );
+        assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
+    })
+    .await;
+}
+
 // 2. confirm-rollout and confirm-promotion gates hold the run until opened.
 
 #[tokio::test]
