@@ -2,7 +2,7 @@
 
 use std::{fmt::Display, future::Future, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Veer: progressive delivery for Kubernetes, compatible with Flagger's API.
 #[derive(Parser, Debug)]
@@ -23,6 +23,12 @@ enum Command {
     Wait(veer::wait::WaitArgs),
     /// Print the CustomResourceDefinitions (Canary, MetricTemplate, AlertProvider) as YAML.
     Crds,
+    /// Print a shell completion script: `source <(veer completion bash)`.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Runs an async command to completion and turns its error into a message and exit status.
@@ -55,6 +61,27 @@ fn main() -> ExitCode {
         Command::Crds => {
             print!("{}", veer::api::schema::crds_yaml());
             ExitCode::SUCCESS
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "veer", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_scripts_know_every_command_and_flag() {
+        for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "veer", &mut out);
+            let script = String::from_utf8(out).unwrap();
+            for word in ["controller", "status", "wait", "crds", "image", "all-namespaces"] {
+                assert!(script.contains(word), "{shell}: {word} missing");
+            }
         }
     }
 }

@@ -393,6 +393,21 @@ async fn veer_wait_follows_one_revision_to_its_promotion_or_rollback() {
             "{stderr}"
         );
         assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
+
+        // The same binary is a kubectl plugin when installed as `kubectl-veer`.
+        let bin = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_veer"), bin.path().join("kubectl-veer")).unwrap();
+        let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+        let out = tokio::process::Command::new(common::env("VEER_E2E_KUBECTL"))
+            .args(["veer", "status", "-n", ns, "podinfo", "-o", "json"])
+            .env("PATH", path)
+            .output()
+            .await
+            .expect("kubectl runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let row: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+        assert_eq!((row["name"].as_str(), row["phase"].as_str()), (Some("podinfo"), Some("Failed")));
     })
     .await;
 }
