@@ -14,6 +14,7 @@ use std::{
 use common::harness::*;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::{Api, Client, api::DynamicObject};
+use serde_json::{Value, json};
 use veer::{
     api::{CanaryStatus, CheckRecord, Phase},
     trafficsim::{Client as Sim, IstioSpec, NginxSpec, exposition::Sample},
@@ -316,7 +317,7 @@ async fn istio_canary_without_traffic_is_never_promoted() {
 
 /// Creates a MetricTemplate `name` in `ns` with this PromQL, querying the local Prometheus.
 async fn metric_template(client: &Client, ns: &str, name: &str, query: &str) {
-    let template = serde_json::json!({
+    let template = json!({
         "apiVersion": "flagger.app/v1beta1",
         "kind": "MetricTemplate",
         "metadata": {"name": name},
@@ -379,17 +380,25 @@ async fn metric_template_with_variables_drives_a_promotion() {
 
 // ------------------------------------------------------------------------------ Linkerd
 
-/// The weights `(primary, canary)` of the TrafficSplit `podinfo` (v1alpha1: quantities).
-async fn split_weights(client: &Client, ns: &str) -> (String, String) {
-    let ar = veer::router::smi::resource(veer::router::smi::Version::V1alpha1);
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-    let split = serde_json::to_value(api.get("podinfo").await.expect("the TrafficSplit")).unwrap();
-    let weight = |svc: &str| {
-        let backends = split["spec"]["backends"].as_array().cloned().unwrap_or_default();
-        let b = backends.iter().find(|b| b["service"] == svc).cloned().unwrap_or_default();
-        b["weight"].as_str().unwrap_or_default().to_string()
-    };
-    (weight("podinfo-primary"), weight("podinfo-canary"))
+/// The backends of the TrafficSplit `podinfo` in `version`.
+async fn split_backends(
+    client: &Client,
+    ns: &str,
+    version: veer::router::smi::Version,
+) -> Result<Value, String> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &veer::router::smi::resource(version));
+    let split = api.get("podinfo").await.map_err(|e| format!("the TrafficSplit: {e}"))?;
+    Ok(serde_json::to_value(split).unwrap()["spec"]["backends"].clone())
+}
+
+/// Waits until the TrafficSplit `podinfo` in `version` has exactly these backends.
+async fn wait_split(client: &Client, ns: &str, version: veer::router::smi::Version, want: Value) {
+    common::wait_for("the TrafficSplit back on the primary", AFTER_STATUS, || async {
+        let backends = split_backends(client, ns, version).await?;
+        if backends == want { Ok(()) } else { Err(format!("backends {backends}")) }
+    })
+    .await;
 }
 
 /// Flagger's `test/linkerd/test-steps.sh`: a Linkerd (SMI) Canary through `stepWeights`, promoted
@@ -420,13 +429,9 @@ async fn linkerd_canary_in_step_weights_is_promoted_on_linkerd_metrics() {
         assert_close(duration.value, 40.0, "Linkerd p99 in ms");
         assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
         assert_events(&client, ns, &[format!("Advance podinfo.{ns} canary weight 60")]).await;
-        common::wait_for("the TrafficSplit back on the primary", AFTER_STATUS, || async {
-            match split_weights(&client, ns).await {
-                (p, c) if p == "100" && c == "0" => Ok(()),
-                other => Err(format!("(primary, canary) {other:?}")),
-            }
-        })
-        .await;
+        // v1alpha1 writes weights as quantities.
+        let want = json!([{"service": "podinfo-canary", "weight": "0"}, {"service": "podinfo-primary", "weight": "100"}]);
+        wait_split(&client, ns, veer::router::smi::Version::V1alpha1, want).await;
         sim().delete_istio(ns, "podinfo").await.ok();
     })
     .await;
@@ -455,18 +460,8 @@ async fn osm_canary_with_errors_is_rolled_back() {
         assert_close(rate.value, 75.0, "OSM success rate");
         assert_eq!(rate.message, format!("Halt podinfo.{ns} advancement success rate 75.00% < 99%"));
         assert_eq!(image(&client, ns, "podinfo-primary").await, OLD);
-        let ar = veer::router::smi::resource(veer::router::smi::Version::V1alpha2);
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-        common::wait_for("the v1alpha2 TrafficSplit back on the primary", AFTER_STATUS, || async {
-            let split = serde_json::to_value(api.get("podinfo").await.map_err(|e| e.to_string())?).unwrap();
-            let backends = &split["spec"]["backends"];
-            let want = serde_json::json!([
-                {"service": "podinfo-canary", "weight": 0},
-                {"service": "podinfo-primary", "weight": 100},
-            ]);
-            if *backends == want { Ok(()) } else { Err(format!("backends {backends}")) }
-        })
-        .await;
+        let want = json!([{"service": "podinfo-canary", "weight": 0}, {"service": "podinfo-primary", "weight": 100}]);
+        wait_split(&client, ns, veer::router::smi::Version::V1alpha2, want).await;
         sim().delete_istio(ns, "podinfo").await.ok();
     })
     .await;
