@@ -10,7 +10,9 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Effect, HookResult, HookType, Observations, Outcome, Params, Probe, Readiness, Reason, Routes, RunResult,
-    Settings, Severity, Step, Strategy, verdict,
+    Settings, Severity, Step, Strategy,
+    request::{self, Action, REQUEST_ANNOTATION, Request},
+    verdict,
 };
 use crate::{
     api::{Canary, CanaryCondition, CanaryStatus, CheckKind, CheckRecord, ConditionStatus, Decision, Phase},
@@ -144,6 +146,8 @@ enum Rollback {
     Threshold,
     Deadline(String),
     Manual,
+    /// `veer abort`.
+    Requested,
 }
 
 struct Tick<'a> {
@@ -167,6 +171,12 @@ struct Tick<'a> {
     requeue: Option<Duration>,
     /// Routes after this tick's route changes.
     routes: Routes,
+    /// The operator's request in `veer.dev/request`, if any, as written.
+    request: Option<&'a str>,
+    /// Whether this tick handled the request (acted on it or refused it): it is removed then.
+    request_handled: bool,
+    /// A `promote` request was admitted: the next step runs now and promotes if its checks pass.
+    promote_requested: bool,
 }
 
 impl<'a> Tick<'a> {
@@ -187,6 +197,9 @@ impl<'a> Tick<'a> {
             ended_run: false,
             requeue: None,
             routes: Routes::PRIMARY,
+            request: Request::raw(canary),
+            request_handled: false,
+            promote_requested: false,
         }
     }
 
@@ -204,6 +217,11 @@ impl<'a> Tick<'a> {
         if self.status.phase != self.old.phase || !self.status.conditions.iter().any(|c| c.type_ == PROMOTED)
         {
             set_promoted(&mut self.status, target_kind(self.canary), self.now);
+        }
+        if self.request_handled
+            && let Some(value) = self.request
+        {
+            self.effects.push(Effect::ClearRequest { value: value.to_string() });
         }
         touch(&self.stored, &mut self.status, self.now);
         Outcome { status: self.status, effects: self.effects, requeue: self.requeue }
@@ -227,7 +245,10 @@ impl<'a> Tick<'a> {
             return Ok(());
         }
         match self.old.phase {
-            Phase::Empty | Phase::Initializing => return self.initialize(),
+            Phase::Empty | Phase::Initializing => {
+                let _ = self.admitted_request(); // refused: nothing to act on yet
+                return self.initialize();
+            }
             Phase::Terminating | Phase::Terminated => return Ok(()),
             _ => {}
         }
@@ -235,11 +256,121 @@ impl<'a> Tick<'a> {
             self.adopt_flagger_status();
         }
         self.converge_routes()?;
+        match self.admitted_request() {
+            Some(Action::Abort) => return self.abort(),
+            Some(Action::PromoteFull) => return self.promote_now(),
+            Some(Action::Retry) => return self.retry(),
+            Some(Action::Promote) => self.promote_requested = true,
+            None => self.hold_while_paused()?,
+        }
         match self.old.phase {
             Phase::Initialized | Phase::Succeeded | Phase::Failed => self.idle(),
             Phase::Waiting => self.waiting(),
             _ => self.advance(),
         }
+    }
+
+    // ---------------------------------------------------------------- operators' requests
+
+    /// The action of the request in `veer.dev/request` when this Canary takes it now; a request
+    /// it does not take is refused (a Warning Event says why and what to do) and removed.
+    fn admitted_request(&mut self) -> Option<Action> {
+        let value = self.request?;
+        let refusal = match Request::parse(value) {
+            Ok(r) => match request::admit(&r, &self.old, &self.obs.target.revision) {
+                Ok(()) => return Some(r.action),
+                Err(refusal) => refusal,
+            },
+            Err(refusal) => refusal,
+        };
+        self.request_handled = true;
+        self.event(
+            true,
+            format!(
+                "Canary {}.{}: request {REQUEST_ANNOTATION} refused: {refusal}",
+                self.name, self.namespace
+            ),
+        );
+        None
+    }
+
+    /// `veer.dev/paused` holds the Canary where it is: no step, no new run, until it is removed.
+    fn hold_while_paused(&mut self) -> Flow {
+        let was_paused = self.old.decision.as_ref().is_some_and(|d| d.reason == Reason::Paused);
+        if !request::paused(self.canary) {
+            if was_paused {
+                let msg = format!("Canary {}.{} resumed", self.name, self.namespace);
+                self.event(false, msg.clone());
+                self.record(Reason::Resumed, msg); // a later decision of this tick replaces it
+            }
+            return Ok(());
+        }
+        let msg = if self.old.phase.is_running() {
+            format!(
+                "paused ({}) at canary weight {}: remove the annotation (veer resume) to go on",
+                request::PAUSED_ANNOTATION,
+                self.routes.canary
+            )
+        } else {
+            format!(
+                "paused ({}): a new revision waits until the annotation is removed (veer resume)",
+                request::PAUSED_ANNOTATION
+            )
+        };
+        if self.decision_is_new(Reason::Paused, &msg) {
+            self.event(false, format!("Canary {}.{} {msg}", self.name, self.namespace));
+        }
+        self.requeue = None; // removing the annotation wakes the Canary
+        self.conclude(Reason::Paused, msg)
+    }
+
+    /// `veer abort`: roll back now.
+    fn abort(&mut self) -> Flow {
+        self.request_handled = true;
+        let waiting = self.old.phase == Phase::Waiting;
+        let flow = self.rollback(Rollback::Requested);
+        if waiting {
+            // The refused revision never started a run: record it as the failed one, so that it
+            // does not start again by itself.
+            self.status.last_applied_spec = self.obs.target.revision.clone();
+            self.status.tracked_configs = self.obs.target.configs.clone();
+        }
+        flow
+    }
+
+    /// `veer promote --full`: copy the target to the primary now, without the checks (also a
+    /// failed revision the target still holds).
+    fn promote_now(&mut self) -> Flow {
+        self.request_handled = true;
+        if matches!(self.old.phase, Phase::Waiting | Phase::Failed) {
+            // A run for the target's revision, which the promotion ends.
+            self.reset_run(Phase::Progressing);
+        }
+        self.event(
+            false,
+            format!(
+                "Promotion of {} requested ({REQUEST_ANNOTATION}=promote-full): skipping the remaining steps and checks",
+                self.target()
+            ),
+        );
+        self.alert(Severity::Info, "Canary promotion requested, skipping the analysis.".into(), false);
+        let msg = self.promote_effects();
+        self.status.last_step_time = Some(self.now);
+        self.requeue = Some(self.p.interval);
+        self.conclude(Reason::PromoteRequested, format!("{msg} (promotion requested, without checks)"))
+    }
+
+    /// `veer retry`: the failed revision, still deployed, is analysed again.
+    fn retry(&mut self) -> Flow {
+        self.require_primary_ready()?;
+        self.request_handled = true;
+        self.event(false, format!("Retrying the analysis of {} on request", self.target()));
+        self.start_run()?;
+        self.record(
+            Reason::Retried,
+            format!("{} is analysed again on request: analysis starts", self.target()),
+        );
+        Ok(())
     }
 
     // ---------------------------------------------------------------- initialization
@@ -403,7 +534,9 @@ impl<'a> Tick<'a> {
     /// A new revision: confirm-rollout gates, then scale the canary up and start the analysis.
     fn start_run(&mut self) -> Flow {
         self.require_primary_ready()?;
-        self.confirm_rollout()?;
+        if !self.promote_requested {
+            self.confirm_rollout()?;
+        }
         self.status.phase = Phase::Progressing;
         self.event(false, format!("New revision detected! Scaling up {}", self.target()));
         self.alert(Severity::Info, "New revision detected, progressing canary analysis.".into(), true);
@@ -420,7 +553,7 @@ impl<'a> Tick<'a> {
     }
 
     fn waiting(&mut self) -> Flow {
-        if !self.due() {
+        if !self.due() && !self.promote_requested {
             return self.not_due();
         }
         self.status.last_step_time = Some(self.now);
@@ -477,7 +610,7 @@ impl<'a> Tick<'a> {
             let msg = msg.clone();
             return self.rollback(Rollback::Deadline(msg));
         }
-        if !superseded && !self.due() {
+        if !superseded && !self.due() && !self.promote_requested {
             return self.not_due();
         }
         if !self.p.skip_analysis {
@@ -491,6 +624,8 @@ impl<'a> Tick<'a> {
         }
         self.status.last_step_time = Some(self.now);
         self.requeue = Some(self.p.interval);
+        // A promote request ends with this step: promoted if its checks pass, not otherwise.
+        self.request_handled |= self.promote_requested;
 
         if self.p.skip_analysis {
             return self.promote_skipping_analysis();
@@ -505,6 +640,14 @@ impl<'a> Tick<'a> {
             return self.rollback(Rollback::Threshold);
         }
         self.checks()?;
+        if self.promote_requested {
+            let msg = format!(
+                "Promotion of {} requested ({REQUEST_ANNOTATION}=promote): checks passed, skipping the remaining steps and gates",
+                self.target()
+            );
+            self.event(false, msg);
+            return self.promote();
+        }
         match self.p.strategy {
             Strategy::Canary => self.canary_step(),
             Strategy::AbTesting => self.ab_step(),
@@ -788,6 +931,12 @@ impl<'a> Tick<'a> {
 
     /// The analysis passed: copy the canary to the primary.
     fn promote(&mut self) -> Flow {
+        let msg = self.promote_effects();
+        self.conclude(Reason::Promote, msg)
+    }
+
+    /// The promotion's Event, copy and phase; returns the Event's message.
+    fn promote_effects(&mut self) -> String {
         let t = self.target_name();
         let ns = &self.namespace;
         let msg = format!("Copying {t}.{ns} template spec to {t}-primary.{ns}");
@@ -796,7 +945,7 @@ impl<'a> Tick<'a> {
         self.status.phase = Phase::Promoting;
         // From here the status' weight is the routed one, whatever the strategy.
         self.status.canary_weight = self.routes.canary;
-        self.conclude(Reason::Promote, msg)
+        msg
     }
 
     /// Promoting: the primary runs the new template; move traffic back to it (all at once when a
@@ -888,7 +1037,16 @@ impl<'a> Tick<'a> {
                 format!("progress deadline exceeded: {msg}")
             }
             Rollback::Manual => "a rollback webhook asked for it".to_string(),
+            Rollback::Requested => {
+                self.event(
+                    true,
+                    format!("Rolling back {n}.{ns}: abort requested ({REQUEST_ANNOTATION}=abort)"),
+                );
+                self.alert(Severity::Error, "Canary aborted on request, rolled back.".into(), false);
+                "aborted on request".to_string()
+            }
         };
+        let decision = if matches!(why, Rollback::Requested) { Reason::Aborted } else { Reason::RolledBack };
         self.set_routes(Routes::PRIMARY);
         // Sent as from the failed Canary, as Flagger does.
         let msg = format!("Canary failed! Scaling down {}.{}", self.name, self.namespace);
@@ -896,7 +1054,7 @@ impl<'a> Tick<'a> {
         self.effects.push(Effect::ScaleCanary { up: false });
         self.finish_run(Phase::Failed, RunResult::Failed);
         self.requeue = None;
-        self.conclude(Reason::RolledBack, format!("rolled back {}: {reason}", self.target()))
+        self.conclude(decision, format!("rolled back {}: {reason}", self.target()))
     }
 
     /// The target is gone during a run: all traffic to the primary, the run ends as failed.

@@ -13,11 +13,14 @@
 mod machine;
 mod params;
 mod reason;
+pub mod request;
 mod verdict;
 mod vocabulary;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod request_tests;
 #[cfg(test)]
 mod tests;
 
@@ -161,6 +164,9 @@ pub enum Effect {
     Alert { severity: Severity, message: String, details: bool },
     /// A run ended: count it (`flagger_canary_successes_total` / `_failures_total`).
     RunFinished { strategy: Strategy, result: RunResult },
+    /// The request in `veer.dev/request` was handled (acted on or refused): remove the annotation,
+    /// unless it no longer holds this value (a newer request).
+    ClearRequest { value: String },
 }
 
 /// Alert severity.
@@ -244,7 +250,12 @@ impl Effect {
                 details: Some(*details),
                 ..blank(PendingEffectType::Alert)
             },
-            Effect::SetRoutes(_) | Effect::ScaleCanary { .. } | Effect::Promote => return None,
+            Effect::SetRoutes(_)
+            | Effect::ScaleCanary { .. }
+            | Effect::Promote
+            | Effect::ClearRequest { .. } => {
+                return None;
+            }
         })
     }
 

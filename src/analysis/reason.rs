@@ -95,6 +95,19 @@ reasons! {
     /// The primary did not become ready during the promotion: the canary keeps all traffic.
     PromotionFailed,
 
+    // ------------------------------------------------ operators' requests (crate::analysis::request)
+
+    /// `veer.dev/paused` holds the Canary where it is (`veer pause`).
+    Paused,
+    /// `veer.dev/paused` was removed: the Canary goes on (`veer resume`).
+    Resumed,
+    /// `veer promote --full`: the canary's template is copied to the primary without the checks.
+    PromoteRequested,
+    /// `veer abort`: the run was rolled back on request.
+    Aborted,
+    /// `veer retry`: the failed revision is analysed again.
+    Retried,
+
     // ------------------------------------------------ stalls of the analysis (crate::analysis)
 
     /// Stalled: a spec value Veer cannot act on (unparsable, or above its bound).
@@ -222,6 +235,11 @@ mod tests {
                 "Reverted",
                 "TargetLost",
                 "PromotionFailed",
+                "Paused",
+                "Resumed",
+                "PromoteRequested",
+                "Aborted",
+                "Retried",
                 "InvalidSpec",
                 "TargetNotFound",
                 "UnsupportedProvider",

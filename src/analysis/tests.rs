@@ -199,6 +199,13 @@ impl World {
                 Effect::RunFinished { strategy, result } => {
                     self.log.push(format!("finished {} {result:?}", strategy.as_str()))
                 }
+                Effect::ClearRequest { value } => {
+                    let annotations = self.canary.metadata.annotations.get_or_insert_default();
+                    if annotations.get(request::REQUEST_ANNOTATION) == Some(value) {
+                        annotations.remove(request::REQUEST_ANNOTATION);
+                    }
+                    self.log.push(format!("clear request {value}"));
+                }
             }
         }
         if crash_after.is_none() {

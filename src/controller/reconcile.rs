@@ -196,6 +196,10 @@ async fn carry_out(
         let done = CanaryStatus { pending_effects: Vec::new(), ..outcome.status.clone() };
         ctx.write_status(latest, &done).await?;
     }
+    // Last: the request is removed once what it decided is written and done.
+    if outcome.effects.iter().any(|e| matches!(e, Effect::ClearRequest { .. })) {
+        ctx.clear_request(latest).await?;
+    }
     Ok(routes)
 }
 
@@ -440,6 +444,7 @@ async fn apply_routing_effect(
             counter.get_or_create(&labels).inc();
         }
         Effect::ScaleCanary { .. } | Effect::Promote => {} // see apply_effect
+        Effect::ClearRequest { .. } => {}                  // see carry_out
     }
     Ok(())
 }

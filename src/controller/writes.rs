@@ -167,6 +167,40 @@ impl Context {
         Ok(())
     }
 
+    /// Removes the handled request (`veer.dev/request`) from the Canary as `canary` holds it. When
+    /// the Canary changed since (a newer request, say), nothing is removed: the watch delivers the
+    /// change and the next tick reads it.
+    pub async fn clear_request(&self, canary: &mut Canary) -> Result<(), Error> {
+        use crate::analysis::request::REQUEST_ANNOTATION;
+        let version = canary.resource_version().unwrap_or_default();
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": version, "annotations": {REQUEST_ANNOTATION: null}}
+        });
+        let api: Api<Canary> = Api::namespaced(self.client.clone(), &canary.namespace().unwrap_or_default());
+        let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        let name = canary.name_any();
+        let written = self
+            .fenced(async {
+                match api.patch(&name, &params, &Patch::Merge(&patch)).await {
+                    Ok(c) => Ok(Some(c)),
+                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+                    Err(source) => Err(Error::Write {
+                        kind: "Canary".into(),
+                        name: crate::router::display_name(canary),
+                        source,
+                    }),
+                }
+            })
+            .await?;
+        if let Some(written) = written {
+            self.count_write("Canary");
+            // The copy with the request is stale now, as after a status write.
+            self.written.remember(canary, version);
+            canary.metadata = written.metadata;
+        }
+        Ok(())
+    }
+
     /// Records an Event on the Canary (reason `Synced`, as Flagger), logs it, and queues it for the
     /// event webhooks, which get a Canary's Events in order without holding up the reconcile.
     pub async fn event(&self, canary: &Canary, warning: bool, message: &str, payload: &WebhookPayload) {

@@ -361,3 +361,41 @@ async fn a_cached_canary_older_than_the_status_just_written_is_not_decided_again
     let (action, _) = s.step(&c, vec![]).await;
     assert_eq!(action, Action::requeue(Duration::from_millis(50)));
 }
+
+/// `c` with `veer.dev/request: value`, as the watch delivers it after `kubectl annotate`.
+fn requested(c: &Canary, value: &str) -> Canary {
+    let mut c = c.clone();
+    let annotations = c.metadata.annotations.get_or_insert_default();
+    annotations.insert(crate::analysis::request::REQUEST_ANNOTATION.into(), value.into());
+    c
+}
+
+#[tokio::test]
+async fn a_handled_request_is_removed_last_and_only_from_the_canary_it_was_read_from() {
+    let (mut s, c) = settled().await;
+    // Nothing runs: refused (a Warning Event), then removed, fenced by the resourceVersion.
+    let asked = requested(&c, "abort");
+    let (action, sent) = s.step(&asked, vec![event(), merge_patch(CANARY).reply(onto(&asked))]).await;
+    assert!(
+        sent[0].body["message"].as_str().unwrap().contains("refused: nothing to abort"),
+        "{}",
+        sent[0].body
+    );
+    assert_eq!(sent[0].body["type"], "Warning");
+    assert_eq!(
+        sent[1].body,
+        json!({"metadata": {
+            "resourceVersion": asked.metadata.resource_version,
+            "annotations": {"veer.dev/request": null}
+        }})
+    );
+    assert_eq!(action, Action::await_change());
+
+    // A newer request written in between: the removal is refused, and the tick still succeeds
+    // (the watch delivers the newer request).
+    let (mut s, c) = settled().await;
+    let asked = requested(&c, "retry");
+    let (action, _) =
+        s.step(&asked, vec![event(), merge_patch(CANARY).reply(Reply::Fail(409, "Conflict"))]).await;
+    assert_eq!(action, Action::await_change());
+}
