@@ -21,6 +21,7 @@
 //!
 //! Unsafe code is forbidden in every target (Cargo.toml, `[lints.rust]`).
 
+pub mod actions;
 pub mod analysis;
 pub mod api;
 pub mod app;

@@ -1,8 +1,9 @@
 //! The `veer` command.
 
-use std::{fmt::Display, future::Future, process::ExitCode};
+use std::{fmt::Display, future::Future, process::ExitCode, time::Duration};
 
 use clap::{CommandFactory, Parser, Subcommand};
+use veer::{actions::Operation, analysis::request::Action};
 
 /// Veer: progressive delivery for Kubernetes, compatible with Flagger's API.
 #[derive(Parser, Debug)]
@@ -21,6 +22,16 @@ enum Command {
     Status(veer::inspect::StatusArgs),
     /// Wait until a revision is promoted (exit 0), or fails (exit 1 with the reason): for CI.
     Wait(veer::wait::WaitArgs),
+    /// Skip the remaining steps and gates: the next step runs now and promotes if its checks pass.
+    Promote(veer::actions::PromoteArgs),
+    /// Roll the running analysis back now.
+    Abort(veer::actions::RequestArgs),
+    /// Analyse a failed revision again, without touching its pod template.
+    Retry(veer::actions::RequestArgs),
+    /// Hold a Canary where it is (its weight, or a new revision) until `veer resume`.
+    Pause(veer::actions::CanaryRef),
+    /// Let a paused Canary go on.
+    Resume(veer::actions::CanaryRef),
     /// Print the CustomResourceDefinitions (Canary, MetricTemplate, AlertProvider) as YAML.
     Crds,
     /// Print a shell completion script: `source <(veer completion bash)`.
@@ -58,6 +69,19 @@ fn main() -> ExitCode {
         }
         Command::Status(args) => block_on("status", veer::inspect::run(args)),
         Command::Wait(args) => block_on("wait", veer::wait::run(args)),
+        Command::Promote(args) => {
+            let action = if args.full { Action::PromoteFull } else { Action::Promote };
+            let r = args.request;
+            block_on("promote", veer::actions::run(r.canary, Operation::Request(action), r.timeout))
+        }
+        Command::Abort(r) => {
+            block_on("abort", veer::actions::run(r.canary, Operation::Request(Action::Abort), r.timeout))
+        }
+        Command::Retry(r) => {
+            block_on("retry", veer::actions::run(r.canary, Operation::Request(Action::Retry), r.timeout))
+        }
+        Command::Pause(c) => block_on("pause", veer::actions::run(c, Operation::Pause, Duration::ZERO)),
+        Command::Resume(c) => block_on("resume", veer::actions::run(c, Operation::Resume, Duration::ZERO)),
         Command::Crds => {
             print!("{}", veer::api::schema::crds_yaml());
             ExitCode::SUCCESS
@@ -79,7 +103,18 @@ mod tests {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "veer", &mut out);
             let script = String::from_utf8(out).unwrap();
-            for word in ["controller", "status", "wait", "crds", "image", "all-namespaces"] {
+            for word in [
+                "controller",
+                "status",
+                "wait",
+                "promote",
+                "full",
+                "abort",
+                "retry",
+                "pause",
+                "resume",
+                "image",
+            ] {
                 assert!(script.contains(word), "{shell}: {word} missing");
             }
         }

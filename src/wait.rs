@@ -51,8 +51,8 @@ pub struct WaitArgs {
 pub enum WaitError {
     #[error("cannot connect to Kubernetes (set KUBECONFIG): {0}")]
     Client(#[source] kube::Error),
-    #[error("cannot read {what}: {source}")]
-    Read { what: String, source: kube::Error },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("the watch failed: {0}")]
     Watch(#[source] watcher::Error),
     #[error("Canary {0} was deleted")]
@@ -185,25 +185,34 @@ pub async fn run(args: WaitArgs) -> Result<(), WaitError> {
     }
 }
 
+/// An object the command line could not read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {what}: {source}")]
+pub struct ReadError {
+    pub what: String,
+    #[source]
+    pub source: kube::Error,
+}
+
 /// The pod template of the Canary's target, if it exists.
-async fn target_template(
+pub(crate) async fn target_template(
     client: &Client,
     ns: &str,
     canary: &Canary,
-) -> Result<Option<PodTemplateSpec>, WaitError> {
+) -> Result<Option<PodTemplateSpec>, ReadError> {
     let name = &canary.spec.target_ref.name;
     let what = |kind: &str| format!("{kind} {name}.{ns}");
     Ok(match TargetKind::of(canary) {
         Ok(TargetKind::Deployment) => Api::<Deployment>::namespaced(client.clone(), ns)
             .get_opt(name)
             .await
-            .map_err(|source| WaitError::Read { what: what("Deployment"), source })?
+            .map_err(|source| ReadError { what: what("Deployment"), source })?
             .and_then(|d| d.spec)
             .map(|s| s.template),
         Ok(TargetKind::DaemonSet) => Api::<DaemonSet>::namespaced(client.clone(), ns)
             .get_opt(name)
             .await
-            .map_err(|source| WaitError::Read { what: what("DaemonSet"), source })?
+            .map_err(|source| ReadError { what: what("DaemonSet"), source })?
             .and_then(|d| d.spec)
             .map(|s| s.template),
         // Veer stalls such a Canary, which `judge` reports.

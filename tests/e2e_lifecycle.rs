@@ -412,6 +412,95 @@ async fn veer_wait_follows_one_revision_to_its_promotion_or_rollback() {
     .await;
 }
 
+/// Runs `veer <args>` and returns its exit status, stdout and stderr.
+async fn veer(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_veer"))
+        .args(args)
+        .output()
+        .await
+        .expect("veer runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// `veer pause`, `resume`, `promote --full`, `abort`, `retry` and `promote` on one Canary, each
+/// answered by the controller in the same second, and a request that does not apply refused.
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn operators_pause_resume_promote_abort_and_retry() {
+    let client = common::client().await;
+    common::with_namespace(&client, "actions", async |ns| {
+        let ns = &ns.name;
+        let _controller = Process::controller(ns, &[]);
+        let spec = "  provider: kubernetes\n  service: {port: 9898}";
+        bootstrap(&client, ns, spec, "    interval: 2s\n    threshold: 2\n    iterations: 20").await;
+        let iterations = async || status(&client, ns, "podinfo").await.iterations;
+        let decision = async || status(&client, ns, "podinfo").await.decision.expect("a decision");
+
+        set_image(&client, ns, "podinfo", NEW).await;
+        wait_phase(&client, ns, "podinfo", Phase::Progressing, REACT).await;
+        let (code, out, err) = veer(&["pause", "-n", ns, "podinfo"]).await;
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(out.starts_with(&format!("podinfo.{ns} paused: Veer holds it where it is")), "{out}");
+        common::wait_for("the Paused decision", REACT, || async {
+            let d = decision().await;
+            if d.reason == "Paused" { Ok(()) } else { Err(format!("{d:?}")) }
+        })
+        .await;
+        let held = iterations().await;
+        tokio::time::sleep(Duration::from_secs(5)).await; // two intervals and more
+        assert_eq!(iterations().await, held, "no step while paused");
+        let (code, out, err) = veer(&["resume", "-n", ns, "podinfo"]).await;
+        assert_eq!(code, Some(0), "{out}{err}");
+        common::wait_for("a step after resume", REACT, || async {
+            let i = iterations().await;
+            if i > held { Ok(()) } else { Err(format!("iterations {i}")) }
+        })
+        .await;
+
+        let start = Instant::now();
+        let (code, out, err) = veer(&["promote", "--full", "-n", ns, "podinfo"]).await;
+        say!("actions", "veer promote --full: {code:?} after {}\n{out}{err}", elapsed(start));
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(out.contains("Promoting at canary weight 0: PromoteRequested Copying podinfo"), "{out}");
+        wait_phase(&client, ns, "podinfo", Phase::Succeeded, RUN).await;
+        assert_eq!(image(&client, ns, "podinfo-primary").await, NEW);
+
+        set_image(&client, ns, "podinfo", NEWER).await;
+        wait_phase(&client, ns, "podinfo", Phase::Progressing, REACT).await;
+        let start = Instant::now();
+        let (code, out, err) = veer(&["abort", "-n", ns, "podinfo"]).await;
+        say!("actions", "veer abort: {code:?} after {}\n{out}{err}", elapsed(start));
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(out.contains("Failed at canary weight 0: Aborted rolled back podinfo"), "{out}");
+        expect_event(&client, ns, "Warning", &format!("Rolling back podinfo.{ns}: abort requested")).await;
+        wait_replicas(&client, ns, "podinfo", 0, "the canary is scaled to zero").await;
+        assert_eq!(image(&client, ns, "podinfo-primary").await, NEW, "the primary keeps the promoted image");
+
+        let (code, out, err) = veer(&["retry", "-n", ns, "podinfo"]).await;
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(out.contains("Progressing at canary weight 0: Retried"), "{out}");
+        assert_eq!(status(&client, ns, "podinfo").await.failed_checks, 0);
+        // A plain promote: the next step now, promoted as its checks (none here) pass.
+        let (code, out, err) = veer(&["promote", "-n", ns, "podinfo"]).await;
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(out.contains("Promoting"), "{out}");
+        wait_phase(&client, ns, "podinfo", Phase::Succeeded, RUN).await;
+        assert_eq!(image(&client, ns, "podinfo-primary").await, NEWER);
+
+        // Nothing runs: refused at once by the command, nothing written.
+        let (code, out, err) = veer(&["abort", "-n", ns, "podinfo"]).await;
+        assert_eq!(code, Some(1), "{out}{err}");
+        assert!(
+            err.contains(&format!("veer abort: podinfo.{ns}: nothing to abort: no analysis is running")),
+            "{err}"
+        );
+        let c = canary_object(&client, ns).await.expect("the Canary");
+        assert!(!c.annotations().contains_key("veer.dev/request"), "{:?}", c.annotations());
+    })
+    .await;
+}
+
 // 2. confirm-rollout and confirm-promotion gates hold the run until opened.
 
 #[tokio::test]
