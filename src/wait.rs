@@ -74,10 +74,31 @@ pub enum Progress {
     Failed { reason: String, message: String },
 }
 
-/// Where the revision of `template` (the target's pod template; `None`: the target does not
-/// exist) stands, according to `canary`'s status. With `image`, only a template running that
-/// image is the awaited revision.
-pub fn judge(canary: &Canary, template: Option<&PodTemplateSpec>, image: Option<&str>) -> Progress {
+/// What `veer wait` reads of the target's pod template, once per change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    /// The template's revision hash, as the controller writes it to `status.lastAppliedSpec`.
+    pub revision: String,
+    /// The images of its containers and init containers.
+    pub images: Vec<String>,
+}
+
+impl Template {
+    pub fn of(template: &PodTemplateSpec) -> Template {
+        let spec = template.spec.as_ref();
+        let containers =
+            spec.into_iter().flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()));
+        Template {
+            revision: template_revision(template),
+            images: containers.filter_map(|c| c.image.clone()).collect(),
+        }
+    }
+}
+
+/// Where the revision of `template` (the target's; `None`: the target does not exist) stands,
+/// according to `canary`'s status. With `image`, only a template running that image is the
+/// awaited revision.
+pub fn judge(canary: &Canary, template: Option<&Template>, image: Option<&str>) -> Progress {
     let target = &canary.spec.target_ref;
     let status = canary.status.clone().unwrap_or_default();
     // A stall is the user's to fix whatever the revision: say so now rather than at the timeout.
@@ -90,16 +111,13 @@ pub fn judge(canary: &Canary, template: Option<&PodTemplateSpec>, image: Option<
     let Some(template) = template else {
         return Progress::Waiting(format!("{} {} not found", target.kind, target.name));
     };
-    if let Some(image) = image {
-        let spec = template.spec.as_ref();
-        let containers =
-            spec.into_iter().flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()));
-        if !containers.clone().any(|c| c.image.as_deref() == Some(image)) {
-            return Progress::Waiting(format!("{} {} does not run {image} yet", target.kind, target.name));
-        }
+    if let Some(image) = image
+        && !template.images.iter().any(|i| i == image)
+    {
+        return Progress::Waiting(format!("{} {} does not run {image} yet", target.kind, target.name));
     }
-    let revision = template_revision(template);
-    if status.last_applied_spec != revision {
+    let revision = &template.revision;
+    if &status.last_applied_spec != revision {
         return Progress::Waiting(format!(
             "Veer has not started on this revision of {} {} yet",
             target.kind, target.name
@@ -113,7 +131,7 @@ pub fn judge(canary: &Canary, template: Option<&PodTemplateSpec>, image: Option<
         },
         // The first revision becomes the primary at initialization.
         Phase::Initialized => Progress::Promoted,
-        Phase::Succeeded if status.last_promoted_spec == revision => Progress::Promoted,
+        Phase::Succeeded if &status.last_promoted_spec == revision => Progress::Promoted,
         phase => Progress::Waiting(format!(
             "{} at weight {}{}",
             phase.as_str(),
@@ -145,14 +163,13 @@ pub async fn run(args: WaitArgs) -> Result<(), WaitError> {
             }
             Ok(Some(Ok(c))) => c,
         };
-        let template = target_template(&client, &ns, &canary).await?;
+        let template = target_template(&client, &ns, &canary).await?.map(|t| Template::of(&t));
         let image = match (&args.image, &template) {
             (Some(image), _) => Some(image.clone()),
             (None, Some(t)) => {
                 // The revision the target ran at the first look; another one replacing it before
                 // it is promoted ends the wait.
-                let revision = pinned.get_or_insert_with(|| template_revision(t)).clone();
-                if template_revision(t) != revision {
+                if *pinned.get_or_insert_with(|| t.revision.clone()) != t.revision {
                     return Err(WaitError::Failed {
                         canary: display_name(&canary),
                         reason: "Superseded".into(),
@@ -269,17 +286,17 @@ mod tests {
         // The status still describes the previous release, promoted.
         let c = canary(Phase::Succeeded, &old, &old);
         assert_eq!(
-            judge(&c, Some(&new), None),
+            judge(&c, Some(&Template::of(&new)), None),
             Progress::Waiting("Veer has not started on this revision of Deployment podinfo yet".into())
         );
         let c = canary(Phase::Progressing, &new, &old);
         assert!(
-            matches!(judge(&c, Some(&new), None), Progress::Waiting(w) if w.starts_with("Progressing at weight 20")),
+            matches!(judge(&c, Some(&Template::of(&new)), None), Progress::Waiting(w) if w.starts_with("Progressing at weight 20")),
         );
         let c = canary(Phase::Succeeded, &new, &new);
-        assert_eq!(judge(&c, Some(&new), None), Progress::Promoted);
+        assert_eq!(judge(&c, Some(&Template::of(&new)), None), Progress::Promoted);
         let c = canary(Phase::Initialized, &new, &new);
-        assert_eq!(judge(&c, Some(&new), None), Progress::Promoted);
+        assert_eq!(judge(&c, Some(&Template::of(&new)), None), Progress::Promoted);
     }
 
     #[test]
@@ -287,7 +304,7 @@ mod tests {
         let (old, new) = (template("app:1"), template("app:2"));
         let c = canary(Phase::Failed, &new, &old);
         assert_eq!(
-            judge(&c, Some(&new), None),
+            judge(&c, Some(&Template::of(&new)), None),
             Progress::Failed {
                 reason: "RolledBack".into(),
                 message: "rolled back podinfo.test: failed checks threshold reached 2".into()
@@ -295,7 +312,7 @@ mod tests {
         );
         // A failure of the previous revision is not this one's.
         let c = canary(Phase::Failed, &old, &old);
-        assert!(matches!(judge(&c, Some(&new), None), Progress::Waiting(_)));
+        assert!(matches!(judge(&c, Some(&Template::of(&new)), None), Progress::Waiting(_)));
     }
 
     #[test]
@@ -303,11 +320,11 @@ mod tests {
         let (old, new) = (template("app:1"), template("app:2"));
         let c = canary(Phase::Succeeded, &old, &old);
         assert_eq!(
-            judge(&c, Some(&old), Some("app:2")),
+            judge(&c, Some(&Template::of(&old)), Some("app:2")),
             Progress::Waiting("Deployment podinfo does not run app:2 yet".into())
         );
         let c = canary(Phase::Succeeded, &new, &new);
-        assert_eq!(judge(&c, Some(&new), Some("app:2")), Progress::Promoted);
+        assert_eq!(judge(&c, Some(&Template::of(&new)), Some("app:2")), Progress::Promoted);
         assert_eq!(judge(&c, None, Some("app:2")), Progress::Waiting("Deployment podinfo not found".into()));
     }
 
@@ -323,7 +340,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            judge(&c, Some(&t), None),
+            judge(&c, Some(&Template::of(&t)), None),
             Progress::Failed {
                 reason: "Stalled (GatewayRefsMissing)".into(),
                 message: "Canary podinfo.test: spec.service.gatewayRefs is required".into()
