@@ -25,8 +25,9 @@ use kube::{
 use serde_json::{Map, Value, json};
 
 use super::{
-    Control, Desired, Live, Router, RouterError, Routes, ServiceNames, control_of, display_name,
-    live_routing_object, qualified, regex_escape, service_names, service_spec,
+    Control, Desired, Live, Router, RouterError, Routes, ServiceNames,
+    affinity::{self, Plan},
+    control_of, display_name, live_routing_object, qualified, regex_escape, service_names, service_spec,
 };
 use crate::{
     api::{Canary, CanaryService, CanaryStatus, HttpMatchRequest, SessionAffinity, StringMatch},
@@ -304,39 +305,29 @@ impl Builder<'_> {
         status: &CanaryStatus,
         interval: Duration,
     ) -> Vec<Rule> {
-        let Some(sa) = affinity else { return vec![weighted] };
-        let cookie = status.session_affinity_cookie.as_str();
-        if routes.canary > 0 {
-            if cookie.is_empty() {
-                return vec![weighted];
+        match affinity::plan(routes, affinity, status, interval) {
+            Plan::None => vec![weighted],
+            Plan::Pinned { canary, primary } => {
+                // Responses from the canary set the cookie; requests carrying it stay on the canary.
+                set_cookie_on(&mut weighted, 1, canary.set_cookie);
+                let sticky_canary =
+                    vec![self.backend(&self.names.primary, 0), self.backend(&self.names.canary, 100)];
+                let mut out = vec![self.sticky_rule(canary.cookie, sticky_canary, None)];
+                if let Some(primary) = primary {
+                    set_cookie_on(&mut weighted, 0, primary.set_cookie);
+                    let sticky_primary =
+                        vec![self.backend(&self.names.primary, 100), self.backend(&self.names.canary, 0)];
+                    out.push(self.sticky_rule(primary.cookie, sticky_primary, None));
+                }
+                out.push(weighted);
+                out
             }
-            let max_age = sa.max_age.filter(|a| *a != 0).unwrap_or(super::istio::DEFAULT_COOKIE_MAX_AGE);
-            set_cookie_on(&mut weighted, 1, super::istio::set_cookie(cookie, max_age, sa));
-            let sticky_canary =
-                vec![self.backend(&self.names.primary, 0), self.backend(&self.names.canary, 100)];
-            let mut out = vec![self.sticky_rule(cookie, sticky_canary, None)];
-            let primary_cookie = status.primary_session_affinity_cookie.as_str();
-            if sa.primary_cookie_name.as_deref().is_some_and(|n| !n.is_empty()) && !primary_cookie.is_empty()
-            {
-                // The primary cookie lives for one interval: sessions stay on the primary for a step.
-                let max_age = interval.as_secs() as i64;
-                set_cookie_on(&mut weighted, 0, super::istio::set_cookie(primary_cookie, max_age, sa));
-                let sticky_primary =
-                    vec![self.backend(&self.names.primary, 100), self.backend(&self.names.canary, 0)];
-                out.push(self.sticky_rule(primary_cookie, sticky_primary, None));
+            Plan::Expire { cookie, set_cookie } => {
+                let backends = weighted["backendRefs"].as_array().cloned().unwrap_or_default();
+                let expire = self.sticky_rule(cookie, backends, Some(set_cookie));
+                vec![expire, weighted]
             }
-            out.push(weighted);
-            return out;
         }
-        // At weight 0 the run's cookie is stale: requests carrying it are told to drop it.
-        let previous =
-            if cookie.is_empty() { status.previous_session_affinity_cookie.as_str() } else { cookie };
-        if previous.is_empty() {
-            return vec![weighted];
-        }
-        let backends = weighted["backendRefs"].as_array().cloned().unwrap_or_default();
-        let expire = self.sticky_rule(previous, backends, Some(format!("{previous}; Max-Age=-1")));
-        vec![expire, weighted]
     }
 
     /// A rule for the requests that carry `cookie` (`<name>=<value>`) within the service matches;

@@ -16,8 +16,9 @@ use kube::{
 use serde_json::{Map, Value, json};
 
 use super::{
-    Control, Desired, Live, Router, RouterError, Routes, ServiceNames, control_of, display_name,
-    live_routing_object, qualified, regex_escape, service_names, service_spec,
+    Control, Desired, Live, Router, RouterError, Routes, ServiceNames,
+    affinity::{self, Plan},
+    control_of, display_name, live_routing_object, qualified, regex_escape, service_names, service_spec,
 };
 use crate::{
     api::{
@@ -34,8 +35,6 @@ pub const API_VERSION: &str = "networking.istio.io/v1beta1";
 pub const STICKY_ROUTE: &str = "sticky-route";
 /// Name of the route that pins a session to the primary (`sessionAffinity.primaryCookieName`).
 pub const STICKY_PRIMARY_ROUTE: &str = "sticky-route-primary";
-/// Cookie `Max-Age` when `sessionAffinity.maxAge` is unset or 0.
-pub const DEFAULT_COOKIE_MAX_AGE: i64 = 86400;
 
 /// The Istio kinds Veer writes and reads back.
 pub const VIRTUAL_SERVICE: &str = "VirtualService";
@@ -413,49 +412,34 @@ impl Builder<'_> {
     ) -> Vec<Route> {
         let mut weighted = self.http_route(self.service_matches(), self.split(routes));
         mirror(&mut weighted, routes, &self.names.canary, mirror_weight);
-        let Some(sa) = affinity else {
-            return vec![weighted];
-        };
-        let cookie = status.session_affinity_cookie.as_str();
-        if routes.canary > 0 {
-            if cookie.is_empty() {
-                return vec![weighted];
+        match affinity::plan(routes, affinity, status, interval) {
+            Plan::None => vec![weighted],
+            Plan::Pinned { canary, primary } => {
+                // Responses from the canary set the cookie; requests carrying it stay on the canary.
+                add_response_header(destination_mut(&mut weighted, 1), SET_COOKIE_HEADER, canary.set_cookie);
+                let sticky_canary = json!([
+                    self.destination(&self.names.primary, 0),
+                    self.destination(&self.names.canary, 100)
+                ]);
+                let mut out = vec![self.sticky_route(STICKY_ROUTE, canary.cookie, sticky_canary)];
+                if let Some(primary) = primary {
+                    add_response_header(
+                        destination_mut(&mut weighted, 0),
+                        SET_COOKIE_HEADER,
+                        primary.set_cookie,
+                    );
+                    let sticky_primary = json!([self.destination(&self.names.primary, 100)]);
+                    out.push(self.sticky_route(STICKY_PRIMARY_ROUTE, primary.cookie, sticky_primary));
+                }
+                out.push(weighted);
+                out
             }
-            // Responses from the canary set the cookie; requests carrying it stay on the canary.
-            let max_age = sa.max_age.filter(|a| *a != 0).unwrap_or(DEFAULT_COOKIE_MAX_AGE);
-            add_response_header(
-                destination_mut(&mut weighted, 1),
-                SET_COOKIE_HEADER,
-                set_cookie(cookie, max_age, sa),
-            );
-            let sticky_canary =
-                json!([self.destination(&self.names.primary, 0), self.destination(&self.names.canary, 100)]);
-            let mut out = vec![self.sticky_route(STICKY_ROUTE, cookie, sticky_canary)];
-            let primary_cookie = status.primary_session_affinity_cookie.as_str();
-            if sa.primary_cookie_name.as_deref().is_some_and(|n| !n.is_empty()) && !primary_cookie.is_empty()
-            {
-                // The primary cookie lives for one interval: sessions stay on the primary for a step.
-                let max_age = interval.as_secs() as i64;
-                add_response_header(
-                    destination_mut(&mut weighted, 0),
-                    SET_COOKIE_HEADER,
-                    set_cookie(primary_cookie, max_age, sa),
-                );
-                let sticky_primary = json!([self.destination(&self.names.primary, 100)]);
-                out.push(self.sticky_route(STICKY_PRIMARY_ROUTE, primary_cookie, sticky_primary));
+            Plan::Expire { cookie, set_cookie } => {
+                let mut expire = self.sticky_route(STICKY_ROUTE, cookie, self.split(routes));
+                add_response_header(&mut expire, SET_COOKIE_HEADER, set_cookie);
+                vec![expire, weighted]
             }
-            out.push(weighted);
-            return out;
         }
-        // At weight 0 the run's cookie is stale: requests carrying it are told to drop it.
-        let previous =
-            if cookie.is_empty() { status.previous_session_affinity_cookie.as_str() } else { cookie };
-        if previous.is_empty() {
-            return vec![weighted];
-        }
-        let mut expire = self.sticky_route(STICKY_ROUTE, previous, self.split(routes));
-        add_response_header(&mut expire, SET_COOKIE_HEADER, format!("{previous}; Max-Age=-1"));
-        vec![expire, weighted]
     }
 
     /// A route named `name` for the requests that carry `cookie` (`<name>=<value>`), within the
@@ -527,30 +511,6 @@ fn add_response_header(target: &mut Route, name: &str, value: String) {
         *add = json!({});
     }
     add[name] = json!(value);
-}
-
-/// The `Set-Cookie` value: `<name>=<value>; Max-Age=<n>` and the configured attributes.
-pub(super) fn set_cookie(cookie: &str, max_age: i64, sa: &SessionAffinity) -> String {
-    let mut out = format!("{cookie}; Max-Age={max_age}");
-    if let Some(domain) = sa.domain.as_ref().filter(|d| !d.is_empty()) {
-        out.push_str(&format!("; Domain={domain}"));
-    }
-    if sa.http_only == Some(true) {
-        out.push_str("; HttpOnly");
-    }
-    if sa.partitioned == Some(true) {
-        out.push_str("; Partitioned");
-    }
-    if let Some(path) = sa.path.as_ref().filter(|p| !p.is_empty()) {
-        out.push_str(&format!("; Path={path}"));
-    }
-    if let Some(same_site) = sa.same_site.as_ref().filter(|s| !s.is_empty()) {
-        out.push_str(&format!("; SameSite={same_site}"));
-    }
-    if sa.secure == Some(true) {
-        out.push_str("; Secure");
-    }
-    out
 }
 
 /// The A/B route's matches: every analysis match combined with every service match (a copy of the

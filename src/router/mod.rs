@@ -16,6 +16,7 @@
 //! Weights always come in as [`Routes`] (percent, summing to 100) and each traffic router can read
 //! them back from its object (`read_routes`), so that the live object, not memory, is the truth.
 
+pub mod affinity;
 pub mod gatewayapi;
 pub mod istio;
 pub mod kubernetes;
