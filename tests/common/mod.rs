@@ -9,6 +9,7 @@
 
 pub mod corpus;
 pub mod helm;
+pub mod prometheus;
 pub mod proxy;
 
 use std::future::Future;
