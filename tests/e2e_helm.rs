@@ -698,6 +698,11 @@ fn loadtester_options_reach_its_flags() {
             "rbac.scope=cluster,rbac.rules[0].apiGroups[0]=,rbac.rules[0].resources[0]=pods,rbac.rules[0].verbs[0]=list",
         ],
     );
+    assert_eq!(
+        r.one("Deployment")["spec"]["template"]["metadata"]["annotations"]["openservicemesh.io/inbound-port-exclusion-list"],
+        "9090",
+        "the container port"
+    );
     let a = loadtester_args(&r);
     assert!(a.allow_shell);
     assert_eq!(a.allow_commands, ["helm test podinfo", "kubectl get pods -n test"]);
@@ -875,7 +880,14 @@ fn flaggers_loadtester_values_file_works_unchanged() {
     assert_eq!(a.log_level, "info");
     a.config().expect("Flagger's defaults make a valid configuration");
 
-    let pod = &r.one("Deployment")["spec"]["template"]["spec"];
+    let template = &r.one("Deployment")["spec"]["template"];
+    // As on Flagger's pods, OSM's sidecar leaves the load tester's port to the controller outside the mesh.
+    assert_eq!(
+        template["metadata"]["annotations"],
+        json!({"prometheus.io/scrape": "true", "prometheus.io/port": "8080",
+               "openservicemesh.io/inbound-port-exclusion-list": "8080"})
+    );
+    let pod = &template["spec"];
     let c = container(&r);
     assert_eq!(c["image"], "ghcr.io/fluxcd/flagger-loadtester:0.38.0");
     // Flagger's `enabled: false` leaves both security contexts out, as Flagger's chart does.
@@ -950,6 +962,7 @@ fn every_flagger_loadtester_key_reaches_the_objects() {
     let template = &d["spec"]["template"];
     assert_eq!(template["metadata"]["labels"]["team"], "platform");
     assert_eq!(template["metadata"]["annotations"]["sidecar.istio.io/inject"], "true");
+    assert_eq!(template["metadata"]["annotations"]["openservicemesh.io/inbound-port-exclusion-list"], "8080");
     let pod = &template["spec"];
     assert_eq!(pod["serviceAccountName"], "loadtester-runner");
     assert_eq!(pod["priorityClassName"], "veer-e2e-loadtester");
