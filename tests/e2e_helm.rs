@@ -1,6 +1,7 @@
 //! The Helm charts `charts/veer` and `charts/veer-loadtester`, checked with the real helm
 //! (`VEER_E2E_HELM`, built by e2e/build-tools.sh): lint, rendering of several value sets (whose args
-//! are parsed by the binaries' own flag parsers), schema and template rejections, and install /
+//! are parsed by the binaries' own flag parsers; among them values files for Flagger's
+//! charts, tests/charts/README.md), schema and template rejections, and install /
 //! upgrade / uninstall on the local control plane, where the RBAC the charts grant is checked with
 //! SubjectAccessReviews and, for the load tester, by running its gate store as its ServiceAccount.
 //! Timings are printed, not asserted.
@@ -15,11 +16,13 @@ use common::helm::{Helm, Rendered, chart, data_file};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::PostParams;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -133,6 +136,8 @@ fn charts_pass_helm_lint_strict() {
     let veer = chart("veer");
     let loadtester = chart("veer-loadtester");
     let flagger_values = data_file("flagger-values.yaml");
+    let flagger_lt_values = data_file("flagger-loadtester-values.yaml");
+    let flagger_lt_values_all = data_file("flagger-loadtester-values-all.yaml");
     let t = Instant::now();
     for args in [
         vec!["lint", "--strict", veer.to_str().unwrap()],
@@ -168,11 +173,13 @@ fn charts_pass_helm_lint_strict() {
             "--set",
             "networkPolicy.enabled=true,networkPolicy.from[0].namespaceSelector.matchLabels.team=ci",
         ],
+        vec!["lint", "--strict", loadtester.to_str().unwrap(), "-f", flagger_lt_values.to_str().unwrap()],
+        vec!["lint", "--strict", loadtester.to_str().unwrap(), "-f", flagger_lt_values_all.to_str().unwrap()],
     ] {
         let out = helm.ok(&args);
         assert!(out.contains("0 chart(s) failed"), "{out}");
     }
-    println!("7 × helm lint --strict: {:?}", t.elapsed());
+    println!("9 × helm lint --strict: {:?}", t.elapsed());
 }
 
 #[test]
@@ -485,6 +492,55 @@ fn the_schema_rejects_bad_values_with_the_key_in_the_message() {
             "additional properties 'enable' not allowed",
         ),
         ("veer-loadtester", &["--set", "limits.readTimeout=soon"], "at '/limits/readTimeout'"),
+        // Flagger's keys are accepted, typos of them are not.
+        (
+            "veer-loadtester",
+            &["--set", "istio.gatway.enabled=true"],
+            "at '/istio': additional properties 'gatway' not allowed",
+        ),
+        (
+            "veer-loadtester",
+            &["--set", "podPriorityClassname=high"],
+            "additional properties 'podPriorityClassname' not allowed",
+        ),
+        ("veer-loadtester", &["--set", "podPriorityClassName=High_Priority"], "at '/podPriorityClassName'"),
+        (
+            "veer-loadtester",
+            &["--set", "rbac.serviceAccountAnnotation.a=b"],
+            "at '/rbac': additional properties 'serviceAccountAnnotation' not allowed",
+        ),
+        ("veer-loadtester", &["--set", "rbac.scope=clsuter"], "at '/rbac/scope': value must be one of"),
+        (
+            "veer-loadtester",
+            &["--set", "securityContext.context.runAsUsr=1"],
+            "at '/securityContext/context': additional properties 'runAsUsr' not allowed",
+        ),
+        (
+            "veer-loadtester",
+            &["--set", "podSecurityContext.enable=false"],
+            "at '/podSecurityContext': additional properties 'enable' not allowed",
+        ),
+        (
+            "veer-loadtester",
+            &["--set", "podSecurityContext.fsGroup=many"],
+            "at '/podSecurityContext/fsGroup': got string, want integer",
+        ),
+        (
+            "veer-loadtester",
+            &["--set", "appmesh.enabled=yes"],
+            "at '/appmesh/enabled': got string, want boolean",
+        ),
+        ("veer-loadtester", &["--set", "istio.tls.httpsRedirect=yes"], "at '/istio/tls/httpsRedirect'"),
+        (
+            "veer-loadtester",
+            &["--set", "volumes[0].emptyDir.medium=Memory"],
+            "at '/volumes/0': missing property 'name'",
+        ),
+        (
+            "veer-loadtester",
+            &["--set", "volumeMounts[0].name=scripts,volumeMounts[0].mountPath=scripts"],
+            "at '/volumeMounts/0/mountPath'",
+        ),
     ];
     for (chart, args, expected) in cases {
         let err = helm.template_fails(chart, args);
@@ -541,6 +597,34 @@ fn the_templates_refuse_contradictions_with_a_clear_message() {
             "veer-loadtester",
             &["--set", "unauthenticatedMetrics=true"],
             "unauthenticatedMetrics is true but no token or tokenReview.allowedServiceAccounts is set",
+        ),
+        (
+            "veer-loadtester",
+            &["--set", "securityContext.enabled=false,securityContext.runAsUser=1000"],
+            "securityContext.enabled is false but securityContext also sets runAsUser",
+        ),
+        (
+            "veer-loadtester",
+            &[
+                "--set",
+                "podSecurityContext.enabled=false,podSecurityContext.context.fsGroup=1,podSecurityContext.fsGroup=2",
+            ],
+            "podSecurityContext.enabled is false but podSecurityContext also sets fsGroup",
+        ),
+        (
+            "veer-loadtester",
+            &["--set", "volumes[0].name=tmp,volumes[0].emptyDir.medium=Memory"],
+            "a volume is named \"tmp\", a name the chart uses for its own volumes",
+        ),
+        (
+            "veer-loadtester",
+            &["--set", "serviceAccountName=runner,serviceAccount.name=other"],
+            "serviceAccountName is \"runner\" but serviceAccount.name is \"other\"",
+        ),
+        (
+            "veer-loadtester",
+            &["--set", "serviceAccount.create=false"],
+            "serviceAccount.create is false and no ServiceAccount is named",
         ),
     ];
     for (chart, args, expected) in cases {
@@ -613,6 +697,11 @@ fn loadtester_options_reach_its_flags() {
             "--set",
             "rbac.scope=cluster,rbac.rules[0].apiGroups[0]=,rbac.rules[0].resources[0]=pods,rbac.rules[0].verbs[0]=list",
         ],
+    );
+    assert_eq!(
+        r.one("Deployment")["spec"]["template"]["metadata"]["annotations"]["openservicemesh.io/inbound-port-exclusion-list"],
+        "9090",
+        "the container port"
     );
     let a = loadtester_args(&r);
     assert!(a.allow_shell);
@@ -756,6 +845,295 @@ fn loadtester_token_review_and_network_policy() {
     // Off by default.
     let r = helm.template("flagger-loadtester", "veer-loadtester", "test", &[]);
     assert!(r.find("NetworkPolicy").is_none() && r.find("ClusterRole").is_none());
+}
+
+/// The kinds `rendered` holds, sorted.
+fn kinds(rendered: &Rendered) -> BTreeSet<String> {
+    rendered.kinds().into_iter().collect()
+}
+
+fn set_of(kinds: &[&str]) -> BTreeSet<String> {
+    kinds.iter().map(|k| k.to_string()).collect()
+}
+
+#[test]
+#[ignore = "needs the local control plane (make test)"]
+fn flaggers_loadtester_values_file_works_unchanged() {
+    let helm = Helm::new();
+    // Flagger's own values.yaml, verbatim: its defaults as a values file.
+    let values = data_file("flagger-loadtester-values.yaml");
+    let r = helm.template("flagger-loadtester", "veer-loadtester", "test", &["-f", values.to_str().unwrap()]);
+    assert_eq!(
+        kinds(&r),
+        set_of(&["Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]),
+        "no App Mesh, Istio or PodDisruptionBudget objects while they are disabled"
+    );
+    let svc = r.one("Service");
+    assert_eq!(
+        (&svc["metadata"]["name"], &svc["spec"]["ports"][0]["port"]),
+        (&json!("flagger-loadtester"), &json!(80))
+    );
+
+    let a = loadtester_args(&r);
+    assert_eq!(a.timeout, Duration::from_secs(3600));
+    assert_eq!(a.namespace_regexp, None, "an empty namespaceRegexp restricts nothing");
+    assert_eq!(a.log_level, "info");
+    a.config().expect("Flagger's defaults make a valid configuration");
+
+    let template = &r.one("Deployment")["spec"]["template"];
+    // As on Flagger's pods, OSM's sidecar leaves the load tester's port to the controller outside the mesh.
+    assert_eq!(
+        template["metadata"]["annotations"],
+        json!({"prometheus.io/scrape": "true", "prometheus.io/port": "8080",
+               "openservicemesh.io/inbound-port-exclusion-list": "8080"})
+    );
+    let pod = &template["spec"];
+    let c = container(&r);
+    assert_eq!(c["image"], "ghcr.io/fluxcd/flagger-loadtester:0.38.0");
+    // Flagger's `enabled: false` leaves both security contexts out, as Flagger's chart does.
+    assert!(c.get("securityContext").is_none() && pod.get("securityContext").is_none(), "{pod}");
+    // Flagger's requests; the chart's memory limit stays (Helm merges the maps).
+    assert_eq!(
+        c["resources"],
+        json!({"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}})
+    );
+    for absent in ["priorityClassName", "imagePullSecrets"] {
+        assert!(pod.get(absent).is_none(), "{absent}: {pod}");
+    }
+    assert_eq!(pod["volumes"], json!([{"name": "tmp", "emptyDir": {}}]));
+
+    // rbac.create is false in Flagger's file: the gate store's Role is there all the same (the load
+    // tester cannot start without it), bound to the ServiceAccount the chart creates.
+    let sa = r.one("ServiceAccount");
+    assert_eq!(sa["metadata"]["name"], "flagger-loadtester");
+    assert!(sa["metadata"].get("annotations").is_none());
+    assert_eq!(pod["serviceAccountName"], "flagger-loadtester");
+    let cm = |verb: &str, name: &str| (String::new(), "configmaps".into(), verb.into(), name.into());
+    assert_eq!(
+        grants(&r.one("Role")["rules"]),
+        [cm("create", ""), cm("get", "flagger-loadtester-gates"), cm("update", "flagger-loadtester-gates")]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(
+        r.one("RoleBinding")["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "flagger-loadtester", "namespace": "test"}])
+    );
+}
+
+#[test]
+#[ignore = "needs the local control plane (make test)"]
+fn every_flagger_loadtester_key_reaches_the_objects() {
+    let helm = Helm::new();
+    let values = data_file("flagger-loadtester-values-all.yaml");
+    let values = values.to_str().unwrap();
+    let r = helm.template("lt", "veer-loadtester", "test", &["-f", values]);
+    assert_eq!(
+        kinds(&r),
+        set_of(&[
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Gateway",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "VirtualService",
+        ]),
+        "serviceAccountName names an existing account: no ServiceAccount; App Mesh: nothing"
+    );
+
+    // Names: fullnameOverride and nameOverride.
+    let d = r.one("Deployment");
+    assert_eq!(d["metadata"]["name"], "flagger-loadtester");
+    assert_eq!(d["metadata"]["labels"]["app.kubernetes.io/name"], "loadtester");
+    assert_eq!(d["spec"]["replicas"], 2);
+    let svc = r.one("Service");
+    assert_eq!(svc["metadata"]["name"], "flagger-loadtester");
+    assert_eq!((&svc["spec"]["type"], &svc["spec"]["ports"][0]["port"]), (&json!("ClusterIP"), &json!(8080)));
+
+    let a = loadtester_args(&r);
+    assert_eq!(a.log_level, "warn", "Flagger's `warning` becomes tracing's `warn`");
+    assert_eq!(a.timeout, Duration::from_secs(1800));
+    assert_eq!(a.namespace_regexp.as_deref(), Some("test|staging"));
+    a.config().expect("a valid configuration");
+
+    let template = &d["spec"]["template"];
+    assert_eq!(template["metadata"]["labels"]["team"], "platform");
+    assert_eq!(template["metadata"]["annotations"]["sidecar.istio.io/inject"], "true");
+    assert_eq!(template["metadata"]["annotations"]["openservicemesh.io/inbound-port-exclusion-list"], "8080");
+    let pod = &template["spec"];
+    assert_eq!(pod["serviceAccountName"], "loadtester-runner");
+    assert_eq!(pod["priorityClassName"], "veer-e2e-loadtester");
+    assert_eq!(pod["imagePullSecrets"], json!([{"name": "regcred"}]));
+    assert_eq!(pod["nodeSelector"], json!({"kubernetes.io/os": "linux"}));
+    assert_eq!(pod["tolerations"][0]["key"], "dedicated");
+    assert_eq!(
+        pod["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"],
+        1
+    );
+    // Flagger's podSecurityContext.context, over the chart's defaults.
+    assert_eq!(
+        pod["securityContext"],
+        json!({"fsGroup": 101, "fsGroupChangePolicy": "OnRootMismatch", "runAsNonRoot": true,
+               "seccompProfile": {"type": "RuntimeDefault"}})
+    );
+    // The chart's volume first, then the file's.
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "tmp", "emptyDir": {}},
+               {"name": "scripts", "configMap": {"name": "loadtester-scripts", "optional": true}}])
+    );
+    let c = container(&r);
+    assert_eq!(c["image"], "registry.example.invalid/veer:0.1.0");
+    assert_eq!(c["imagePullPolicy"], "Always");
+    assert_eq!(c["env"], json!([{"name": "TZ", "value": "UTC"}]));
+    assert_eq!(
+        c["resources"],
+        json!({"requests": {"cpu": "20m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}})
+    );
+    assert_eq!(
+        c["volumeMounts"],
+        json!([{"name": "tmp", "mountPath": "/tmp"}, {"name": "scripts", "mountPath": "/scripts", "readOnly": true}])
+    );
+    let sc = &c["securityContext"];
+    assert_eq!((&sc["runAsUser"], &sc["runAsGroup"]), (&json!(100), &json!(101)), "Flagger's ids");
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "the chart's hardening stays");
+
+    let pdb = r.one("PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(pdb["spec"]["selector"]["matchLabels"], d["spec"]["selector"]["matchLabels"]);
+
+    // rbac.scope cluster: the rules in a ClusterRole; the gate store's Role as always; both bound to the
+    // existing account.
+    let runner = json!([{"kind": "ServiceAccount", "name": "loadtester-runner", "namespace": "test"}]);
+    let cluster_role = r.one("ClusterRole");
+    assert_eq!(grants(&cluster_role["rules"]), expand(&[("", &["pods"], &["list", "get"])]));
+    let cluster_binding = r.one("ClusterRoleBinding");
+    assert_eq!(cluster_binding["roleRef"]["name"], cluster_role["metadata"]["name"]);
+    assert_eq!(cluster_binding["subjects"], runner);
+    assert_eq!(r.one("RoleBinding")["subjects"], runner);
+    assert!(grants(&r.one("Role")["rules"]).iter().all(|(_, resource, _, _)| resource == "configmaps"));
+
+    // Istio: the Gateway for the host on port 80 (redirecting) and 443, the VirtualService to the Service.
+    let gw = r.one("Gateway");
+    assert_eq!(gw["apiVersion"], "networking.istio.io/v1beta1");
+    assert_eq!(gw["metadata"]["name"], "flagger-loadtester");
+    assert_eq!(gw["spec"]["selector"], json!({"istio": "ingressgateway"}));
+    let servers = &gw["spec"]["servers"];
+    assert_eq!(servers[0]["port"], json!({"number": 80, "name": "http-default", "protocol": "HTTP"}));
+    assert_eq!(servers[0]["hosts"], json!(["loadtester.example.invalid"]));
+    assert_eq!(servers[0]["tls"], json!({"httpsRedirect": true}));
+    assert_eq!(servers[1]["port"]["number"], 443);
+    assert_eq!(servers[1]["tls"], json!({"mode": "SIMPLE", "credentialName": "flagger-loadtester"}));
+    let vs = r.one("VirtualService");
+    assert_eq!(vs["spec"]["gateways"], json!(["flagger-loadtester"]));
+    assert_eq!(vs["spec"]["hosts"], json!(["loadtester.example.invalid"]));
+    assert_eq!(
+        vs["spec"]["http"],
+        json!([{"route": [{"destination": {"host": "flagger-loadtester", "port": {"number": 8080}}}]}])
+    );
+
+    // Without serviceAccountName the chart creates the account, with Flagger's annotations rendered
+    // by tpl and the chart's own on top.
+    let r = helm.template(
+        "lt",
+        "veer-loadtester",
+        "test",
+        &["-f", values, "--set", "serviceAccountName=,serviceAccount.annotations.owner=platform"],
+    );
+    let sa = r.one("ServiceAccount");
+    assert_eq!(sa["metadata"]["name"], "flagger-loadtester");
+    assert_eq!(
+        sa["metadata"]["annotations"],
+        json!({"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/lt", "owner": "platform"})
+    );
+    assert_eq!(r.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"], "flagger-loadtester");
+    assert_eq!(r.one("ClusterRoleBinding")["subjects"][0]["name"], "flagger-loadtester");
+
+    // rbac.scope namespace: the rules join the gate store's Role; rbac.create false: no rules at all,
+    // the gate store's Role stays.
+    let r = helm.template("lt", "veer-loadtester", "test", &["-f", values, "--set", "rbac.scope=namespace"]);
+    assert!(r.find("ClusterRole").is_none());
+    assert!(grants(&r.one("Role")["rules"]).contains(&(
+        String::new(),
+        "pods".into(),
+        "list".into(),
+        String::new()
+    )));
+    let r = helm.template("lt", "veer-loadtester", "test", &["-f", values, "--set", "rbac.create=false"]);
+    assert!(r.find("ClusterRole").is_none());
+    assert!(grants(&r.one("Role")["rules"]).iter().all(|(_, resource, _, _)| resource == "configmaps"));
+
+    // Istio without the Gateway: the VirtualService alone (bound to a Gateway of that name you provide);
+    // without TLS: port 80 only, no redirect.
+    let r = helm.template(
+        "lt",
+        "veer-loadtester",
+        "test",
+        &["-f", values, "--set", "istio.gateway.enabled=false"],
+    );
+    assert!(r.find("Gateway").is_none());
+    assert_eq!(r.one("VirtualService")["spec"]["gateways"], json!(["flagger-loadtester"]));
+    let r =
+        helm.template("lt", "veer-loadtester", "test", &["-f", values, "--set", "istio.tls.enabled=false"]);
+    assert_eq!(
+        r.one("Gateway")["spec"]["servers"],
+        json!([{"port": {"number": 80, "name": "http-default", "protocol": "HTTP"},
+                "hosts": ["loadtester.example.invalid"]}])
+    );
+
+    // Flagger's fatal and panic are tracing's error.
+    for level in ["fatal", "panic"] {
+        let r = helm.template(
+            "lt",
+            "veer-loadtester",
+            "test",
+            &["-f", values, "--set", &format!("logLevel={level}")],
+        );
+        assert_eq!(loadtester_args(&r).log_level, "error", "{level}");
+    }
+}
+
+#[test]
+#[ignore = "needs the local control plane (make test)"]
+fn loadtester_security_contexts_in_either_shape() {
+    let helm = Helm::new();
+    let pod_and_container = |args: &[&str]| {
+        let r = helm.template("lt", "veer-loadtester", "test", args);
+        let pod = r.one("Deployment")["spec"]["template"]["spec"]["securityContext"].clone();
+        (pod, container(&r)["securityContext"].clone())
+    };
+    // This chart's earlier shape: fields directly under the key, over the defaults.
+    let (pod, c) =
+        pod_and_container(&["--set", "podSecurityContext.runAsUser=1000,securityContext.runAsUser=1000"]);
+    assert_eq!(
+        pod,
+        json!({"fsGroup": 65532, "runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}})
+    );
+    assert_eq!((&c["runAsUser"], &c["readOnlyRootFilesystem"]), (&json!(1000), &json!(true)));
+    // Flagger's shape: enabled and context.
+    let (pod, c) = pod_and_container(&[
+        "--set",
+        "podSecurityContext.context.fsGroup=2000,securityContext.context.runAsGroup=3",
+    ]);
+    assert_eq!(pod["fsGroup"], 2000);
+    assert_eq!(c["runAsGroup"], 3);
+    // Both: the direct field wins over context.
+    let (pod, _) = pod_and_container(&[
+        "--set",
+        "podSecurityContext.context.runAsUser=1,podSecurityContext.runAsUser=2",
+    ]);
+    assert_eq!(pod["runAsUser"], 2);
+    // Switched off one at a time.
+    let (pod, c) = pod_and_container(&["--set", "podSecurityContext.enabled=false"]);
+    assert_eq!(pod, Value::Null);
+    assert_eq!(c["runAsNonRoot"], true);
+    let (pod, c) = pod_and_container(&["--set", "securityContext.enabled=false"]);
+    assert_eq!(c, Value::Null);
+    assert_eq!(pod["runAsNonRoot"], true);
 }
 
 // --- on the local control plane ------------------------------------------------------------------
@@ -977,6 +1355,100 @@ async fn loadtester_gate_store_works_with_exactly_the_charts_role() {
         let cluster_roles: Api<ClusterRole> = Api::all(client.clone());
         let tokenreview = format!("flagger-loadtester-{ns}-tokenreview");
         assert!(cluster_roles.get_opt(&tokenreview).await.unwrap().is_none(), "the ClusterRole goes with the release");
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn flaggers_loadtester_values_install_on_the_control_plane() {
+    let client = common::client().await;
+    let helm = Helm::new();
+    let chart_dir = chart("veer-loadtester");
+    let chart_dir = chart_dir.to_str().unwrap();
+    let verbatim = data_file("flagger-loadtester-values.yaml");
+    let all = data_file("flagger-loadtester-values-all.yaml");
+    common::with_namespace(&client, "helm-lt-flagger", async |ns| {
+        let ns = ns.name.as_str();
+        let wait: &[&str] = &["--wait", "--timeout", "120s"];
+
+        // Flagger's values.yaml as it is.
+        let t = Instant::now();
+        helm.ok(&[
+            &["install", "flagger-loadtester", chart_dir, "-n", ns, "-f", verbatim.to_str().unwrap()],
+            wait,
+        ]
+        .concat());
+        println!("helm install --wait with Flagger's values.yaml: {:?}", t.elapsed());
+        let (_, replicas, ready) = deployment_args(&client, ns, "flagger-loadtester").await.unwrap();
+        assert_eq!((replicas, ready), (1, 1));
+        // Its `rbac.create: false` leaves the gate store's access in place, and grants nothing more.
+        let sa = (ns, "flagger-loadtester");
+        assert!(can(&client, sa, "get", "", "configmaps", ns, "flagger-loadtester-gates").await);
+        assert!(can(&client, sa, "create", "", "configmaps", ns, "").await);
+        assert!(!can(&client, sa, "list", "", "pods", ns, "").await);
+        helm.ok(&[&["uninstall", "flagger-loadtester", "-n", ns], wait].concat());
+
+        // Every key switched on. The PriorityClass and the ServiceAccount it names exist first.
+        let priority_classes: Api<PriorityClass> = Api::all(client.clone());
+        let class: PriorityClass =
+            serde_json::from_value(json!({"metadata": {"name": "veer-e2e-loadtester"}, "value": 1000}))
+                .unwrap();
+        match priority_classes.create(&PostParams::default(), &class).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("create the PriorityClass: {e}"),
+        }
+        let account: ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": "loadtester-runner"}})).unwrap();
+        Api::<ServiceAccount>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &account)
+            .await
+            .expect("create the ServiceAccount");
+        let t = Instant::now();
+        helm.ok(&[&["install", "lt", chart_dir, "-n", ns, "-f", all.to_str().unwrap()], wait].concat());
+        println!("helm install --wait with every Flagger key on: {:?}", t.elapsed());
+        let (_, replicas, ready) = deployment_args(&client, ns, "flagger-loadtester").await.unwrap();
+        assert_eq!((replicas, ready), (2, 2));
+
+        // The API server resolved the PriorityClass (admission sets the priority from it).
+        let pods = Api::<Pod>::namespaced(client.clone(), ns)
+            .list(&ListParams::default().labels("app.kubernetes.io/instance=lt"))
+            .await
+            .unwrap();
+        assert_eq!(pods.items.len(), 2);
+        for pod in &pods.items {
+            let spec = pod.spec.as_ref().unwrap();
+            assert_eq!(spec.priority_class_name.as_deref(), Some("veer-e2e-loadtester"));
+            assert_eq!(spec.priority, Some(1000));
+            assert_eq!(spec.service_account_name.as_deref(), Some("loadtester-runner"));
+            // (then the API server's token volume)
+            let volumes: Vec<&str> = spec.volumes.iter().flatten().map(|v| v.name.as_str()).collect();
+            assert_eq!(volumes[..2], ["tmp", "scripts"]);
+            assert_eq!(spec.image_pull_secrets.as_ref().unwrap()[0].name, "regcred");
+        }
+        // The Istio objects were accepted by the CRDs.
+        for kind in ["Gateway", "VirtualService"] {
+            let gvk = GroupVersionKind::gvk("networking.istio.io", "v1beta1", kind);
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk));
+            assert!(api.get_opt("flagger-loadtester").await.unwrap().is_some(), "{kind}");
+        }
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+        assert!(pdbs.get_opt("flagger-loadtester").await.unwrap().is_some());
+        // rbac.scope cluster: the rules hold in every namespace, for the existing account.
+        let runner = (ns, "loadtester-runner");
+        assert!(can(&client, runner, "list", "", "pods", "default", "").await);
+        assert!(!can(&client, runner, "delete", "", "pods", "default", "x").await);
+        assert!(can(&client, runner, "update", "", "configmaps", ns, "flagger-loadtester-gates").await);
+
+        helm.ok(&[&["uninstall", "lt", "-n", ns], wait].concat());
+        let cluster_roles: Api<ClusterRole> = Api::all(client.clone());
+        assert!(cluster_roles.get_opt(&format!("flagger-loadtester-{ns}")).await.unwrap().is_none());
+        priority_classes
+            .delete("veer-e2e-loadtester", &Default::default())
+            .await
+            .expect("delete the PriorityClass");
     })
     .await;
 }
