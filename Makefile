@@ -14,7 +14,7 @@ SHELL := bash
 # the tests that need Flux (each in a module named `flux`, so `--skip flux::` selects them).
 export VEER_E2E_FLUX ?= 1
 
-.PHONY: lint test up down demo
+.PHONY: lint test up down demo image charts publish
 
 test:
 	@# down.sh runs on every exit; with failed=1 it prints the component log tails. The exit status is
@@ -46,3 +46,18 @@ up:
 
 down:
 	e2e/down.sh
+
+# Veer's image without a container engine: a release build of the static binaries and an OCI image
+# layout in target/oci/veer (packaging/image.sh; reproducible, see docs/install.md).
+image:
+	packaging/image.sh
+
+# Both Helm charts as archives in target/charts (packaging/charts.sh); IMAGE_REPOSITORY=REPO makes them
+# deploy that image by default.
+charts:
+	packaging/charts.sh $(if $(IMAGE_REPOSITORY),--image-repository "$(IMAGE_REPOSITORY)")
+
+# The image and both charts to a registry: make publish REGISTRY=registry.example.com/team
+# (PLAIN_HTTP=1 for a registry without TLS). Run `crane auth login` and `helm registry login` first.
+publish: image
+	packaging/publish.sh --registry "$(REGISTRY)" $(if $(filter 1,$(PLAIN_HTTP)),--plain-http)

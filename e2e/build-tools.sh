@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds (or finds in the cache) every tool the local control plane needs. Idempotent: each tool has its
 # own cache directory keyed by its inputs, completed by a `.complete` stamp; a warm run builds nothing.
-# Usage: e2e/build-tools.sh [k8s|etcd|kwok|helm|prometheus|crds|flagger|flux-source|flux-helm ...]
-# (default: all; the two Flux controllers only when VEER_E2E_FLUX=1)
+# Usage: e2e/build-tools.sh [k8s|etcd|kwok|helm|prometheus|crds|flagger|flux-source|flux-helm|registry|crane ...]
+# (default: all but registry and crane, which tests/e2e_artifacts.rs and packaging/ build when they need
+# them; the two Flux controllers only when VEER_E2E_FLUX=1)
 set -euo pipefail
 # shellcheck source=e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -119,6 +120,19 @@ build_flagger() {
 	GOBIN=$1 go install -trimpath -ldflags "-s -w" "github.com/fluxcd/flagger/cmd/flagger@$FLAGGER_VERSION"
 }
 
+# An OCI registry (distribution, the reference implementation) for the tests that push Veer's image and
+# charts (tests/e2e_artifacts.rs); it runs on 127.0.0.1 with storage in a temporary directory.
+build_registry() {
+	GOBIN=$1 go install -trimpath \
+		-ldflags "-s -w -X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION" \
+		"github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
+}
+
+# crane (go-containerregistry) pushes an OCI image layout directory to a registry (packaging/publish.sh).
+build_crane() {
+	GOBIN=$1 go install -trimpath -ldflags "-s -w" "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+}
+
 # Flux's controllers: their go.mod files in tools/flux-* are what gets built; versions.env names the same
 # versions (for the CRDs and the cache key), and a mismatch would build one version with another's CRDs.
 check_flux_version() {
@@ -161,6 +175,8 @@ for t in "${tools[@]}"; do
 	flagger) build_once "$(flagger_bin)" build_flagger ;;
 	flux-source) build_once "$(flux_source_bin)" build_flux_source ;;
 	flux-helm) build_once "$(flux_helm_bin)" build_flux_helm ;;
+	registry) build_once "$(registry_bin)" build_registry ;;
+	crane) build_once "$(crane_bin)" build_crane ;;
 	*) die "unknown tool $t" ;;
 	esac
 done

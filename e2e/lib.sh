@@ -69,6 +69,8 @@ helm_bin() { echo "$E2E_CACHE/helm-$(key helm "$HELM_VERSION" "$K8S_VERSION" "$R
 prom_dir() { echo "$E2E_CACHE/prometheus-$(key prometheus "$PROMETHEUS_DEB_VERSION" "$RECIPE_REV")"; }
 crds_dir() { echo "$E2E_CACHE/crds-$(key crds "$ISTIO_API_VERSION" "$GATEWAY_API_VERSION" "$RECIPE_REV")"; }
 flagger_bin() { echo "$E2E_CACHE/flagger-$(key flagger "$FLAGGER_VERSION" "$RECIPE_REV")"; }
+registry_bin() { echo "$E2E_CACHE/registry-$(key registry "$REGISTRY_VERSION" "$RECIPE_REV")"; }
+crane_bin() { echo "$E2E_CACHE/crane-$(key crane "$CRANE_VERSION" "$RECIPE_REV")"; }
 flux_source_bin() {
 	echo "$E2E_CACHE/flux-source-$(key flux-source "$FLUX_SOURCE_VERSION" "$RECIPE_REV" -- \
 		"$E2E_DIR"/tools/flux-source/go.mod "$E2E_DIR"/tools/flux-source/go.sum)"

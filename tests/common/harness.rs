@@ -202,6 +202,20 @@ impl Process {
         Process::spawn(env!("CARGO_BIN_EXE_veer"), name, args, port)
     }
 
+    /// Starts a prepared `command` (any program: a tool the test needs, a binary unpacked from the
+    /// image, `chroot`), its output going to the log file like the others'; `port` is the port the
+    /// caller gave it, if any.
+    pub fn command(name: &str, mut command: Command, port: u16) -> Process {
+        let log = std::env::temp_dir().join(format!("{name}.log"));
+        let out = fs::File::create(&log).expect("a log file");
+        let child = command
+            .stdout(Stdio::from(out.try_clone().expect("log handle")))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
+        Process { child: Some(child), log, port, name: name.into() }
+    }
+
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
