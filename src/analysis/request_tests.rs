@@ -10,7 +10,7 @@ use super::{
     tests::{INTERVAL, World, analysis, hook, revision},
     *,
 };
-use crate::api::{CanaryAnalysis, Phase};
+use crate::api::{CanaryAnalysis, CanaryWebhook, Phase};
 
 impl World {
     fn annotate(&mut self, key: &str, value: &str) {
@@ -40,6 +40,19 @@ impl World {
         w.tick();
         w.step();
         assert_eq!(w.routes, Routes::canary(10));
+        w.take_log();
+        w
+    }
+
+    /// Revision 2 held in `Waiting` by a confirm-rollout gate that refuses it, then `hooks`.
+    fn waiting(hooks: Vec<CanaryWebhook>) -> World {
+        let mut a = analysis();
+        a.webhooks = Some([vec![hook("gate", "confirm-rollout")], hooks].concat());
+        let mut w = World::initialized(a);
+        w.hook_answers.insert("gate".into(), HookResult::Failed("Forbidden".into()));
+        w.deploy("2");
+        w.tick();
+        assert_eq!(w.phase(), Phase::Waiting);
         w.take_log();
         w
     }
@@ -112,14 +125,7 @@ fn promote_skips_the_gates() {
 
 #[test]
 fn promote_while_waiting_for_rollout_approval_starts_the_run_then_promotes() {
-    let mut a = analysis();
-    a.webhooks = Some(vec![hook("gate", "confirm-rollout"), hook("smoke", "pre-rollout")]);
-    let mut w = World::initialized(a);
-    w.hook_answers.insert("gate".into(), HookResult::Failed("Forbidden".into()));
-    w.deploy("2");
-    w.tick();
-    assert_eq!(w.phase(), Phase::Waiting);
-    w.take_log();
+    let mut w = World::waiting(vec![hook("smoke", "pre-rollout")]);
     w.request("promote");
     w.tick();
     assert_eq!(w.phase(), Phase::Progressing);
@@ -199,12 +205,7 @@ fn abort_rolls_back_now_and_the_revision_does_not_start_again() {
 
 #[test]
 fn abort_while_waiting_for_approval_fails_that_revision() {
-    let mut a = analysis();
-    a.webhooks = Some(vec![hook("gate", "confirm-rollout")]);
-    let mut w = World::initialized(a);
-    w.hook_answers.insert("gate".into(), HookResult::Failed("Forbidden".into()));
-    w.deploy("2");
-    w.tick();
+    let mut w = World::waiting(vec![]);
     w.request("abort");
     w.tick();
     assert_eq!(w.phase(), Phase::Failed);
