@@ -202,6 +202,16 @@ impl Process {
         Process::spawn(env!("CARGO_BIN_EXE_veer"), name, args, port)
     }
 
+    /// [`veer`](Self::veer) with extra environment variables (`KUBECONFIG`, say).
+    pub fn veer_with_env(
+        name: &str,
+        args: &[String],
+        port: u16,
+        vars: &[(&str, &std::ffi::OsStr)],
+    ) -> Process {
+        Process::spawn_with(env!("CARGO_BIN_EXE_veer"), name, args, port, vars)
+    }
+
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

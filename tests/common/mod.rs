@@ -10,6 +10,7 @@
 pub mod corpus;
 pub mod helm;
 pub mod proxy;
+pub mod webdriver;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
