@@ -22,6 +22,8 @@ test:
 	failed=1
 	trap 'VEER_E2E_FAILED=$$failed e2e/down.sh' EXIT
 	trap 'exit 130' INT TERM
+	# Debian's Chromium and chromedriver, for the dashboard's browser test (nothing when installed).
+	e2e/install-chromium.sh
 	e2e/up.sh
 	. e2e/.run/env
 	skip=""

@@ -32,6 +32,8 @@ enum Command {
     Pause(veer::actions::CanaryRef),
     /// Let a paused Canary go on.
     Resume(veer::actions::CanaryRef),
+    /// Serve a web dashboard on this machine: every Canary, its run, and buttons for the requests above.
+    Dashboard(veer::dashboard::DashboardArgs),
     /// Print the CustomResourceDefinitions (Canary, MetricTemplate, AlertProvider) as YAML.
     Crds,
     /// Print a shell completion script: `source <(veer completion bash)`.
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         }
         Command::Pause(c) => block_on("pause", veer::actions::run(c, Operation::Pause, Duration::ZERO)),
         Command::Resume(c) => block_on("resume", veer::actions::run(c, Operation::Resume, Duration::ZERO)),
+        Command::Dashboard(args) => block_on("dashboard", veer::dashboard::run(args)),
         Command::Crds => {
             print!("{}", veer::api::schema::crds_yaml());
             ExitCode::SUCCESS
@@ -113,6 +116,7 @@ mod tests {
                 "retry",
                 "pause",
                 "resume",
+                "dashboard",
                 "image",
             ] {
                 assert!(script.contains(word), "{shell}: {word} missing");

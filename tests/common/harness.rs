@@ -106,16 +106,9 @@ impl Process {
         port: u16,
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Process {
-        let log = std::env::temp_dir().join(format!("{name}.log"));
-        let out = fs::File::create(&log).expect("a log file");
-        let child = Command::new(binary)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::from(out.try_clone().expect("log handle")))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-        Process { child: Some(child), log, port, name: name.into() }
+        let mut command = Command::new(binary);
+        command.args(args).envs(env.iter().copied());
+        Process::command(name, command, port)
     }
 
     /// Starts `veer controller` for one namespace, with a 1 s minimum interval and the local
@@ -214,6 +207,16 @@ impl Process {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
         Process { child: Some(child), log, port, name: name.into() }
+    }
+
+    /// [`veer`](Self::veer) with extra environment variables (`KUBECONFIG`, say).
+    pub fn veer_with_env(
+        name: &str,
+        args: &[String],
+        port: u16,
+        vars: &[(&str, &std::ffi::OsStr)],
+    ) -> Process {
+        Process::spawn_with(env!("CARGO_BIN_EXE_veer"), name, args, port, vars)
     }
 
     /// The process id while it runs.

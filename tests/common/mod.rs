@@ -11,6 +11,7 @@ pub mod corpus;
 pub mod helm;
 pub mod prometheus;
 pub mod proxy;
+pub mod webdriver;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
