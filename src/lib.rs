@@ -26,6 +26,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod controller;
+pub mod convert;
 pub mod duration;
 pub mod failpoint;
 #[cfg(test)]

@@ -23,6 +23,9 @@ enum Command {
     Wait(veer::wait::WaitArgs),
     /// Print the CustomResourceDefinitions (Canary, MetricTemplate, AlertProvider) as YAML.
     Crds,
+    /// Convert Argo Rollouts objects to a Deployment, a Canary and MetricTemplates, with a report
+    /// of what does not map (exit status 2 when something did not).
+    Convert(veer::convert::ConvertArgs),
     /// Print a shell completion script: `source <(veer completion bash)`.
     Completion {
         /// The shell.
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         }
         Command::Status(args) => block_on("status", veer::inspect::run(args)),
         Command::Wait(args) => block_on("wait", veer::wait::run(args)),
+        Command::Convert(args) => veer::convert::run(args),
         Command::Crds => {
             print!("{}", veer::api::schema::crds_yaml());
             ExitCode::SUCCESS
