@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::Value;
 
-pub use cli::{ConvertArgs, ReportFormat, run};
+pub use cli::{ConvertArgs, ReportFormat, json_report, run, text_report};
 pub use report::{Entry, Level, Reason, SourceRef};
 
 use crate::api::{Canary, MetricTemplate};

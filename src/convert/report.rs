@@ -123,6 +123,15 @@ impl ServiceRole {
     }
 }
 
+/// Which of the Services Veer generates (`<svc>`, `<svc>-primary`, `<svc>-canary`) an Argo
+/// Service becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeneratedService {
+    Apex,
+    Primary,
+    Canary,
+}
+
 /// The Flagger webhook an indefinite pause (or a manual promotion) becomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Gate {
@@ -483,7 +492,7 @@ pub enum Reason {
 
     // ---- Services and routing
     /// An Argo Service whose name Veer's apex Service takes over.
-    ServiceAdopted { service: String, role: ServiceRole },
+    ServiceAdopted { service: String, role: ServiceRole, generated: GeneratedService },
     /// An Argo Service Veer replaces by one it generates.
     ServiceReplaced { service: String, role: ServiceRole, replacement: String },
     /// No port in the Services or the pod template.
@@ -498,6 +507,8 @@ pub enum Reason {
     SeveralTrafficRouters { used: String, others: Vec<String> },
     /// A routing object Argo managed that Veer replaces by one it generates.
     RoutingObjectReplaced { kind: String, name: String, replacement: String },
+    /// A routing object Argo managed that has the name of one Veer generates: Veer takes it over.
+    RoutingObjectAdopted { kind: String, name: String },
     /// A VirtualService named by the Rollout that is not in the input.
     VirtualServiceNotInInput { name: String },
     /// Several VirtualServices: their hosts and gateways are merged into one.
@@ -630,6 +641,7 @@ impl Reason {
             | ServiceAdopted { .. }
             | ServiceReplaced { .. }
             | RoutingObjectReplaced { .. }
+            | RoutingObjectAdopted { .. }
             | SmiVersion { .. }
             | IntervalChosen { .. }
             | PauseGate { .. }
@@ -725,6 +737,7 @@ impl Reason {
             TrafficRouterUnsupported { .. } => "traffic-router-unsupported",
             SeveralTrafficRouters { .. } => "several-traffic-routers",
             RoutingObjectReplaced { .. } => "routing-object-replaced",
+            RoutingObjectAdopted { .. } => "routing-object-adopted",
             VirtualServiceNotInInput { .. } => "virtual-service-not-in-input",
             SeveralVirtualServices { .. } => "several-virtual-services",
             OtherRoutesDropped { .. } => "other-routes-dropped",
@@ -820,10 +833,17 @@ impl Reason {
             AutoscalerVersion { hpa, api_version } => format!(
                 "the HorizontalPodAutoscaler {hpa} is {api_version}; Veer copies autoscaling/v2 autoscalers only, so it is not the Canary's autoscalerRef"
             ),
-            ServiceAdopted { service, role } => format!(
-                "the {} {service} is the Service clients call: the Canary's service.name, so Veer keeps the name and takes the Service over (selector <label>-primary, the Canary's port); it is left out of the output",
-                role.field()
-            ),
+            ServiceAdopted { service, role, generated } => match generated {
+                GeneratedService::Apex => format!(
+                    "the {} {service} is the Service clients call: the Canary's service.name, so Veer keeps the name and takes the Service over (its selector and port); it is left out of the output",
+                    role.field()
+                ),
+                GeneratedService::Primary | GeneratedService::Canary => format!(
+                    "the {} {service} has the name of the {} Service Veer generates: Veer takes it over (its selector and port); it is left out of the output",
+                    role.field(),
+                    if *generated == GeneratedService::Primary { "primary" } else { "canary" }
+                ),
+            },
             ServiceReplaced { service, role, replacement } => format!(
                 "the {} {service} has no place in Flagger's model: Veer generates {replacement} for that role; it is left out of the output",
                 role.field()
@@ -844,6 +864,9 @@ impl Reason {
             SeveralTrafficRouters { used, others } => {
                 format!("several traffic routers; the Canary uses {used} and not {}", list(others))
             }
+            RoutingObjectAdopted { kind, name } => format!(
+                "Argo steered traffic with the {kind} {name}, which has the name of the one Veer generates: Veer takes it over and rewrites its spec"
+            ),
             RoutingObjectReplaced { kind, name, replacement } => format!(
                 "Argo steered traffic with the {kind} {name}; Veer generates {replacement} instead, and the two would route the same hosts"
             ),
@@ -908,7 +931,7 @@ impl Reason {
                 match gate {
                     Gate::ConfirmRollout => "the indefinite pause before the first weight",
                     Gate::ConfirmTrafficIncrease => "the indefinite pause",
-                    Gate::ConfirmPromotion => "waiting for a manual promotion",
+                    Gate::ConfirmPromotion => "the wait for a manual promotion (kubectl argo rollouts promote)",
                 },
                 gate.webhook_type()
             ),
@@ -1034,7 +1057,7 @@ impl Reason {
             AutoscalerRetargeted { .. } => String::new(),
             AutoscalerVersion { .. } => "Rewrite it as autoscaling/v2 and set the Canary's autoscalerRef".into(),
             ServiceAdopted { service, .. } => format!(
-                "Remove the Service {service} from your manifests (Veer owns it now). After deleting the Rollout, remove the selector key Argo added, or the Service selects no pod: kubectl patch service {service} --type json -p '[{{\"op\":\"remove\",\"path\":\"/spec/selector/rollouts-pod-template-hash\"}}]'"
+                "Remove the Service {service} from your manifests, but do not delete it from the cluster: Veer owns it now (its whole selector, Argo's rollouts-pod-template-hash included, is replaced)"
             ),
             ServiceReplaced { service, .. } => format!(
                 "Delete the Service {service} once the Rollout is gone, and remove it from your manifests"
@@ -1044,6 +1067,9 @@ impl Reason {
             NoTrafficRouting => "Set spec.provider to your mesh or ingress (istio, nginx, linkerd, gatewayapi:v1, ...); with provider kubernetes the Canary becomes Blue/Green".into(),
             TrafficRouterUnsupported { .. } => "Route through a provider Veer drives (istio, nginx, linkerd, smi, gatewayapi:v1, kubernetes) and set spec.provider".into(),
             SeveralTrafficRouters { .. } => "Write a Canary per router if you need each of them".into(),
+            RoutingObjectAdopted { kind, name } => format!(
+                "Remove the {kind} {name} from your manifests, but do not delete it from the cluster: Veer owns it now"
+            ),
             RoutingObjectReplaced { kind, name, .. } => format!(
                 "Delete the {kind} {name} once the Canary is initialized, and remove it from your manifests"
             ),

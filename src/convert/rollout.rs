@@ -19,7 +19,7 @@ use super::{
     Ctx, Doc, DocKind, Object,
     analysis::{self, ArgoService, Use},
     json::{array_at, at, dropped_paths, flagger_duration, int, is_empty, str_at},
-    report::{Entry, Feature, Gate, IntervalSource, Reason, ServiceRole},
+    report::{Entry, Feature, Gate, GeneratedService, IntervalSource, Reason, ServiceRole},
 };
 use crate::{
     api::{
@@ -398,7 +398,24 @@ impl<'a> Conv<'a> {
         }
     }
 
-    /// Reports an Argo Service Veer adopts (`replacement` None) or replaces, and leaves it out.
+    /// Reports a routing object Argo managed that Veer replaces by the `generated` ones, or adopts
+    /// when it has the name of one of them.
+    fn routing_object(&mut self, path: &str, kind: &str, name: &str, generated: &[String]) {
+        let reason = if generated.iter().any(|g| g == name) {
+            Reason::RoutingObjectAdopted { kind: kind.into(), name: name.into() }
+        } else {
+            let plural = if generated.len() > 1 { "s" } else { "" };
+            Reason::RoutingObjectReplaced {
+                kind: kind.into(),
+                name: name.into(),
+                replacement: format!("the {kind}{plural} {}", generated.join(" and ")),
+            }
+        };
+        self.report(path, reason);
+    }
+
+    /// Reports an Argo Service Veer adopts (it has the name of one Veer generates) or replaces,
+    /// and leaves it out of the output.
     fn argo_service(
         &mut self,
         path: &str,
@@ -413,8 +430,17 @@ impl<'a> Conv<'a> {
             ServiceRole::Stable if name != apex => format!("{apex}-primary"),
             _ => format!("{apex}-primary and {apex}-canary (the Service {apex} routes to them)"),
         };
-        if name == apex {
-            self.report(path, Reason::ServiceAdopted { service: name.into(), role });
+        let generated = if name == apex {
+            Some(GeneratedService::Apex)
+        } else if name == format!("{apex}-primary") {
+            Some(GeneratedService::Primary)
+        } else if name == format!("{apex}-canary") {
+            Some(GeneratedService::Canary)
+        } else {
+            None
+        };
+        if let Some(generated) = generated {
+            self.report(path, Reason::ServiceAdopted { service: name.into(), role, generated });
         } else {
             let reason =
                 Reason::ServiceReplaced { service: name.into(), role, replacement: replacement.clone() };
@@ -541,12 +567,8 @@ impl<'a> Conv<'a> {
                 self.report(format!("{tr_path}.smi"), Reason::SmiVersion { provider: p });
                 let split = str_at(tr, &["smi", "trafficSplitName"]).unwrap_or(&self.doc.name).to_string();
                 self.consume(DocKind::TrafficSplit, &split);
-                let reason = Reason::RoutingObjectReplaced {
-                    kind: "TrafficSplit".into(),
-                    name: split,
-                    replacement: format!("the TrafficSplit {apex}"),
-                };
-                self.report(format!("{tr_path}.smi"), reason);
+                let path = format!("{tr_path}.smi");
+                self.routing_object(&path, "TrafficSplit", &split, std::slice::from_ref(&apex));
             }
             _ => {}
         }
@@ -673,12 +695,7 @@ impl<'a> Conv<'a> {
                 self.report(&path, Reason::VirtualServiceNotInInput { name: name.clone() });
             }
             first = false;
-            let reason = Reason::RoutingObjectReplaced {
-                kind: "VirtualService".into(),
-                name: name.clone(),
-                replacement: format!("the VirtualService {apex}"),
-            };
-            self.report(&path, reason);
+            self.routing_object(&path, "VirtualService", name, &[apex.to_string()]);
             if !is_empty(at(argo, &["tlsRoutes"])) {
                 self.report(format!("{path}.tlsRoutes"), Reason::NoEquivalent(Feature::IstioTlsRoutes));
             }
@@ -702,12 +719,12 @@ impl<'a> Conv<'a> {
                         self.report(&path, Reason::NoEquivalent(Feature::SubsetTrafficPolicy));
                     }
                 }
-                let reason = Reason::RoutingObjectReplaced {
-                    kind: "DestinationRule".into(),
-                    name: name.into(),
-                    replacement: format!("the DestinationRules {apex}-primary and {apex}-canary"),
-                };
-                self.report(&path, reason);
+                self.routing_object(
+                    &path,
+                    "DestinationRule",
+                    name,
+                    &[format!("{apex}-primary"), format!("{apex}-canary")],
+                );
             }
             if !is_empty(at(dr, &["additionalSubsetNames"])) {
                 self.report(
@@ -821,12 +838,8 @@ impl<'a> Conv<'a> {
                 self.report(&path, Reason::IngressBackend { ingress: used.clone(), service: apex.into() });
             }
         }
-        let reason = Reason::RoutingObjectReplaced {
-            kind: "Ingress".into(),
-            name: format!("{}-{used}-canary", self.doc.name),
-            replacement: format!("the Ingress {used}-canary"),
-        };
-        self.report(&path, reason);
+        let argo_canary = format!("{}-{used}-canary", self.doc.name);
+        self.routing_object(&path, "Ingress", &argo_canary, &[format!("{used}-canary")]);
         Some(IngressReference {
             api_version: "networking.k8s.io/v1".into(),
             kind: "Ingress".into(),

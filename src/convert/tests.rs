@@ -847,3 +847,14 @@ proptest! {
         prop_assert_eq!(kept_from_steps + left_out, written);
     }
 }
+
+#[test]
+fn a_routing_object_named_like_veers_own_is_taken_over_not_deleted() {
+    let r = rollout(
+        "    canary:\n      stableService: podinfo\n      trafficRouting: {istio: {virtualService: {name: podinfo}}}\n      steps: [{setWeight: 20}]\n",
+    );
+    let c = run(&[&r]);
+    let e = c.report.iter().find(|e| e.reason.code() == "routing-object-adopted").expect("adopted");
+    assert!(e.reason.hint().contains("do not delete it"), "{}", e.reason.hint());
+    assert!(!has(&c, "routing-object-replaced"));
+}
