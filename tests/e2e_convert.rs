@@ -173,11 +173,31 @@ async fn a_converted_istio_canary_initializes_with_the_argo_hosts() {
     common::with_namespace(&client, "convert-istio", async |ns| {
         let ns = &ns.name;
         let c = convert_with(fixture("docs-background-analysis.yaml"), &Options::default());
+        // The stable Service as Argo Rollouts left it: its selector has the stable ReplicaSet's
+        // hash, written by another field manager than Veer's.
+        let services: Api<Service> = Api::namespaced(client.clone(), ns);
+        let argo_service: Service = serde_json::from_value(json!({
+            "metadata": {"name": "guestbook-svc"},
+            "spec": {
+                "selector": {"app": "guestbook", "rollouts-pod-template-hash": "5b6f5f8c7d"},
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}]
+            }
+        }))
+        .unwrap();
+        services.create(&Default::default(), &argo_service).await.unwrap();
         let _controller = Process::controller(ns, &[]);
         for o in &c.objects {
             apply(&client, ns, o.to_value(), false).await.unwrap();
         }
         wait_phase(&client, ns, "guestbook", Phase::Initialized, BOOT).await;
+        // Veer took the Service over: the selector (an atomic map) is Veer's alone, Argo's hash is
+        // gone, and clients of guestbook-svc reach the primary.
+        let selector =
+            services.get("guestbook-svc").await.unwrap().spec.and_then(|s| s.selector).unwrap_or_default();
+        assert_eq!(
+            selector.into_iter().collect::<Vec<_>>(),
+            [("app".to_string(), "guestbook-primary".to_string())]
+        );
         let api: Api<DynamicObject> = Api::namespaced_with(
             client.clone(),
             ns,
@@ -196,6 +216,100 @@ async fn a_converted_istio_canary_initializes_with_the_argo_hosts() {
         // The MetricTemplate is where the Canary looks for it.
         let mt: Api<veer::api::MetricTemplate> = Api::namespaced(client.clone(), ns);
         assert!(mt.get("success-rate").await.is_ok());
+    })
+    .await;
+}
+
+/// The switch-over of `docs/migrate-from-argo-rollouts.md` on a namespace as Argo Rollouts leaves
+/// it after `kubectl delete rollout --cascade=orphan`: the stable ReplicaSet (orphaned) still runs
+/// the pods, the Services select them by Argo's hash. With the ReplicaSet's selector label removed
+/// (the guide's step), the converted Deployment does not adopt (and scale down) those pods, and the
+/// Service Veer takes over sends traffic to the primary only once the primary has ready pods.
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn the_switch_over_keeps_the_argo_pods_until_the_primary_serves() {
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    let client = common::client().await;
+    common::with_namespace(&client, "convert-switch", async |ns| {
+        let ns = &ns.name;
+        let hash = "5b6f5f8c7d";
+        let argo = format!(
+            r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: guestbook-{hash}
+  labels: {{app: guestbook, rollouts-pod-template-hash: "{hash}"}}
+spec:
+  replicas: 4
+  selector: {{matchLabels: {{app: guestbook, rollouts-pod-template-hash: "{hash}"}}}}
+  template:
+    metadata: {{labels: {{app: guestbook, rollouts-pod-template-hash: "{hash}"}}}}
+    spec: {{containers: [{{name: guestbook, image: "argoproj/rollouts-demo:blue"}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: guestbook-svc}}
+spec:
+  selector: {{app: guestbook, rollouts-pod-template-hash: "{hash}"}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+"#
+        );
+        for doc in serde_saphyr::from_multiple::<Value>(&argo).unwrap() {
+            apply(&client, ns, doc, false).await.unwrap();
+        }
+        let kubectl = |args: &[&str]| {
+            let out = std::process::Command::new(common::env("VEER_E2E_KUBECTL"))
+                .args(["-n", ns])
+                .args(args)
+                .output()
+                .expect("kubectl runs");
+            assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        // The guide's step: the ReplicaSet loses its selector label.
+        kubectl(&["label", "replicaset", "-l", "rollouts-pod-template-hash", "app-"]);
+
+        let _controller = Process::controller(ns, &[]);
+        let c = convert_with(fixture("docs-background-analysis.yaml"), &Options::default());
+        for o in &c.objects {
+            apply(&client, ns, o.to_value(), false).await.unwrap();
+        }
+        // Follow the Service's selector and the primary's readiness until the Canary is ready.
+        let services: Api<Service> = Api::namespaced(client.clone(), ns);
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+        let canaries: Api<Canary> = Api::namespaced(client.clone(), ns);
+        let mut samples = Vec::new();
+        let deadline = std::time::Instant::now() + BOOT;
+        loop {
+            let selector = services.get("guestbook-svc").await.unwrap().spec.and_then(|s| s.selector);
+            let app = selector.and_then(|s| s.get("app").cloned()).unwrap_or_default();
+            let ready = deployments
+                .get_opt("guestbook-primary")
+                .await
+                .unwrap()
+                .and_then(|d| d.status)
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            samples.push((app.clone(), ready));
+            let phase = canaries.get("guestbook").await.unwrap().status.map(|s| s.phase);
+            if phase == Some(Phase::Initialized) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "not Initialized: {samples:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        samples.dedup();
+        println!("(Service app selector, ready primary pods): {samples:?}");
+        assert!(
+            samples.iter().all(|(app, ready)| app != "guestbook-primary" || *ready > 0),
+            "the Service pointed at the primary before it had a ready pod: {samples:?}"
+        );
+        let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+        let old = rs.get(&format!("guestbook-{hash}")).await.unwrap();
+        assert_eq!(old.metadata.owner_references, None, "not adopted by the Deployment");
+        assert_eq!(old.spec.unwrap().replicas, Some(4), "the Argo pods kept running");
+        // The guide's last step.
+        kubectl(&["delete", "replicaset", "-l", "rollouts-pod-template-hash"]);
     })
     .await;
 }
