@@ -27,6 +27,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod controller;
+pub mod convert;
 pub mod dashboard;
 pub mod duration;
 pub mod failpoint;

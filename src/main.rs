@@ -36,6 +36,9 @@ enum Command {
     Dashboard(veer::dashboard::DashboardArgs),
     /// Print the CustomResourceDefinitions (Canary, MetricTemplate, AlertProvider) as YAML.
     Crds,
+    /// Convert Argo Rollouts objects to a Deployment, a Canary and MetricTemplates, with a report
+    /// of what does not map (exit status 2 when something did not).
+    Convert(veer::convert::ConvertArgs),
     /// Print a shell completion script: `source <(veer completion bash)`.
     Completion {
         /// The shell.
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::Pause(c) => block_on("pause", veer::actions::run(c, Operation::Pause, Duration::ZERO)),
         Command::Resume(c) => block_on("resume", veer::actions::run(c, Operation::Resume, Duration::ZERO)),
         Command::Dashboard(args) => block_on("dashboard", veer::dashboard::run(args)),
+        Command::Convert(args) => veer::convert::run(args),
         Command::Crds => {
             print!("{}", veer::api::schema::crds_yaml());
             ExitCode::SUCCESS
@@ -117,7 +121,9 @@ mod tests {
                 "pause",
                 "resume",
                 "dashboard",
+                "convert",
                 "image",
+                "all-namespaces",
             ] {
                 assert!(script.contains(word), "{shell}: {word} missing");
             }

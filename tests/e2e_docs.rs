@@ -1,6 +1,7 @@
 //! The user documentation, executed: the ```sh blocks of the pages in [`PAGES`] (the tutorials,
-//! the installation and the operations guides) run in order against the local control plane, and
-//! what the pages claim (promoted, rolled back, adopted, stalled, ...) is checked.
+//! the installation, operations and Argo Rollouts migration guides) run in order against the
+//! local control plane, and what the pages claim (promoted, rolled back, adopted, stalled, ...) is
+//! checked.
 //!
 //! # The convention in the Markdown files
 //!
@@ -80,6 +81,7 @@ const PAGES: &[&str] = &[
     "docs/tutorial-gatewayapi.md",
     "docs/install.md",
     "docs/operations.md",
+    "docs/migrate-from-argo-rollouts.md",
 ];
 
 /// The variables the pages' `env` blocks may export: the test sets them to its own processes.
@@ -741,6 +743,12 @@ async fn tutorial_gatewayapi() {
 #[ignore = "needs the local control plane (make test)"]
 async fn operations_guide() {
     run_page("docs/operations.md", false).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the local control plane (make test)"]
+async fn migration_from_argo_rollouts() {
+    run_page("docs/migrate-from-argo-rollouts.md", false).await;
 }
 
 #[tokio::test]
