@@ -37,7 +37,7 @@ use std::{
 };
 
 use common::harness::{
-    Process, apply_yaml, canary_yaml, chart_identity, free_port, podinfo_yaml, wait_phase,
+    Process, apply_yaml, canary_yaml, chart_identity, controller_args, free_port, podinfo_yaml, wait_phase,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -516,25 +516,7 @@ async fn the_image_is_reproducible_and_runs_the_controller_after_a_round_trip_th
     common::with_namespace(&client, "image", async |ns| {
         let ns = ns.name.as_str();
         let port = free_port();
-        let args: Vec<String> = [
-            "controller",
-            "--namespace",
-            ns,
-            "--min-analysis-interval",
-            "1s",
-            "--log-format",
-            "plain",
-            "--log-level",
-            "info",
-            "--listen-address",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--metrics-server",
-            &common::env("PROMETHEUS_URL"),
-        ]
-        .map(String::from)
-        .to_vec();
+        let args = controller_args(ns, port, &[]);
         let entrypoint = image["Entrypoint"][0].as_str().unwrap();
         let identity: Value = serde_json::from_str(&fs::read_to_string(chart_identity(ns)).unwrap())
             .expect("a JSON kubeconfig");

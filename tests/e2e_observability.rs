@@ -173,40 +173,38 @@ fn identifier(s: &[char], i: usize) -> (String, usize) {
 }
 
 /// Reads `label op "value", ...}` from `i` (after the `{`); returns the index after the `}`.
-fn matchers(s: &[char], mut i: usize, labels: &mut BTreeSet<String>) -> Result<usize, String> {
-    loop {
-        i = skip_space(s, i);
-        if s.get(i) == Some(&'}') {
-            return Ok(i + 1);
-        }
-        let (label, j) = identifier(s, i);
-        if label.is_empty() {
-            return Err(format!("a label name expected at {i}"));
-        }
-        labels.insert(label);
-        i = skip_space(s, j);
+fn matchers(s: &[char], i: usize, labels: &mut BTreeSet<String>) -> Result<usize, String> {
+    labels_until(s, i, '}', labels, |s, i| {
         let op: String = s[i..].iter().take_while(|c| "=!~".contains(**c)).collect();
         if !["=", "!=", "=~", "!~"].contains(&op.as_str()) {
             return Err(format!("a matcher operator expected at {i}"));
         }
-        i = skip_space(s, i + op.len());
+        let i = skip_space(s, i + op.len());
         if !matches!(s.get(i), Some('"' | '\'' | '`')) {
             return Err(format!("a string expected at {i}"));
         }
-        i = skip_space(s, skip_string(s, i)?);
-        match s.get(i) {
-            Some(',') => i += 1,
-            Some('}') => return Ok(i + 1),
-            _ => return Err(format!("`,` or `}}` expected at {i}")),
-        }
-    }
+        Ok(skip_space(s, skip_string(s, i)?))
+    })
 }
 
 /// Reads `label, ...)` from `i` (after the `(`); returns the index after the `)`.
-fn label_list(s: &[char], mut i: usize, labels: &mut BTreeSet<String>) -> Result<usize, String> {
+fn label_list(s: &[char], i: usize, labels: &mut BTreeSet<String>) -> Result<usize, String> {
+    labels_until(s, i, ')', labels, |_, i| Ok(i))
+}
+
+/// Reads a `,`-separated list up to `close` from `i`: each item a label name (kept in `labels`),
+/// then what `rest` reads after it (from the next non-space; it returns where the item ends).
+/// Returns the index after `close`.
+fn labels_until(
+    s: &[char],
+    mut i: usize,
+    close: char,
+    labels: &mut BTreeSet<String>,
+    rest: impl Fn(&[char], usize) -> Result<usize, String>,
+) -> Result<usize, String> {
     loop {
         i = skip_space(s, i);
-        if s.get(i) == Some(&')') {
+        if s.get(i) == Some(&close) {
             return Ok(i + 1);
         }
         let (label, j) = identifier(s, i);
@@ -214,11 +212,11 @@ fn label_list(s: &[char], mut i: usize, labels: &mut BTreeSet<String>) -> Result
             return Err(format!("a label name expected at {i}"));
         }
         labels.insert(label);
-        i = skip_space(s, j);
+        i = skip_space(s, rest(s, skip_space(s, j))?);
         match s.get(i) {
             Some(',') => i += 1,
-            Some(')') => return Ok(i + 1),
-            _ => return Err(format!("`,` or `)` expected at {i}")),
+            Some(c) if *c == close => return Ok(i + 1),
+            _ => return Err(format!("`,` or `{close}` expected at {i}")),
         }
     }
 }

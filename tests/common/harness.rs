@@ -94,6 +94,34 @@ fn chart_identity_of(chart: &str, release: &str, namespace: &str, sets: &[String
     path
 }
 
+/// The arguments of `veer controller` for one namespace on `port`: a 1 s minimum interval, plain
+/// logs (Veer's at debug), and the local Prometheus as metrics server unless `extra` (appended)
+/// names another `--metrics-server`.
+pub fn controller_args(namespace: &str, port: u16, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "controller",
+        "--namespace",
+        namespace,
+        "--min-analysis-interval",
+        "1s",
+        "--log-format",
+        "plain",
+        "--log-level",
+        "info,veer=debug",
+        "--listen-address",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    if !extra.contains(&"--metrics-server") {
+        args.extend(["--metrics-server".to_string(), env("PROMETHEUS_URL")]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 impl Process {
     fn spawn(binary: &str, name: &str, args: &[String], port: u16) -> Process {
         Process::spawn_with(binary, name, args, port, &[])
@@ -126,31 +154,7 @@ impl Process {
         vars: &[(&str, &str)],
     ) -> Process {
         let port = free_port();
-        let metrics_server = if extra.contains(&"--metrics-server") {
-            Vec::new()
-        } else {
-            vec!["--metrics-server".to_string(), env("PROMETHEUS_URL")]
-        };
-        let mut args: Vec<String> = [
-            "controller",
-            "--namespace",
-            namespace,
-            "--min-analysis-interval",
-            "1s",
-            "--log-format",
-            "plain",
-            "--log-level",
-            "info,veer=debug",
-            "--listen-address",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(metrics_server);
-        args.extend(extra.iter().map(|s| s.to_string()));
+        let args = controller_args(namespace, port, extra);
         // The port keeps the logs of several controllers of one namespace apart.
         let kubeconfig = kubeconfig.map_or_else(|| chart_identity(namespace), Path::to_path_buf);
         let mut all: Vec<(&str, &std::ffi::OsStr)> = vec![("KUBECONFIG", kubeconfig.as_os_str())];
