@@ -611,32 +611,7 @@ async fn the_image_is_reproducible_and_runs_the_controller_after_a_round_trip_th
 mod flux {
     use super::*;
     use k8s_openapi::api::apps::v1::Deployment;
-    use kube::{
-        Api,
-        api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams},
-    };
-
-    fn api(client: &kube::Client, ns: &str, group: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-        let version = if group.starts_with("helm.") { "v2" } else { "v1" };
-        let resource =
-            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-        Api::namespaced_with(client.clone(), ns, &resource)
-    }
-
-    /// `Ready=True` for the object's current generation, else what is there.
-    fn ready(obj: &DynamicObject) -> Result<(), String> {
-        let status = &obj.data["status"];
-        let condition = status["conditions"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-            .cloned()
-            .unwrap_or(Value::Null);
-        if condition["status"] == "True" && status["observedGeneration"].as_i64() == obj.metadata.generation {
-            Ok(())
-        } else {
-            Err(format!("Ready: {condition}"))
-        }
-    }
+    use kube::Api;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs the local control plane with Flux (make test)"]
@@ -657,41 +632,20 @@ mod flux {
 
         common::with_namespace(&client, "oci-flux", async |ns| {
             let ns = ns.name.as_str();
-            let repositories =
-                api(&client, ns, "source.toolkit.fluxcd.io", "HelmRepository", "helmrepositories");
-            let releases = api(&client, ns, "helm.toolkit.fluxcd.io", "HelmRelease", "helmreleases");
             let release = common::unique_name("veer-oci");
-            let repository: DynamicObject = serde_json::from_value(json!({
-                "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
-                "metadata": {"name": "veer"},
-                "spec": {"type": "oci", "url": format!("oci://{}/charts", registry.host),
-                         "insecure": true, "interval": "10m"}
-            }))
-            .unwrap();
-            repositories
-                .create(&PostParams::default(), &repository)
-                .await
-                .expect("create the HelmRepository");
             // No image in the values: the published chart names the pushed image.
-            let helm_release: DynamicObject = serde_json::from_value(json!({
-                "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
-                "metadata": {"name": "veer"},
-                "spec": {
-                    "interval": "10m",
-                    "releaseName": release,
-                    "chart": {"spec": {"chart": "veer", "version": chart_version,
-                                       "sourceRef": {"kind": "HelmRepository", "name": "veer"}}},
-                    "install": {"timeout": "2m"},
-                }
-            }))
-            .unwrap();
-            let t = Instant::now();
-            releases.create(&PostParams::default(), &helm_release).await.expect("create the HelmRelease");
-            common::wait_for("HelmRelease veer Ready", Duration::from_secs(180), || async {
-                ready(&releases.get("veer").await.map_err(|e| e.to_string())?)
-            })
+            let installed = common::flux::install(
+                &client,
+                ns,
+                json!({"type": "oci", "url": format!("oci://{}/charts", registry.host),
+                       "insecure": true, "interval": "10m"}),
+                &release,
+                &chart_version,
+                json!({}),
+                Duration::from_secs(180),
+            )
             .await;
-            println!("Flux: HelmRelease from the OCI registry Ready after {:?}", t.elapsed());
+            println!("Flux: HelmRelease from the OCI registry Ready after {installed:?}");
             let deployment = Api::<Deployment>::namespaced(client.clone(), ns).get(&release).await.unwrap();
             let containers = deployment.spec.unwrap().template.spec.unwrap().containers;
             assert_eq!(containers[0].image.as_deref(), Some(image.as_str()));
@@ -700,15 +654,7 @@ mod flux {
             assert_eq!(served.as_deref(), Some(digest.as_str()));
 
             // Uninstall through Flux, so that the release's cluster-scoped objects go too.
-            releases.delete("veer", &DeleteParams::default()).await.expect("delete the HelmRelease");
-            common::wait_for("the HelmRelease to be gone", Duration::from_secs(120), || async {
-                match releases.get_opt("veer").await {
-                    Ok(None) => Ok(()),
-                    Ok(Some(_)) => Err("still there".to_owned()),
-                    Err(e) => Err(e.to_string()),
-                }
-            })
-            .await;
+            common::flux::uninstall(&client, ns).await;
         })
         .await;
     }

@@ -16,9 +16,9 @@ use axum::routing::get;
 use common::helm::{Helm, chart};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Serves the files of one directory (flat: index.yaml and the chart archives) over HTTP.
 async fn serve_dir(dir: PathBuf) -> (u16, tokio::task::JoinHandle<()>) {
@@ -35,35 +35,6 @@ async fn serve_dir(dir: PathBuf) -> (u16, tokio::task::JoinHandle<()>) {
         axum::serve(listener, app).await.expect("the chart repository server");
     });
     (port, server)
-}
-
-fn api(
-    client: &Client,
-    ns: &str,
-    group: &str,
-    version: &str,
-    kind: &str,
-    plural: &str,
-) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-    Api::namespaced_with(client.clone(), ns, &resource)
-}
-
-/// `Ready=True` for the object's current generation, else a description of what is there.
-fn ready(obj: &DynamicObject) -> Result<(), String> {
-    let status = obj.data.get("status").cloned().unwrap_or(Value::Null);
-    let generation = obj.metadata.generation.unwrap_or(0);
-    let observed = status["observedGeneration"].as_i64().unwrap_or(-1);
-    let condition = status["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    if condition["status"] == "True" && observed == generation {
-        Ok(())
-    } else {
-        Err(format!("generation {generation}, observed {observed}, Ready: {condition}"))
-    }
 }
 
 async fn deployment_args(client: &Client, ns: &str, name: &str) -> Result<Vec<String>, String> {
@@ -98,42 +69,18 @@ mod flux {
 
         common::with_namespace(&client, "flux", async |ns| {
             let ns = ns.name.as_str();
-            let repositories =
-                api(&client, ns, "source.toolkit.fluxcd.io", "v1", "HelmRepository", "helmrepositories");
-            let releases = api(&client, ns, "helm.toolkit.fluxcd.io", "v2", "HelmRelease", "helmreleases");
             let release = common::unique_name("veer-flux");
-
-            let repository: DynamicObject = serde_json::from_value(json!({
-                "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
-                "metadata": {"name": "veer"},
-                "spec": {"url": url, "interval": "10m"}
-            }))
-            .unwrap();
-            repositories
-                .create(&PostParams::default(), &repository)
-                .await
-                .expect("create the HelmRepository");
-            let helm_release: DynamicObject = serde_json::from_value(json!({
-                "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
-                "metadata": {"name": "veer"},
-                "spec": {
-                    "interval": "10m",
-                    "releaseName": release,
-                    "chart": {"spec": {"chart": "veer", "version": "0.1.0",
-                                       "sourceRef": {"kind": "HelmRepository", "name": "veer"}}},
-                    "install": {"timeout": "2m"},
-                    "upgrade": {"timeout": "2m"},
-                    "values": {"logLevel": "info"}
-                }
-            }))
-            .unwrap();
-            let t = Instant::now();
-            releases.create(&PostParams::default(), &helm_release).await.expect("create the HelmRelease");
-            common::wait_for("HelmRelease veer Ready", Duration::from_secs(120), || async {
-                ready(&releases.get("veer").await.map_err(|e| e.to_string())?)
-            })
+            let installed = common::flux::install(
+                &client,
+                ns,
+                json!({"url": url, "interval": "10m"}),
+                &release,
+                "0.1.0",
+                json!({"upgrade": {"timeout": "2m"}, "values": {"logLevel": "info"}}),
+                Duration::from_secs(120),
+            )
             .await;
-            let installed = t.elapsed();
+            let releases = common::flux::releases(&client, ns);
             let args =
                 deployment_args(&client, ns, &release).await.expect("the Deployment from the HelmRelease");
             assert!(args.contains(&"--log-level=info".to_owned()), "{args:?}");
@@ -161,7 +108,7 @@ mod flux {
                 Duration::from_secs(120),
                 || async {
                     let hr = releases.get("veer").await.map_err(|e| e.to_string())?;
-                    ready(&hr)?;
+                    common::flux::ready(&hr)?;
                     match hr.data["status"]["history"][0]["version"].as_i64() {
                         Some(2) => Ok(()),
                         other => Err(format!("latest release version {other:?}")),
@@ -175,15 +122,7 @@ mod flux {
             // Deleting the HelmRelease uninstalls the release (helm-controller's finalizer), cluster-scoped
             // objects included. (Deleting only the namespace would not: the release Secret would go first.)
             let t = Instant::now();
-            releases.delete("veer", &DeleteParams::default()).await.expect("delete the HelmRelease");
-            common::wait_for("the HelmRelease to be gone", Duration::from_secs(120), || async {
-                match releases.get_opt("veer").await {
-                    Ok(None) => Ok(()),
-                    Ok(Some(_)) => Err("still there".to_owned()),
-                    Err(e) => Err(e.to_string()),
-                }
-            })
-            .await;
+            common::flux::uninstall(&client, ns).await;
             let uninstalled = t.elapsed();
             assert!(
                 Api::<Deployment>::namespaced(client.clone(), ns).get_opt(&release).await.unwrap().is_none()

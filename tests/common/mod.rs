@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod flux;
 pub mod helm;
 pub mod prometheus;
 pub mod proxy;
