@@ -240,7 +240,9 @@ else
 fi
 
 # --- Prometheus ------------------------------------------------------------------------------------
-# The traffic simulator is scraped every second so that analysis windows of a few seconds have data.
+# The traffic simulator is scraped every second so that analysis windows of a few seconds have data
+# (VEER_E2E_TRAFFICSIM_SCRAPE: the scale benchmark's thousand workloads are scraped every 5 s).
+TRAFFICSIM_SCRAPE=${VEER_E2E_TRAFFICSIM_SCRAPE:-1s}
 cat >"$RUN_DIR/prometheus.yml" <<EOF
 global:
   scrape_interval: 5s
@@ -250,8 +252,8 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:$PROMETHEUS_PORT']
   - job_name: trafficsim
-    scrape_interval: 1s
-    scrape_timeout: 1s
+    scrape_interval: $TRAFFICSIM_SCRAPE
+    scrape_timeout: $TRAFFICSIM_SCRAPE
     static_configs:
       - targets: ['127.0.0.1:$TRAFFICSIM_PORT']
 EOF

@@ -7,7 +7,7 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use veer::trafficsim::exposition::Sample;
 use veer::trafficsim::server::{self, MAX_BODY_BYTES};
-use veer::trafficsim::sim::MAX_STREAMS;
+use veer::trafficsim::sim::{MAX_STREAMS, Sim};
 use veer::trafficsim::{Client, ClientError, IstioSpec, NginxSpec};
 
 struct Server {
@@ -27,7 +27,7 @@ async fn start() -> (Server, Client, reqwest::Client) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, async {
+    tokio::spawn(server::serve(listener, Sim::new(), async {
         let _ = stopped.await;
     }));
     let client = Client::new(&format!("http://{addr}")).unwrap();

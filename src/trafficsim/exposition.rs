@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use thiserror::Error;
 
 use super::model::{Series, Traffic};
-use super::sim::{Key, NginxIngress, Sim};
+use super::sim::{Key, NginxIngress, Shape, Sim};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -97,82 +97,120 @@ fn linkerd_classification(code: &str) -> &'static str {
 pub(crate) fn render(sim: &Sim) -> String {
     let mut out = String::new();
 
-    header(&mut out, "istio_requests_total", "counter", "Requests (simulated Istio destination telemetry).");
-    for (key, w) in &sim.istio {
-        for (code, s) in classes(&w.traffic) {
-            line(&mut out, "istio_requests_total", &istio_labels(key, code), s.count);
+    if sim.exports(Shape::Istio) {
+        header(
+            &mut out,
+            "istio_requests_total",
+            "counter",
+            "Requests (simulated Istio destination telemetry).",
+        );
+        for (key, w) in &sim.istio {
+            for (code, s) in classes(&w.traffic) {
+                line(&mut out, "istio_requests_total", &istio_labels(key, code), s.count);
+            }
+        }
+
+        let name = "istio_request_duration_milliseconds";
+        header(
+            &mut out,
+            name,
+            "histogram",
+            "Request duration in ms (simulated Istio destination telemetry).",
+        );
+        for (key, w) in &sim.istio {
+            for (code, s) in classes(&w.traffic) {
+                histogram(
+                    &mut out,
+                    name,
+                    &istio_labels(key, code),
+                    w.traffic.bounds_us(),
+                    Unit::Milliseconds,
+                    s,
+                );
+            }
         }
     }
 
-    let name = "istio_request_duration_milliseconds";
-    header(&mut out, name, "histogram", "Request duration in ms (simulated Istio destination telemetry).");
-    for (key, w) in &sim.istio {
-        for (code, s) in classes(&w.traffic) {
-            histogram(&mut out, name, &istio_labels(key, code), w.traffic.bounds_us(), Unit::Milliseconds, s);
+    if sim.exports(Shape::Generic) {
+        let name = "http_request_duration_seconds";
+        header(
+            &mut out,
+            name,
+            "histogram",
+            "Request duration in s (generic shape, from the Istio workloads).",
+        );
+        for (key, w) in &sim.istio {
+            let pod = pod_name(key);
+            for (code, s) in classes(&w.traffic) {
+                let labels = [
+                    ("kubernetes_namespace", key.namespace()),
+                    ("kubernetes_pod_name", &pod),
+                    ("status", code),
+                ];
+                histogram(&mut out, name, &labels, w.traffic.bounds_us(), Unit::Seconds, s);
+            }
         }
     }
 
-    let name = "http_request_duration_seconds";
-    header(&mut out, name, "histogram", "Request duration in s (generic shape, from the Istio workloads).");
-    for (key, w) in &sim.istio {
-        let pod = pod_name(key);
-        for (code, s) in classes(&w.traffic) {
-            let labels =
-                [("kubernetes_namespace", key.namespace()), ("kubernetes_pod_name", &pod), ("status", code)];
-            histogram(&mut out, name, &labels, w.traffic.bounds_us(), Unit::Seconds, s);
+    if sim.exports(Shape::Linkerd) {
+        // Linkerd's proxy, inbound side: one response per request, so the same counters again.
+        let name = "response_total";
+        header(&mut out, name, "counter", "Responses (simulated Linkerd proxy, from the Istio workloads).");
+        for (key, w) in &sim.istio {
+            let pod = pod_name(key);
+            for (code, s) in classes(&w.traffic) {
+                let mut labels = linkerd_labels(key, &pod, code).to_vec();
+                labels.push(("classification", linkerd_classification(code)));
+                line(&mut out, name, &labels, s.count);
+            }
+        }
+
+        let name = "response_latency_ms";
+        header(
+            &mut out,
+            name,
+            "histogram",
+            "Response latency in ms (simulated Linkerd proxy, from the Istio workloads).",
+        );
+        for (key, w) in &sim.istio {
+            let pod = pod_name(key);
+            for (code, s) in classes(&w.traffic) {
+                let labels = linkerd_labels(key, &pod, code);
+                histogram(&mut out, name, &labels, w.traffic.bounds_us(), Unit::Milliseconds, s);
+            }
         }
     }
 
-    // Linkerd's proxy, inbound side: one response per request, so the same counters again.
-    let name = "response_total";
-    header(&mut out, name, "counter", "Responses (simulated Linkerd proxy, from the Istio workloads).");
-    for (key, w) in &sim.istio {
-        let pod = pod_name(key);
-        for (code, s) in classes(&w.traffic) {
-            let mut labels = linkerd_labels(key, &pod, code).to_vec();
-            labels.push(("classification", linkerd_classification(code)));
-            line(&mut out, name, &labels, s.count);
+    if sim.exports(Shape::Osm) {
+        // Open Service Mesh's Envoy statistics, destination side: the same counters again.
+        let name = "osm_request_total";
+        header(
+            &mut out,
+            name,
+            "counter",
+            "Requests (simulated Open Service Mesh, from the Istio workloads).",
+        );
+        for (key, w) in &sim.istio {
+            let pod = pod_name(key);
+            for (code, s) in classes(&w.traffic) {
+                line(&mut out, name, &osm_labels(key, &pod, code), s.count);
+            }
         }
-    }
 
-    let name = "response_latency_ms";
-    header(
-        &mut out,
-        name,
-        "histogram",
-        "Response latency in ms (simulated Linkerd proxy, from the Istio workloads).",
-    );
-    for (key, w) in &sim.istio {
-        let pod = pod_name(key);
-        for (code, s) in classes(&w.traffic) {
-            let labels = linkerd_labels(key, &pod, code);
-            histogram(&mut out, name, &labels, w.traffic.bounds_us(), Unit::Milliseconds, s);
-        }
-    }
-
-    // Open Service Mesh's Envoy statistics, destination side: the same counters again.
-    let name = "osm_request_total";
-    header(&mut out, name, "counter", "Requests (simulated Open Service Mesh, from the Istio workloads).");
-    for (key, w) in &sim.istio {
-        let pod = pod_name(key);
-        for (code, s) in classes(&w.traffic) {
-            line(&mut out, name, &osm_labels(key, &pod, code), s.count);
-        }
-    }
-
-    let name = "osm_request_duration_ms";
-    header(&mut out, name, "histogram", "Request duration in ms (simulated Open Service Mesh).");
-    for (key, w) in &sim.istio {
-        let pod = pod_name(key);
-        for (code, s) in classes(&w.traffic) {
-            histogram(
-                &mut out,
-                name,
-                &osm_labels(key, &pod, code),
-                w.traffic.bounds_us(),
-                Unit::Milliseconds,
-                s,
-            );
+        let name = "osm_request_duration_ms";
+        header(&mut out, name, "histogram", "Request duration in ms (simulated Open Service Mesh).");
+        for (key, w) in &sim.istio {
+            let pod = pod_name(key);
+            for (code, s) in classes(&w.traffic) {
+                histogram(
+                    &mut out,
+                    name,
+                    &osm_labels(key, &pod, code),
+                    w.traffic.bounds_us(),
+                    Unit::Milliseconds,
+                    s,
+                );
+            }
         }
     }
 
@@ -354,6 +392,22 @@ mod tests {
         let hit = hits.next().unwrap_or_else(|| panic!("no {name} {labels:?}"));
         assert!(hits.next().is_none(), "several {name} {labels:?}");
         hit
+    }
+
+    #[test]
+    fn only_the_chosen_shapes_are_exported() {
+        let mut sim = Sim::with_shapes(&[Shape::Istio]);
+        let spec = IstioSpec { rps: 10.0, error_rate: 0.0, latency_ms: 50.0 };
+        sim.put_istio(Key::new("ns", "app", "workload").unwrap(), &spec, Instant::now()).unwrap();
+        let text = render(&sim);
+        assert!(text.contains("istio_requests_total{"), "{text}");
+        assert!(text.contains("istio_request_duration_milliseconds_bucket{"), "{text}");
+        for other in ["http_request_duration_seconds", "response_total", "response_latency_ms", "osm_request"]
+        {
+            assert!(!text.contains(&format!("\n{other}")), "{other} exported: {text}");
+        }
+        let all = Sim::new();
+        assert_eq!(all.shapes, Shape::ALL.to_vec());
     }
 
     #[test]

@@ -28,9 +28,14 @@ fn lock(sim: &Shared) -> MutexGuard<'_, Sim> {
     sim.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The router over a fresh simulator.
+/// The router over a fresh simulator exporting every shape.
 pub fn router() -> Router {
-    let sim: Shared = Arc::default();
+    router_with(Sim::new())
+}
+
+/// The router over `sim` (say, one built with [`Sim::with_shapes`]).
+pub fn router_with(sim: Sim) -> Router {
+    let sim: Shared = Arc::new(Mutex::new(sim));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -52,9 +57,10 @@ pub fn router() -> Router {
 /// Serves until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
+    sim: Sim,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router()).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router_with(sim)).with_graceful_shutdown(shutdown).await
 }
 
 /// Why a request was refused; rendered as `{"error": "..."}`.

@@ -10,8 +10,9 @@ use super::api::{IstioSpec, IstioView, NginxSpec, NginxView};
 use super::exposition;
 use super::model::{DEFAULT_BUCKETS_US, ISTIO_BUCKETS_US, Profile, RealRequest, SpecError, Traffic};
 
-/// Most Istio workloads, and separately most NGINX ingresses, held at once.
-pub const MAX_STREAMS: usize = 256;
+/// Most Istio workloads, and separately most NGINX ingresses, held at once (the scale benchmark's
+/// metrics-heavy profile configures one per Canary, up to 1,000 and more).
+pub const MAX_STREAMS: usize = 2048;
 const MAX_NAME_LEN: usize = 253;
 
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -93,16 +94,53 @@ impl NginxIngress {
     }
 }
 
-#[derive(Debug, Default)]
+/// The metric shapes exported for the Istio workloads (NGINX ingresses always export theirs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Shape {
+    /// `istio_requests_total`, `istio_request_duration_milliseconds`.
+    Istio,
+    /// `http_request_duration_seconds`.
+    Generic,
+    /// Linkerd's `response_total`, `response_latency_ms`.
+    Linkerd,
+    /// Open Service Mesh's `osm_request_total`, `osm_request_duration_ms`.
+    Osm,
+}
+
+impl Shape {
+    pub const ALL: [Shape; 4] = [Shape::Istio, Shape::Generic, Shape::Linkerd, Shape::Osm];
+}
+
+#[derive(Debug)]
 pub struct Sim {
     pub(crate) istio: BTreeMap<Key, IstioWorkload>,
     pub(crate) nginx: BTreeMap<Key, NginxIngress>,
+    pub(crate) shapes: Vec<Shape>,
     next_generation: u64,
+}
+
+impl Default for Sim {
+    fn default() -> Self {
+        Self::with_shapes(&Shape::ALL)
+    }
 }
 
 impl Sim {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A simulator whose Istio workloads export only `shapes` (each one about 50 series per
+    /// workload: at a thousand workloads, what Prometheus scrapes matters).
+    pub fn with_shapes(shapes: &[Shape]) -> Self {
+        let mut shapes = shapes.to_vec();
+        shapes.sort();
+        shapes.dedup();
+        Self { istio: BTreeMap::new(), nginx: BTreeMap::new(), shapes, next_generation: 0 }
+    }
+
+    pub(crate) fn exports(&self, shape: Shape) -> bool {
+        self.shapes.contains(&shape)
     }
 
     fn generation(&mut self) -> u64 {
