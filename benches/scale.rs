@@ -97,9 +97,63 @@ struct Args {
     /// Give up a wait after this many seconds without progress.
     #[arg(long, default_value_t = 180)]
     stall: u64,
+    /// Controllers measured one after the other, each over its own fresh namespace and workload
+    /// (`veer`, `flagger`: Flagger from `VEER_E2E_FLAGGER`, built by e2e/build-tools.sh).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Ctl::Veer])]
+    controllers: Vec<Ctl>,
+    /// `blue-green`: provider kubernetes, no metrics. `istio`: Istio routing, `stepWeight` 10 up to
+    /// 10 × iterations, and the two built-in checks (request-success-rate, request-duration) through
+    /// Prometheus and the traffic simulator (`TRAFFICSIM_URL`).
+    #[arg(long, value_enum, default_value_t = Profile::BlueGreen)]
+    profile: Profile,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+/// A controller under measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Ctl {
+    Veer,
+    Flagger,
+}
+
+impl Ctl {
+    fn label(self) -> &'static str {
+        match self {
+            Ctl::Veer => "Veer",
+            Ctl::Flagger => "Flagger",
+        }
+    }
+}
+
+/// What each Canary does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Profile {
+    BlueGreen,
+    Istio,
+}
+
+impl Profile {
+    fn provider(self) -> &'static str {
+        match self {
+            Profile::BlueGreen => "kubernetes",
+            Profile::Istio => "istio",
+        }
+    }
+
+    fn describe(self, iterations: u32) -> String {
+        match self {
+            Profile::BlueGreen => {
+                format!("provider kubernetes, Blue/Green {iterations} iterations, threshold 2")
+            }
+            Profile::Istio => format!(
+                "provider istio, stepWeight 10 up to {}, threshold 2, request-success-rate (min 99, 1m) and \
+                 request-duration (max 500 ms, 30s) through Prometheus, traffic simulator at 10 rps, 0 errors, 50 ms",
+                10 * iterations
+            ),
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -109,8 +163,11 @@ struct Args {
 struct Change {
     at: Instant,
     phase: Phase,
+    /// Veer's `status.lastStepTime` (Flagger has none).
     step: Option<Timestamp>,
     reason: String,
+    /// `status.iterations` and `status.canaryWeight`: a step as both controllers show it.
+    progress: (i32, i32),
 }
 
 #[derive(Clone, Default)]
@@ -124,12 +181,16 @@ impl Tracks {
             phase: s.phase,
             step: s.last_step_time,
             reason: s.decision.map(|d| d.reason).unwrap_or_default(),
+            progress: (s.iterations, s.canary_weight),
         };
         let mut all = self.0.lock().unwrap();
         let v = all.entry(c.name_any()).or_default();
-        let same = v
-            .last()
-            .is_some_and(|l| l.phase == change.phase && l.step == change.step && l.reason == change.reason);
+        let same = v.last().is_some_and(|l| {
+            l.phase == change.phase
+                && l.step == change.step
+                && l.reason == change.reason
+                && l.progress == change.progress
+        });
         if !same {
             v.push(change);
         }
@@ -154,7 +215,7 @@ impl Tracks {
     }
 }
 
-fn spawn_tracker(client: &Client, ns: &str, tracks: Tracks) {
+fn spawn_tracker(client: &Client, ns: &str, tracks: Tracks) -> tokio::task::JoinHandle<()> {
     let api: Api<Canary> = Api::namespaced(client.clone(), ns);
     tokio::spawn(async move {
         let mut stream = watcher(api, watcher::Config::default()).default_backoff().applied_objects().boxed();
@@ -163,7 +224,7 @@ fn spawn_tracker(client: &Client, ns: &str, tracks: Tracks) {
                 tracks.record(&c);
             }
         }
-    });
+    })
 }
 
 /// When each Deployment was last seen becoming ready (wall clock, comparable with `lastStepTime`):
@@ -202,7 +263,7 @@ impl ReadyTimes {
     }
 }
 
-fn spawn_ready_tracker(client: &Client, ns: &str, times: ReadyTimes) {
+fn spawn_ready_tracker(client: &Client, ns: &str, times: ReadyTimes) -> tokio::task::JoinHandle<()> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     tokio::spawn(async move {
         let mut stream = watcher(api, watcher::Config::default()).default_backoff().applied_objects().boxed();
@@ -211,7 +272,7 @@ fn spawn_ready_tracker(client: &Client, ns: &str, times: ReadyTimes) {
                 times.record(&d);
             }
         }
-    });
+    })
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -290,7 +351,7 @@ struct RssSampler {
 }
 
 impl RssSampler {
-    fn start(&self) {
+    fn start(&self) -> tokio::task::JoinHandle<()> {
         let s = self.clone();
         tokio::spawn(async move {
             loop {
@@ -305,7 +366,7 @@ impl RssSampler {
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-        });
+        })
     }
 
     fn max_mib(&self, stage: usize) -> f64 {
@@ -391,16 +452,23 @@ struct Histo {
 }
 
 fn step_lag(text: &str) -> Histo {
-    let mut buckets: Vec<(f64, f64)> = samples(text, "veer_step_lag_seconds_bucket")
+    histo(text, "veer_step_lag_seconds", None)
+}
+
+/// A histogram family member from Prometheus text; `label`: only the series with that label value.
+fn histo(text: &str, name: &str, label: Option<(&str, &str)>) -> Histo {
+    let keep = |l: &BTreeMap<String, String>| label.is_none_or(|(k, v)| l.get(k).is_some_and(|x| x == v));
+    let mut buckets: Vec<(f64, f64)> = samples(text, &format!("{name}_bucket"))
         .into_iter()
+        .filter(|(l, _)| keep(l))
         .map(|(l, v)| {
             let le = l.get("le").map(|s| if s == "+Inf" { f64::INFINITY } else { s.parse().unwrap_or(0.0) });
             (le.unwrap_or(0.0), v)
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let one = |n: &str| samples(text, n).first().map(|s| s.1).unwrap_or(0.0);
-    Histo { buckets, sum: one("veer_step_lag_seconds_sum"), count: one("veer_step_lag_seconds_count") }
+    let one = |n: &str| samples(text, n).into_iter().filter(|(l, _)| keep(l)).map(|s| s.1).sum::<f64>();
+    Histo { buckets, sum: one(&format!("{name}_sum")), count: one(&format!("{name}_count")) }
 }
 
 impl Histo {
@@ -464,17 +532,32 @@ fn target_json(name: &str, image: &str, config: bool) -> Value {
     })
 }
 
-fn canary_json(name: &str, interval: u64, iterations: u32) -> Value {
+fn canary_json(name: &str, interval: u64, iterations: u32, profile: Profile) -> Value {
+    let analysis = match profile {
+        Profile::BlueGreen => {
+            json!({"interval": format!("{interval}s"), "threshold": 2, "iterations": iterations})
+        }
+        Profile::Istio => json!({
+            "interval": format!("{interval}s"),
+            "threshold": 2,
+            "stepWeight": 10,
+            "maxWeight": 10 * iterations,
+            "metrics": [
+                {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "1m"},
+                {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": "30s"},
+            ],
+        }),
+    };
     json!({
         "apiVersion": "flagger.app/v1beta1",
         "kind": "Canary",
         "metadata": {"name": name},
         "spec": {
-            "provider": "kubernetes",
+            "provider": profile.provider(),
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "progressDeadlineSeconds": 600,
             "service": {"port": 9898},
-            "analysis": {"interval": format!("{interval}s"), "threshold": 2, "iterations": iterations},
+            "analysis": analysis,
         },
     })
 }
@@ -691,43 +774,57 @@ fn machine_facts() -> String {
 }
 
 struct Controller {
+    kind: Ctl,
     process: Process,
     port: u16,
     started: Instant,
 }
 
-fn start_controller(ns: &str, interval: u64, tag: &str) -> Controller {
-    let port = free_port();
-    let args: Vec<String> = [
-        "controller",
-        "--namespace",
-        ns,
-        "--mesh-provider",
-        "kubernetes",
-        "--metrics-server",
-        &std::env::var("PROMETHEUS_URL").unwrap_or_else(|_| "http://127.0.0.1:9".into()),
-        "--min-analysis-interval",
-        &format!("{}s", interval.min(10)),
-        "--log-format",
-        "plain",
-        "--log-level",
-        "info",
-        "--listen-address",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+fn start_controller(kind: Ctl, ns: &str, interval: u64, profile: Profile, tag: &str) -> Controller {
     let started = Instant::now();
-    let process = Process::veer(&format!("veer-bench-{ns}-{tag}"), &args, port);
-    Controller { process, port, started }
+    let process = match kind {
+        Ctl::Veer => {
+            let port = free_port();
+            let args: Vec<String> = [
+                "controller",
+                "--namespace",
+                ns,
+                "--mesh-provider",
+                profile.provider(),
+                "--metrics-server",
+                &std::env::var("PROMETHEUS_URL").unwrap_or_else(|_| "http://127.0.0.1:9".into()),
+                "--min-analysis-interval",
+                &format!("{}s", interval.min(10)),
+                "--log-format",
+                "plain",
+                "--log-level",
+                "info",
+                "--listen-address",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            Process::veer(&format!("veer-bench-{ns}-{tag}"), &args, port)
+        }
+        // Out of cluster, as the differential tests run it: its defaults (client 100 QPS, burst
+        // 250), the local Prometheus, one namespace.
+        Ctl::Flagger => Process::flagger(ns, profile.provider()),
+    };
+    Controller { kind, port: process.port, process, started }
 }
 
+/// Until the controller says it is ready: Veer's `/readyz` (every cache listed); Flagger has only
+/// `/healthz`, served from its start.
 async fn wait_ready(c: &Controller, timeout: Duration) -> Option<Duration> {
     let client = veer::http::client_builder().build().expect("an HTTP client");
-    let url = format!("http://127.0.0.1:{}/readyz", c.port);
+    let path = match c.kind {
+        Ctl::Veer => "readyz",
+        Ctl::Flagger => "healthz",
+    };
+    let url = format!("http://127.0.0.1:{}/{path}", c.port);
     let ok = until(timeout, Duration::from_millis(50), async || {
         client.get(&url).send().await.is_ok_and(|r| r.status().is_success())
     })
@@ -735,9 +832,9 @@ async fn wait_ready(c: &Controller, timeout: Duration) -> Option<Duration> {
     ok.then(|| c.started.elapsed())
 }
 
-fn cpu_table(out: &mut String, stages: &[(&str, CpuSnap, CpuSnap, Duration)]) {
+fn cpu_table(out: &mut String, controller: &str, stages: &[(&str, CpuSnap, CpuSnap, Duration)]) {
     let names: Vec<String> = stages.first().map(|s| s.1.others.keys().cloned().collect()).unwrap_or_default();
-    let _ = write!(out, "| stage | wall | veer |");
+    let _ = write!(out, "| stage | wall | {controller} |");
     for n in &names {
         let _ = write!(out, " {n} |");
     }
@@ -762,8 +859,9 @@ fn cpu_table(out: &mut String, stages: &[(&str, CpuSnap, CpuSnap, Duration)]) {
 #[tokio::main]
 async fn main() {
     // `cargo test --all-targets` runs bench targets too, without `--bench`. With `--include-ignored`
-    // and a cluster (make test), a smoke run over 3 Canaries keeps the benchmark working; it fails
-    // only when a stage does not complete, never on a timing.
+    // and a cluster (make test), a smoke run over 3 Canaries keeps the benchmark working, Flagger's
+    // side too when the stack built it; it fails only when a stage does not complete, never on a
+    // timing.
     let smoke = !std::env::args().any(|a| a == "--bench");
     if smoke
         && !(std::env::args().any(|a| a == "--include-ignored") && std::env::var_os("KUBECONFIG").is_some())
@@ -775,6 +873,11 @@ async fn main() {
         return;
     }
     let args = if smoke {
+        let controllers = if std::env::var_os("VEER_E2E_FLAGGER").is_some() {
+            "--controllers=veer,flagger"
+        } else {
+            "--controllers=veer"
+        };
         Args::parse_from([
             "scale",
             "--canaries=3",
@@ -784,16 +887,11 @@ async fn main() {
             "--idle-window=2",
             "--timeout=120",
             "--stall=60",
+            controllers,
         ])
     } else {
         Args::parse()
     };
-    let n = args.canaries;
-    let interval = args.interval;
-    let k = args.detect.unwrap_or(n.min(100)).min(n);
-    let scale = |base: u64| Duration::from_secs(base.max(args.timeout));
-    // A wait without progress for this long gives up (the report says so).
-    let stall = Duration::from_secs(args.stall);
     let client = common::client().await;
     let machine = machine_facts();
     let command = format!(
@@ -801,47 +899,141 @@ async fn main() {
         std::env::args().skip(1).filter(|a| a != "--bench").collect::<Vec<_>>().join(" ")
     );
     eprintln!("[bench] {machine}");
-    let ns = common::TestNamespace::create(&client, "bench").await;
+    let (n, interval) = (args.canaries, args.interval);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## N = {n} Canaries, {}, interval {interval} s ({})\n",
+        match args.profile {
+            Profile::BlueGreen => "Blue/Green",
+            Profile::Istio => "Istio with metrics",
+        },
+        Timestamp::now().strftime("%Y-%m-%d %H:%M UTC")
+    );
+    let _ = writeln!(out, "Command: `{command}`  ");
+    let _ = writeln!(out, "Machine: {machine}  ");
+    let _ =
+        writeln!(out, "Control plane: e2e/up.sh; kube-controller-manager client rate limit {}  ", kcm_rate());
+    let _ = writeln!(
+        out,
+        "Workload: per Canary one Deployment (1 replica{}), {}. Each controller gets its own fresh \
+         namespace and workload, one after the other, alone on the control plane.\n",
+        if args.no_config { "" } else { ", a ConfigMap volume and a Secret in envFrom" },
+        args.profile.describe(args.iterations)
+    );
+    let mut runs = Vec::new();
+    for &kind in &args.controllers {
+        runs.push(run_one(kind, &args, &client, smoke).await);
+    }
+    if runs.len() > 1 {
+        side_by_side(&mut out, &runs, n, interval);
+    }
+    for run in &runs {
+        out.push_str(&run.detail);
+    }
+    println!("{out}");
+    if let Some(path) = &args.report {
+        use std::io::Write;
+        let mut f =
+            std::fs::OpenOptions::new().create(true).append(true).open(path).expect("the report file");
+        f.write_all(out.as_bytes()).expect("report written");
+        eprintln!("[bench] report appended to {}", path.display());
+    }
+    if smoke {
+        let notes: Vec<&String> = runs.iter().flat_map(|r| &r.notes).collect();
+        assert!(notes.is_empty(), "the smoke run of the scale benchmark did not complete: {notes:?}");
+    }
+}
+
+/// What one controller's run measured: its section of the report, and the figures compared side
+/// by side.
+struct Run {
+    kind: Ctl,
+    detail: String,
+    notes: Vec<String>,
+    init_wall: Option<f64>,
+    ready: Option<f64>,
+    idle_requests: f64,
+    idle_cpu_per_min: f64,
+    rss_idle: f64,
+    rss_peak: f64,
+    detect: Vec<f64>,
+    detect_all: Vec<f64>,
+    gaps: Vec<f64>,
+    canary_requests: f64,
+    run_cpu: f64,
+    promote_all: Option<f64>,
+    failed: usize,
+}
+
+/// One controller over a fresh namespace: setup, then the stages in the module's doc.
+async fn run_one(kind: Ctl, args: &Args, client: &Client, smoke: bool) -> Run {
+    let label = kind.label();
+    let n = args.canaries;
+    let interval = args.interval;
+    let k = args.detect.unwrap_or(n.min(100)).min(n);
+    let scale = |base: u64| Duration::from_secs(base.max(args.timeout));
+    // A wait without progress for this long gives up (the report says so).
+    let stall = Duration::from_secs(args.stall);
+    let ns = common::TestNamespace::create(client, "bench").await;
     let nsn = ns.name.clone();
-    eprintln!("[bench] namespace {nsn}, N = {n}, interval {interval}s, iterations {}", args.iterations);
+    eprintln!(
+        "[bench] {label}: namespace {nsn}, N = {n}, interval {interval}s, iterations {}, {:?}",
+        args.iterations, args.profile
+    );
     let names: Vec<String> = (0..n).map(|i| name(i, n)).collect();
     let tracks = Tracks::default();
-    spawn_tracker(&client, &nsn, tracks.clone());
+    let tracker = spawn_tracker(client, &nsn, tracks.clone());
     let ready_times = ReadyTimes::default();
-    spawn_ready_tracker(&client, &nsn, ready_times.clone());
+    let ready_tracker = spawn_ready_tracker(client, &nsn, ready_times.clone());
     let rss = RssSampler::default();
-    rss.start();
-    let mut out = String::new();
+    let sampler = rss.start();
     let mut notes: Vec<String> = Vec::new();
 
     // 1. setup ------------------------------------------------------------------------------------
-    ensure_service_ips(&client, 3 * n).await;
+    ensure_service_ips(client, 3 * n).await;
     let t = Instant::now();
+    let sim = match args.profile {
+        Profile::BlueGreen => None,
+        Profile::Istio => {
+            let url =
+                std::env::var("TRAFFICSIM_URL").expect("TRAFFICSIM_URL (e2e/.run/env) for --profile istio");
+            let sim = veer::trafficsim::Client::new(&url).expect("a traffic simulator client");
+            let spec = veer::trafficsim::IstioSpec { rps: 10.0, error_rate: 0.0, latency_ms: 50.0 };
+            futures::stream::iter(names.iter())
+                .map(|name| sim.put_istio(&nsn, name, &spec))
+                .buffer_unordered(args.parallel)
+                .try_collect::<Vec<_>>()
+                .await
+                .expect("the traffic simulator takes every workload (raise MAX_STREAMS?)");
+            Some(sim)
+        }
+    };
     if !args.no_config {
         let cms = names
             .iter()
             .map(|n| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("{n}-config")}, "data": {"color": "blue"}}))
             .collect();
-        apply_all::<ConfigMap>(&client, &nsn, cms, args.parallel).await;
+        apply_all::<ConfigMap>(client, &nsn, cms, args.parallel).await;
         let secrets = names
             .iter()
             .map(|n| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{n}-secret")}, "stringData": {"token": "s3cr3t"}}))
             .collect();
-        apply_all::<Secret>(&client, &nsn, secrets, args.parallel).await;
+        apply_all::<Secret>(client, &nsn, secrets, args.parallel).await;
     }
     let targets = names.iter().map(|n| target_json(n, "bench/podinfo:1.0.0", !args.no_config)).collect();
-    apply_all::<Deployment>(&client, &nsn, targets, args.parallel).await;
+    apply_all::<Deployment>(client, &nsn, targets, args.parallel).await;
     let created = t.elapsed();
     let ok = until_count("targets ready", n, scale(900), stall, Duration::from_secs(2), async || {
-        rollout(&client, &nsn).await.targets_ready
+        rollout(client, &nsn).await.targets_ready
     })
     .await;
-    assert!(ok, "the {n} target Deployments did not become ready: {:?}", rollout(&client, &nsn).await);
+    assert!(ok, "the {n} target Deployments did not become ready: {:?}", rollout(client, &nsn).await);
     let targets_ready = t.elapsed();
     apply_all::<Canary>(
-        &client,
+        client,
         &nsn,
-        names.iter().map(|n| canary_json(n, interval, args.iterations)).collect(),
+        names.iter().map(|n| canary_json(n, interval, args.iterations, args.profile)).collect(),
         args.parallel,
     )
     .await;
@@ -850,7 +1042,7 @@ async fn main() {
     // 2. init -------------------------------------------------------------------------------------
     rss.stage.store(1, Ordering::SeqCst);
     let cpu0 = cpu_snap(None);
-    let mut ctl = start_controller(&nsn, interval, "1");
+    let mut ctl = start_controller(kind, &nsn, interval, args.profile, "1");
     let pid = ctl.process.pid().expect("the controller runs");
     rss.pid.store(pid, Ordering::SeqCst);
     let t0 = ctl.started;
@@ -873,7 +1065,7 @@ async fn main() {
     first_status.sort_by(f64::total_cmp);
     if !all_init {
         notes.push(format!(
-            "only {} of {n} Canaries reached Initialized within the timeout",
+            "{label}: only {} of {n} Canaries reached Initialized within the timeout",
             tracks.count(|p| p == Phase::Initialized)
         ));
     }
@@ -889,13 +1081,16 @@ async fn main() {
         stall,
         Duration::from_secs(2),
         async || {
-            let r = rollout(&client, &nsn).await;
+            let r = rollout(client, &nsn).await;
             r.targets_scaled_down + r.primaries_ready
         },
     )
     .await;
     if !settled {
-        notes.push(format!("the cluster did not settle after init: {:?}", rollout(&client, &nsn).await));
+        notes.push(format!(
+            "{label}: the cluster did not settle after init: {:?}",
+            rollout(client, &nsn).await
+        ));
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let settle_wall = t.elapsed();
@@ -904,10 +1099,10 @@ async fn main() {
     let window = Duration::from_secs(args.idle_window);
     rss.stage.store(2, Ordering::SeqCst);
     let w0 = writes_by_kind(&controller_metrics(ctl.port).await);
-    let a0 = apiserver_requests(&client).await;
+    let a0 = apiserver_requests(client).await;
     let cpu_idle0 = cpu_snap(Some(pid));
     tokio::time::sleep(window).await;
-    let a1 = apiserver_requests(&client).await;
+    let a1 = apiserver_requests(client).await;
     let cpu_idle1 = cpu_snap(Some(pid));
     let w1 = writes_by_kind(&controller_metrics(ctl.port).await);
     let rss_idle = proc_status_kib(pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0;
@@ -916,48 +1111,57 @@ async fn main() {
     drop(ctl);
     rss.pid.store(0, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let b0 = apiserver_requests(&client).await;
+    let b0 = apiserver_requests(client).await;
     let cpu_stop0 = cpu_snap(None);
     tokio::time::sleep(window).await;
-    let b1 = apiserver_requests(&client).await;
+    let b1 = apiserver_requests(client).await;
     let cpu_stop1 = cpu_snap(None);
     let stopped = diff(&b1, &b0);
     eprintln!("[bench] idle windows done");
 
     // 4. restart ----------------------------------------------------------------------------------
     rss.stage.store(3, Ordering::SeqCst);
-    ctl = start_controller(&nsn, interval, "2");
+    ctl = start_controller(kind, &nsn, interval, args.profile, "2");
     let pid = ctl.process.pid().expect("the controller runs");
     rss.pid.store(pid, Ordering::SeqCst);
     let cpu_r0 = cpu_snap(Some(pid));
     let restart_ready = wait_ready(&ctl, Duration::from_secs(120)).await;
-    let r_a0 = apiserver_requests(&client).await;
+    let r_a0 = apiserver_requests(client).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let r_a1 = apiserver_requests(&client).await;
+    let r_a1 = apiserver_requests(client).await;
     let restart_writes = writes_by_kind(&controller_metrics(ctl.port).await);
     let cpu_r1 = cpu_snap(Some(pid));
     let restart_wall = ctl.started.elapsed();
 
     // 5. detection --------------------------------------------------------------------------------
+    // One image change every `detect_spacing_ms`, without waiting for the previous one to be seen:
+    // a controller that notices changes on a timer (Flagger: the Canary's interval) would otherwise
+    // make this stage K intervals long.
     rss.stage.store(4, Ordering::SeqCst);
     let cpu_d0 = cpu_snap(Some(pid));
     let t_detect = Instant::now();
     let picked: Vec<String> = (0..k).map(|i| names[i * n / k.max(1)].clone()).collect();
-    let mut latencies = Vec::new();
-    let mut missed = 0;
+    let mut sent = Vec::new();
     for c in &picked {
         let t = Instant::now();
-        set_images(&client, &nsn, std::slice::from_ref(c), "bench/podinfo:2.0.0", 1).await;
-        let seen = until(Duration::from_secs(30), Duration::from_millis(5), async || {
-            tracks.first_seen(c, Phase::Progressing, t).is_some()
-        })
-        .await;
-        match tracks.first_seen(c, Phase::Progressing, t) {
-            Some(at) if seen => latencies.push((at - t).as_secs_f64()),
-            _ => missed += 1,
-        }
+        set_images(client, &nsn, std::slice::from_ref(c), "bench/podinfo:2.0.0", 1).await;
+        sent.push((c.clone(), t));
         tokio::time::sleep(Duration::from_millis(args.detect_spacing_ms)).await;
     }
+    let seen_timeout = Duration::from_secs(3 * interval + 30);
+    until(seen_timeout, Duration::from_millis(5), async || {
+        sent.iter().all(|(c, t)| tracks.first_seen(c, Phase::Progressing, *t).is_some())
+    })
+    .await;
+    let mut latencies = Vec::new();
+    let mut missed = 0;
+    for (c, t) in &sent {
+        match tracks.first_seen(c, Phase::Progressing, *t) {
+            Some(at) => latencies.push((at - *t).as_secs_f64()),
+            None => missed += 1,
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
     let detect_wall = t_detect.elapsed();
     let run_timeout = scale((u64::from(args.iterations) + 6) * interval + 300);
     let done = until(run_timeout, Duration::from_millis(200), async || {
@@ -965,7 +1169,7 @@ async fn main() {
     })
     .await;
     if !done {
-        notes.push("the detection runs did not all finish within the timeout".into());
+        notes.push(format!("{label}: the detection runs did not all finish within the timeout"));
     }
     let cpu_d1 = cpu_snap(Some(pid));
     let detect_runs_wall = t_detect.elapsed();
@@ -975,6 +1179,8 @@ async fn main() {
     rss.stage.store(5, Ordering::SeqCst);
     let lag0 = step_lag(&controller_metrics(ctl.port).await);
     let w_s0 = writes_by_kind(&controller_metrics(ctl.port).await);
+    let m_s0 = controller_metrics(ctl.port).await;
+    let a_s0 = apiserver_requests(client).await;
     let cpu_s0 = cpu_snap(Some(pid));
     // --no-steps: the stage runs over no Canary (a quicker run for the earlier stages).
     let run_names: &[String] = if args.no_steps { &[] } else { &names };
@@ -982,7 +1188,7 @@ async fn main() {
         notes.push("the all-N stage was skipped (--no-steps): its rows have no samples".into());
     }
     let t_all = Instant::now();
-    set_images(&client, &nsn, run_names, "bench/podinfo:3.0.0", args.parallel).await;
+    set_images(client, &nsn, run_names, "bench/podinfo:3.0.0", args.parallel).await;
     let patched = t_all.elapsed();
     let all_progressing = until_count(
         "Progressing",
@@ -1015,12 +1221,14 @@ async fn main() {
     .await;
     let steps_wall = t_all.elapsed();
     let cpu_s1 = cpu_snap(Some(pid));
-    let lag1 = step_lag(&controller_metrics(ctl.port).await);
-    let w_s1 = writes_by_kind(&controller_metrics(ctl.port).await);
+    let a_s1 = apiserver_requests(client).await;
+    let m_s1 = controller_metrics(ctl.port).await;
+    let lag1 = step_lag(&m_s1);
+    let w_s1 = writes_by_kind(&m_s1);
     let hwm_end = proc_status_kib(pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0;
     if !all_progressing || !all_done {
         notes.push(format!(
-            "all-N run: {} Progressing, {} finished within the timeout",
+            "{label}: all-N run: {} Progressing, {} finished within the timeout",
             run_names.iter().filter(|c| tracks.first_seen(c, Phase::Progressing, t_all).is_some()).count(),
             tracks.count(|p| matches!(p, Phase::Succeeded | Phase::Failed))
         ));
@@ -1031,6 +1239,7 @@ async fn main() {
     let mut waited = 0usize;
     let mut reaction = Vec::new();
     let mut detect_all = Vec::new();
+    let mut gaps = Vec::new();
     let slack = k8s_openapi::jiff::SignedDuration::from_millis(500);
     for c in run_names {
         let workloads = [c.clone(), format!("{c}-primary")];
@@ -1038,6 +1247,7 @@ async fn main() {
         if let Some(p) = changes.iter().find(|x| x.phase == Phase::Progressing) {
             detect_all.push((p.at - t_all).as_secs_f64());
         }
+        gaps.extend(observed_gaps(&changes, interval as f64));
         let mut last: Option<Timestamp> = None;
         let mut wait_since_last = false;
         for x in &changes {
@@ -1074,26 +1284,24 @@ async fn main() {
             }
         }
     }
+    detect_all.sort_by(f64::total_cmp);
+    gaps.sort_by(f64::total_cmp);
     let lag = lag1.minus(&lag0);
     let run_writes = diff(&w_s1, &w_s0);
-    eprintln!("[bench] steps: {}", summary(&spacing_all, " s", 1.0));
+    let run_requests = diff(&a_s1, &a_s0);
+    let canary_requests: f64 = run_requests
+        .iter()
+        .filter(|(key, _)| {
+            let (verb, resource) = key.split_once(' ').unwrap_or(("", key));
+            verb != "WATCH" && matches!(resource, "canaries" | "canaries/status")
+        })
+        .map(|x| x.1)
+        .sum();
+    eprintln!("[bench] steps: {}", summary(&gaps, " s", 1.0));
 
     // Report ------------------------------------------------------------------------------------
-    let _ = writeln!(
-        out,
-        "## N = {n} Canaries, interval {interval} s ({})\n",
-        Timestamp::now().strftime("%Y-%m-%d %H:%M UTC")
-    );
-    let _ = writeln!(out, "Command: `{command}` (namespace `{nsn}`)  ");
-    let _ = writeln!(out, "Machine: {machine}  ");
-    let _ =
-        writeln!(out, "Control plane: e2e/up.sh; kube-controller-manager client rate limit {}  ", kcm_rate());
-    let _ = writeln!(
-        out,
-        "Workload: per Canary one Deployment (1 replica{}), provider kubernetes, Blue/Green {} iterations, threshold 2.\n",
-        if args.no_config { "" } else { ", a ConfigMap volume and a Secret in envFrom" },
-        args.iterations
-    );
+    let mut out = String::new();
+    let _ = writeln!(out, "### {label} (namespace `{nsn}`)\n");
     let per_interval = window.as_secs_f64() / interval as f64;
     let sum = |m: &BTreeMap<String, f64>| m.values().sum::<f64>();
     let extra = sum(&running) - sum(&stopped);
@@ -1101,15 +1309,17 @@ async fn main() {
         |m: &BTreeMap<String, f64>| m.iter().filter(|(k, _)| is_veer_call(k)).map(|x| x.1).sum::<f64>();
     let extra_veer = veer_calls(&running) - veer_calls(&stopped);
     let idle_w = sum(&idle_writes) + 0.0;
+    let is_veer = kind == Ctl::Veer;
     let _ = writeln!(out, "| measure | result |\n|---|---|");
     let _ = writeln!(
         out,
-        "| setup (not Veer): {} objects applied; targets Ready | {created:.1?}; {targets_ready:.1?} |",
+        "| setup (not the controller): {} objects applied; targets Ready | {created:.1?}; {targets_ready:.1?} |",
         n * if args.no_config { 1 } else { 3 }
     );
     let _ = writeln!(
         out,
-        "| controller start → /readyz (caches synced) | {} |",
+        "| controller start → {} | {} |",
+        if is_veer { "/readyz (caches synced)" } else { "/healthz (served from the start)" },
         ready.map(|d| format!("{d:.2?}")).unwrap_or("not ready".into())
     );
     let _ = writeln!(
@@ -1136,24 +1346,31 @@ async fn main() {
         veer_calls(&running) + 0.0,
         veer_calls(&stopped) + 0.0
     );
+    if is_veer {
+        let _ = writeln!(
+            out,
+            "| Veer writes per idle Canary per interval (veer_api_writes_total) | {:.4} ({idle_w:.0} writes in {} s) |",
+            idle_w / n as f64 / per_interval + 0.0,
+            args.idle_window
+        );
+    }
     let _ = writeln!(
         out,
-        "| Veer writes per idle Canary per interval (veer_api_writes_total) | {:.4} ({idle_w:.0} writes in {} s) |",
-        idle_w / n as f64 / per_interval + 0.0,
-        args.idle_window
-    );
-    let _ = writeln!(
-        out,
-        "| restart over {n} initialized Canaries: /readyz; writes; API requests in the 10 s after ready | {}; {}; {} |",
+        "| restart over {n} initialized Canaries: ready; writes; API requests in the 10 s after ready | {}; {}; {} |",
         restart_ready.map(|d| format!("{d:.2?}")).unwrap_or("not ready".into()),
-        fmt_requests(&restart_writes),
+        if is_veer { fmt_requests(&restart_writes) } else { "see the requests".into() },
         fmt_requests(&diff(&r_a1, &r_a0))
     );
     let _ = writeln!(
         out,
-        "| detection, one image change at a time (K = {k}; patch → `Progressing` seen by a watch) | {}{} |",
+        "| detection, one image change every {} ms (K = {k}; patch → `Progressing` seen by a watch) | {}{} |",
+        args.detect_spacing_ms,
         summary(&latencies, " s", 1.0),
-        if missed > 0 { format!(", {missed} missed (> 30 s)") } else { String::new() }
+        if missed > 0 {
+            format!(", {missed} missed (> {} s)", seen_timeout.as_secs())
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(
         out,
@@ -1162,32 +1379,69 @@ async fn main() {
     );
     let _ = writeln!(
         out,
-        "| step spacing − interval, all steps (consecutive `lastStepTime`) | {} |",
-        summary(&spacing_all, " s", 1.0)
+        "| step spacing − interval as a watch sees it (consecutive changes of `iterations`/`canaryWeight`, and the move to `Promoting`; from the second step) | {} |",
+        summary(&gaps, " s", 1.0)
     );
+    if is_veer {
+        let _ = writeln!(
+            out,
+            "| step spacing − interval, all steps (consecutive `lastStepTime`) | {} |",
+            summary(&spacing_all, " s", 1.0)
+        );
+        let _ = writeln!(
+            out,
+            "| step spacing − interval, steps without a readiness wait in between | {} ({waited} steps waited for a workload to become ready) |",
+            summary(&spacing_clean, " s", 1.0)
+        );
+        let _ = writeln!(
+            out,
+            "| steps that waited: step time − max(due, target or primary seen ready) | {} |",
+            summary(&reaction, " s", 1.0)
+        );
+        let _ = writeln!(
+            out,
+            "| `veer_step_lag_seconds` (due → decision) during the all-N run | count {}, mean {}, p50 {}, p99 {} |",
+            lag.count,
+            if lag.count > 0.0 { format!("{:.3} s", lag.sum / lag.count) } else { "—".into() },
+            lag.quantile(0.5),
+            lag.quantile(0.99)
+        );
+        let mut kinds: Vec<String> = run_writes.keys().cloned().collect();
+        kinds.sort();
+        let durations: Vec<String> =
+            kinds
+                .iter()
+                .filter_map(|kind| {
+                    let h = histo(&m_s1, "veer_api_write_duration_seconds", Some(("kind", kind)))
+                        .minus(&histo(&m_s0, "veer_api_write_duration_seconds", Some(("kind", kind))));
+                    (h.count > 0.0).then(|| {
+                        format!(
+                            "{kind} mean {:.3} s, p50 {}, p99 {}",
+                            h.sum / h.count,
+                            h.quantile(0.5),
+                            h.quantile(0.99)
+                        )
+                    })
+                })
+                .collect();
+        if !durations.is_empty() {
+            let _ = writeln!(
+                out,
+                "| API server time per write during the all-N run (`veer_api_write_duration_seconds`) | {} |",
+                durations.join("; ")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| Veer writes during the all-N run | {} ({:.1} per Canary) |",
+            fmt_requests(&run_writes),
+            sum(&run_writes) / n as f64
+        );
+    }
     let _ = writeln!(
         out,
-        "| step spacing − interval, steps without a readiness wait in between | {} ({waited} steps waited for a workload to become ready) |",
-        summary(&spacing_clean, " s", 1.0)
-    );
-    let _ = writeln!(
-        out,
-        "| steps that waited: step time − max(due, target or primary seen ready) | {} |",
-        summary(&reaction, " s", 1.0)
-    );
-    let _ = writeln!(
-        out,
-        "| `veer_step_lag_seconds` during the all-N run | count {}, mean {}, p50 {}, p99 {} |",
-        lag.count,
-        if lag.count > 0.0 { format!("{:.3} s", lag.sum / lag.count) } else { "—".into() },
-        lag.quantile(0.5),
-        lag.quantile(0.99)
-    );
-    let _ = writeln!(
-        out,
-        "| Veer writes during the all-N run | {} ({:.1} per Canary) |",
-        fmt_requests(&run_writes),
-        sum(&run_writes) / n as f64
+        "| requests on Canaries (canaries, canaries/status; not WATCH) during the all-N run | {canary_requests:.0} ({:.1} per Canary) |",
+        canary_requests / n as f64
     );
     let _ = writeln!(
         out,
@@ -1209,13 +1463,14 @@ async fn main() {
     );
     cpu_table(
         &mut out,
+        &label.to_lowercase(),
         &[
-            ("init (start → all Initialized)", cpu0, cpu1, init_wall),
-            ("idle, controller running", cpu_idle0, cpu_idle1, window),
+            ("init (start → all Initialized)", cpu0, cpu1.clone(), init_wall),
+            ("idle, controller running", cpu_idle0.clone(), cpu_idle1.clone(), window),
             ("idle, controller stopped", cpu_stop0, cpu_stop1, window),
             ("restart (+10 s)", cpu_r0, cpu_r1, restart_wall),
             ("detection runs (K, until finished)", cpu_d0, cpu_d1, detect_runs_wall),
-            ("all-N run", cpu_s0, cpu_s1, steps_wall),
+            ("all-N run", cpu_s0.clone(), cpu_s1.clone(), steps_wall),
         ],
     );
     let _ = writeln!(
@@ -1245,34 +1500,207 @@ async fn main() {
         let _ = writeln!(out, "\n**Note:** {note}");
     }
     out.push('\n');
-    println!("{out}");
-    if let Some(path) = &args.report {
-        use std::io::Write;
-        let mut f =
-            std::fs::OpenOptions::new().create(true).append(true).open(path).expect("the report file");
-        f.write_all(out.as_bytes()).expect("report written");
-        eprintln!("[bench] report appended to {}", path.display());
-    }
 
     drop(ctl);
-    if smoke {
-        ns.delete().await;
-        assert!(notes.is_empty(), "the smoke run of the scale benchmark did not complete: {notes:?}");
-        return;
+    tracker.abort();
+    ready_tracker.abort();
+    sampler.abort();
+    if let Some(sim) = &sim {
+        for name in &names {
+            let _ = sim.delete_istio(&nsn, name).await;
+        }
     }
-    if args.keep {
+    if args.keep && !smoke {
         eprintln!("[bench] keeping namespace {nsn}");
     } else {
-        // Large namespaces take long to empty; start the deletion and wait a bounded time.
+        // Large namespaces take long to empty; wait a bounded time so that the next controller
+        // starts on a quiet control plane.
         let t = Instant::now();
         ns.delete().await;
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-        let gone = until(Duration::from_secs(180), Duration::from_secs(1), async || {
+        let gone = until(Duration::from_secs(300), Duration::from_secs(1), async || {
             matches!(api.get_opt(&nsn).await, Ok(None))
         })
         .await;
         eprintln!("[bench] namespace {nsn} deleted: {gone} after {:.1?}", t.elapsed());
     }
+    let idle_cpu = cpu_idle1.controller - cpu_idle0.controller;
+    Run {
+        kind,
+        detail: out,
+        notes,
+        init_wall: all_init.then_some(init_wall.as_secs_f64()),
+        ready: ready.map(|d| d.as_secs_f64()),
+        idle_requests: extra / n as f64 / per_interval + 0.0,
+        idle_cpu_per_min: idle_cpu / window.as_secs_f64() * 60.0,
+        rss_idle: rss.max_mib(2),
+        rss_peak: (1..=5).map(|s| rss.max_mib(s)).fold(0.0, f64::max),
+        detect: latencies,
+        detect_all,
+        gaps,
+        canary_requests: canary_requests / n as f64,
+        run_cpu: cpu_s1.controller - cpu_s0.controller,
+        promote_all: (all_done && !args.no_steps).then_some(steps_wall.as_secs_f64()),
+        failed,
+    }
+}
+
+/// Watch-observed steps of one run: each change of `iterations` or `canaryWeight` while
+/// `Progressing`, and the move to `Promoting`. Returns the gaps between consecutive steps, minus
+/// the interval, from the second step on (the first follows the canary's readiness, not a timer).
+fn observed_gaps(changes: &[Change], interval: f64) -> Vec<f64> {
+    let mut steps: Vec<Instant> = Vec::new();
+    let mut progress = None;
+    for x in changes {
+        match x.phase {
+            Phase::Progressing => {
+                if progress.is_some_and(|p| p != x.progress) {
+                    steps.push(x.at);
+                }
+                progress = Some(x.progress);
+            }
+            Phase::Promoting => {
+                if progress.is_some() {
+                    steps.push(x.at);
+                }
+                break;
+            }
+            Phase::Succeeded | Phase::Failed => break,
+            _ => {}
+        }
+    }
+    steps.windows(2).map(|w| (w[1] - w[0]).as_secs_f64() - interval).collect()
+}
+
+/// The comparison table: one row per figure, one column per controller, and the ratio of the
+/// others to the first (Veer, as run).
+fn side_by_side(out: &mut String, runs: &[Run], n: usize, interval: u64) {
+    let first = &runs[0];
+    let _ = write!(out, "| measure |");
+    for r in runs {
+        let _ = write!(out, " {} |", r.kind.label());
+    }
+    for r in &runs[1..] {
+        let _ = write!(out, " {} ÷ {} |", r.kind.label(), first.kind.label());
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in 0..(2 * runs.len() - 1) {
+        let _ = write!(out, "---|");
+    }
+    out.push('\n');
+    // (name, value per run, unit, digits); values under `floor` make no ratio.
+    let row =
+        |out: &mut String, what: &str, values: Vec<Option<f64>>, unit: &str, digits: usize, floor: f64| {
+            let _ = write!(out, "| {what} |");
+            for v in &values {
+                match v {
+                    Some(v) if v.is_finite() => {
+                        let _ = write!(out, " {v:.digits$}{unit} |");
+                    }
+                    _ => {
+                        let _ = write!(out, " — |");
+                    }
+                }
+            }
+            for v in &values[1..] {
+                match (values[0], v) {
+                    (Some(a), Some(b)) if a.abs() >= floor && a.is_finite() && b.is_finite() => {
+                        let _ = write!(out, " {:.1}× |", b / a);
+                    }
+                    _ => {
+                        let _ = write!(out, " — |");
+                    }
+                }
+            }
+            out.push('\n');
+        };
+    let p = |v: &[f64], q: f64| (!v.is_empty()).then(|| pct(v, q));
+    row(
+        out,
+        "detection p50 (one change at a time)",
+        runs.iter().map(|r| p(&r.detect, 50.0)).collect(),
+        " s",
+        3,
+        0.001,
+    );
+    row(
+        out,
+        "detection p99 (one change at a time)",
+        runs.iter().map(|r| p(&r.detect, 99.0)).collect(),
+        " s",
+        3,
+        0.001,
+    );
+    row(
+        out,
+        &format!("all {n} changed at once: last `Progressing`"),
+        runs.iter().map(|r| p(&r.detect_all, 100.0)).collect(),
+        " s",
+        1,
+        0.001,
+    );
+    row(
+        out,
+        &format!("step spacing − {interval} s, p50 (watch-observed)"),
+        runs.iter().map(|r| p(&r.gaps, 50.0)).collect(),
+        " s",
+        3,
+        0.001,
+    );
+    row(
+        out,
+        &format!("step spacing − {interval} s, p99 (watch-observed)"),
+        runs.iter().map(|r| p(&r.gaps, 99.0)).collect(),
+        " s",
+        3,
+        0.001,
+    );
+    row(
+        out,
+        &format!("time to finish all {n} rollouts"),
+        runs.iter().map(|r| r.promote_all).collect(),
+        " s",
+        1,
+        0.1,
+    );
+    row(out, "rollouts Failed", runs.iter().map(|r| Some(r.failed as f64)).collect(), "", 0, f64::INFINITY);
+    row(
+        out,
+        "API requests per idle Canary per interval",
+        runs.iter().map(|r| Some(r.idle_requests)).collect(),
+        "",
+        3,
+        0.01,
+    );
+    row(
+        out,
+        "requests on Canaries per Canary, all-N run",
+        runs.iter().map(|r| Some(r.canary_requests)).collect(),
+        "",
+        1,
+        0.1,
+    );
+    row(
+        out,
+        "controller CPU, idle (s per minute)",
+        runs.iter().map(|r| Some(r.idle_cpu_per_min)).collect(),
+        " s",
+        2,
+        0.01,
+    );
+    row(out, "controller CPU, all-N run", runs.iter().map(|r| Some(r.run_cpu)).collect(), " s", 1, 0.01);
+    row(out, "RSS idle", runs.iter().map(|r| Some(r.rss_idle)).collect(), " MiB", 1, 0.1);
+    row(out, "RSS peak", runs.iter().map(|r| Some(r.rss_peak)).collect(), " MiB", 1, 0.1);
+    row(
+        out,
+        &format!("start → all {n} `Initialized`"),
+        runs.iter().map(|r| r.init_wall).collect(),
+        " s",
+        1,
+        0.1,
+    );
+    row(out, "start → ready", runs.iter().map(|r| r.ready).collect(), " s", 2, 0.01);
+    out.push('\n');
 }
 
 /// Kinds (resource[/subresource]) the controller reads or writes; WATCH requests are left out
