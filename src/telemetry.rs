@@ -127,6 +127,10 @@ pub struct ControllerMetrics {
     pub api_write_duration: Family<KindLabels, Histogram>,
     /// Veer: how late analysis steps ran compared with `lastStepTime + interval`, in seconds.
     pub step_lag: Histogram,
+    /// Veer: Events waiting to be recorded (`controller::events`).
+    pub event_queue_depth: Gauge,
+    /// Veer: Events not recorded because their queue was full.
+    pub events_dropped: Counter,
 }
 
 /// Observes the time since it was made in `veer_api_write_duration_seconds` when dropped: when
@@ -162,6 +166,8 @@ impl ControllerMetrics {
                 Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
             }),
             step_lag: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
+            event_queue_depth: Gauge::default(),
+            events_dropped: Counter::default(),
         };
         registry.register_collector(Box::new(ProcessCollector::new()));
         let f = registry.sub_registry_with_prefix("flagger");
@@ -194,6 +200,12 @@ impl ControllerMetrics {
             m.api_write_duration.clone(),
         );
         v.register("step_lag_seconds", "Delay of analysis steps behind their due time", m.step_lag.clone());
+        v.register("event_queue_depth", "Events waiting to be recorded", m.event_queue_depth.clone());
+        v.register(
+            "events_dropped",
+            "Events not recorded because their queue was full",
+            m.events_dropped.clone(),
+        );
         m
     }
 

@@ -8,7 +8,11 @@ use kube::{
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{context::Context, error::Error};
+use super::{
+    context::Context,
+    error::Error,
+    events::{EventType, Involved, Note},
+};
 use crate::{
     api::{Canary, CanaryStatus, CanaryWebhook, WebhookPayload},
     meta::FIELD_MANAGER,
@@ -210,9 +214,11 @@ impl Context {
         Ok(())
     }
 
-    /// Records an Event on the Canary (reason `Synced`, as Flagger), logs it, and queues it for the
-    /// event webhooks, which get a Canary's Events in order without holding up the reconcile.
-    pub async fn event(&self, canary: &Canary, warning: bool, message: &str, payload: &WebhookPayload) {
+    /// Logs an Event and queues it to be recorded on the Canary (reason `Synced`, as Flagger) and
+    /// sent to the event webhooks; neither holds up the reconcile. The Event is recorded after
+    /// the Events queued before it for the same Canary (see `events`), and not at all when this
+    /// replica does not lead, or no longer does when the Event's turn comes.
+    pub fn event(&self, canary: &Canary, warning: bool, message: &str, payload: &WebhookPayload) {
         let name = crate::router::display_name(canary);
         if warning {
             tracing::warn!(canary = %name, "{message}");
@@ -223,18 +229,15 @@ impl Context {
             tracing::debug!(canary = %name, "not the leader: no Event");
             return;
         }
-        self.metrics.count_write("Event");
-        let record = async {
-            let _timer = self.metrics.time_write("Event");
-            self.recorder.record(canary, warning, message).await.map_err(|e| e.to_string())
-        };
-        let left = self.leadership.remaining().unwrap_or_default().min(super::context::WRITE_TIMEOUT);
-        match tokio::time::timeout(left, record).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(canary = %name, error = %e, "cannot record event"),
-            Err(_) => tracing::warn!(canary = %name, "no Event: the leadership ran out"),
-        }
-        let millis = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+        let now = k8s_openapi::jiff::Timestamp::now();
+        // A full queue is counted and logged by the queue itself.
+        let _ = self.events.send(Note {
+            involved: Involved::of(canary),
+            type_: EventType::of(warning),
+            message: message.to_string(),
+            at: now,
+        });
+        let millis = now.as_millisecond();
         let calls = self
             .event_webhooks(canary)
             .into_iter()
@@ -326,7 +329,7 @@ mod tests {
     #[tokio::test]
     async fn apply_skips_objects_the_cache_already_has() {
         let (client, mut handle) = mock();
-        let (ctx, _caches) = Context::test(client);
+        let (ctx, _caches, _events) = Context::test(client);
         let mut live = service("podinfo-primary");
         live.metadata.resource_version = Some("42".into());
         live.spec.as_mut().unwrap().cluster_ip = Some("10.0.0.1".into());
@@ -412,7 +415,7 @@ mod tests {
     #[tokio::test]
     async fn writes_sent_are_timed_by_kind_and_skipped_or_refused_ones_are_not() {
         let (client, mut handle) = mock();
-        let (ctx, _caches) = Context::test(client);
+        let (ctx, _caches, _events) = Context::test(client);
         let live = service("podinfo");
         assert!(!ctx.apply(&service("podinfo"), Some(&live)).await.unwrap(), "skipped");
         let server = tokio::spawn(async move {
@@ -429,8 +432,7 @@ mod tests {
 
         // A replica that does not lead sends nothing, and times nothing.
         let (client, _handle) = mock();
-        let (mut follower, _caches) = Context::test(client);
-        follower.leadership = super::super::Leadership::elected();
+        let (follower, _caches, _events) = Context::test_led(client, super::super::Leadership::elected());
         let refused = follower.apply(&service("podinfo-primary"), None).await;
         assert!(matches!(refused, Err(Error::NotLeader)), "{refused:?}");
         let text = write_samples(&follower);
