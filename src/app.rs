@@ -16,7 +16,7 @@ use crate::{
     analysis::Settings,
     api::Canary,
     cli::ControllerArgs,
-    controller::{self, CacheHealth, Config, Context, Leadership},
+    controller::{self, CacheHealth, Config, Context, EventQueue, Leadership},
     metrics::MetricsConfig,
     notify::GlobalAlerts,
     signal::Shutdown,
@@ -120,12 +120,28 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
 
     // Leader election: a replica writes only while it holds the Lease.
     let leadership = if args.enable_leader_election { Leadership::elected() } else { Leadership::always() };
+    // Events are recorded in the background, while this replica leads.
+    let (events, event_worker) = EventQueue::new(
+        controller::EventRecorder::new(client.clone(), "veer"),
+        leadership.clone(),
+        &metrics,
+        Default::default(),
+    );
+    tokio::spawn(event_worker.run());
     let lease_task = args.enable_leader_election.then(|| {
         let api: Api<Lease> = Api::namespaced(client.clone(), &args.lease_namespace());
         let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("veer-{}", std::process::id()));
         tracing::info!(identity = %identity, namespace = %args.lease_namespace(), "leader election on");
-        let stop = shutdown.clone();
-        tokio::spawn(controller::lead(api, LEASE_NAME.into(), identity, leadership.clone(), stop.wait()))
+        // On shutdown the queued Events are recorded first (for a bounded time), while the
+        // Lease is still held; then it is released.
+        let stop = {
+            let (shutdown, events) = (shutdown.clone(), events.clone());
+            async move {
+                shutdown.wait().await;
+                events.drain(controller::EVENT_DRAIN).await;
+            }
+        };
+        tokio::spawn(controller::lead(api, LEASE_NAME.into(), identity, leadership.clone(), stop))
     });
 
     let (watched, stores) = controller::watch(&client, &args.namespace).await;
@@ -141,7 +157,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
         client: client.clone(),
         config: Config::from(&args),
         stores,
-        recorder: controller::EventRecorder::new(client.clone(), "veer"),
+        events: events.clone(),
         webhooks: WebhookClient::new()?
             .with_token_file(args.webhook_token_file.as_deref(), &args.webhook_token_hosts)
             .await?,
@@ -159,6 +175,9 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
     tracing::info!(namespace = %args.namespace, provider = %args.mesh_provider, "veer controller started");
     controller::run(watched, ctx, args.concurrency, shutdown.clone()).await;
     shutdown.trigger();
+    // Without leader election (with it, the lease task has drained the queue already and no
+    // longer leads): the Events of the last reconciles, for a bounded time.
+    events.drain(controller::EVENT_DRAIN).await;
     if let Some(task) = lease_task {
         // The lease task releases the Lease on shutdown, so that another replica takes over at once.
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

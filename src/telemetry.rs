@@ -122,8 +122,28 @@ pub struct ControllerMetrics {
     pub reconcile_errors: Family<KindLabels, Counter>,
     /// Veer: writes to the API server, by kind of write.
     pub api_writes: Family<KindLabels, Counter>,
+    /// Veer: how long each write to the API server took, from sending to answer, by the kinds of
+    /// [`api_writes`](Self::api_writes).
+    pub api_write_duration: Family<KindLabels, Histogram>,
     /// Veer: how late analysis steps ran compared with `lastStepTime + interval`, in seconds.
     pub step_lag: Histogram,
+    /// Veer: Events waiting to be recorded (`controller::events`).
+    pub event_queue_depth: Gauge,
+    /// Veer: Events not recorded because their queue was full.
+    pub events_dropped: Counter,
+}
+
+/// Observes the time since it was made in `veer_api_write_duration_seconds` when dropped: when
+/// the write got its answer, or when it was cancelled (timed out, the leadership ended).
+pub struct WriteTimer {
+    histogram: Histogram,
+    started: std::time::Instant,
+}
+
+impl Drop for WriteTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
+    }
 }
 
 impl ControllerMetrics {
@@ -142,7 +162,12 @@ impl ControllerMetrics {
             failures: Family::default(),
             reconcile_errors: Family::default(),
             api_writes: Family::default(),
+            api_write_duration: Family::new_with_constructor(|| {
+                Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            }),
             step_lag: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
+            event_queue_depth: Gauge::default(),
+            events_dropped: Counter::default(),
         };
         registry.register_collector(Box::new(ProcessCollector::new()));
         let f = registry.sub_registry_with_prefix("flagger");
@@ -169,8 +194,30 @@ impl ControllerMetrics {
         let v = registry.sub_registry_with_prefix("veer");
         v.register("reconcile_errors", "Reconciles that failed, by error kind", m.reconcile_errors.clone());
         v.register("api_writes", "Writes sent to the API server, by kind", m.api_writes.clone());
+        v.register(
+            "api_write_duration_seconds",
+            "Time from sending a write to the API server to its answer, by kind",
+            m.api_write_duration.clone(),
+        );
         v.register("step_lag_seconds", "Delay of analysis steps behind their due time", m.step_lag.clone());
+        v.register("event_queue_depth", "Events waiting to be recorded", m.event_queue_depth.clone());
+        v.register(
+            "events_dropped",
+            "Events not recorded because their queue was full",
+            m.events_dropped.clone(),
+        );
         m
+    }
+
+    /// Counts a write of `kind` in `veer_api_writes_total`.
+    pub fn count_write(&self, kind: &str) {
+        self.api_writes.get_or_create(&KindLabels { kind: kind.to_string() }).inc();
+    }
+
+    /// Starts timing a write of `kind` that is being sent (see [`WriteTimer`]).
+    pub fn time_write(&self, kind: &str) -> WriteTimer {
+        let histogram = self.api_write_duration.get_or_create_owned(&KindLabels { kind: kind.to_string() });
+        WriteTimer { histogram, started: std::time::Instant::now() }
     }
 }
 

@@ -320,7 +320,8 @@ pub struct Context {
     pub client: Client,
     pub config: Config,
     pub stores: Stores,
-    pub recorder: super::events::EventRecorder,
+    /// Events on Canaries, recorded in the background (`events`).
+    pub events: super::events::EventQueue,
     pub webhooks: WebhookClient,
     /// Metric queries (Prometheus).
     pub queries: crate::metrics::MetricQueries,
@@ -435,8 +436,17 @@ test_caches! {
 impl Context {
     /// A Context over `client` (e.g. kube's mock client from `tower_test`) whose caches are empty,
     /// complete, and filled through the returned writers; this replica leads; default settings
-    /// (provider istio, Istio installed).
-    pub fn test(client: Client) -> (Context, TestCaches) {
+    /// (provider istio, Istio installed). Its Events wait in the queue until the test runs the
+    /// returned worker ([`super::events::EventWorker::run_until_idle`]).
+    pub fn test(client: Client) -> (Context, TestCaches, super::events::EventWorker) {
+        Context::test_led(client, super::leader::Leadership::always())
+    }
+
+    /// [`Context::test`] for a replica whose leadership is `leadership`.
+    pub fn test_led(
+        client: Client,
+        leadership: Arc<super::leader::Leadership>,
+    ) -> (Context, TestCaches, super::events::EventWorker) {
         let caches = TestCaches::new();
         let config = Config {
             settings: Settings::default(),
@@ -450,22 +460,29 @@ impl Context {
             no_cross_namespace_refs: false,
         };
         let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = ControllerMetrics::register(&mut registry);
+        let (events, worker) = super::events::EventQueue::new(
+            super::events::EventRecorder::new(client.clone(), "veer"),
+            leadership.clone(),
+            &metrics,
+            Default::default(),
+        );
         let ctx = Context {
-            recorder: super::events::EventRecorder::new(client.clone(), "veer"),
+            events,
             client,
             config,
             stores: caches.stores(),
             webhooks: WebhookClient::new().expect("webhook client"),
             queries: crate::metrics::MetricQueries::new(Default::default()).expect("metrics client"),
             notifier: crate::notify::Notifier::new(Default::default()).expect("alert client"),
-            metrics: ControllerMetrics::register(&mut registry),
+            metrics,
             written: Default::default(),
             retries: Default::default(),
-            leadership: super::leader::Leadership::always(),
+            leadership,
             synced: Arc::new(AtomicBool::new(true)),
             caches: Default::default(),
         };
-        (ctx, caches)
+        (ctx, caches, worker)
     }
 }
 

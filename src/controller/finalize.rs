@@ -84,7 +84,7 @@ pub async fn finalize(canary: &std::sync::Arc<Canary>, ctx: &Context) -> Result<
         status.last_transition_time =
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()));
         ctx.write_status(&mut current, &status).await?;
-        ctx.event(canary, false, &format!("Terminating canary {display}"), &payload).await;
+        ctx.event(canary, false, &format!("Terminating canary {display}"), &payload);
     }
     let started = status.last_transition_time.as_ref().map(|t| t.0).unwrap_or_else(Timestamp::now);
     // When the target or its selector cannot be resolved there is nothing to restore.
@@ -108,7 +108,7 @@ pub async fn finalize(canary: &std::sync::Arc<Canary>, ctx: &Context) -> Result<
     }
     // With the resourceVersion of the status just written, if any.
     set_finalizer(&current, ctx, false).await?;
-    ctx.event(canary, false, &format!("Terminated canary {display}"), &payload).await;
+    ctx.event(canary, false, &format!("Terminated canary {display}"), &payload);
     Ok(Action::await_change())
 }
 

@@ -67,7 +67,7 @@ impl Leadership {
         self.changed.subscribe()
     }
 
-    fn set(&self, until: Option<Instant>) {
+    pub(super) fn set(&self, until: Option<Instant>) {
         *self.until.lock().expect("leadership lock") = until;
         self.publish();
     }

@@ -25,7 +25,7 @@ use kube::runtime::{
 
 pub use context::{CacheHealth, Config, Context, Stores};
 pub use error::Error;
-pub use events::EventRecorder;
+pub use events::{DRAIN as EVENT_DRAIN, EventQueue, EventRecorder};
 pub use leader::{Leadership, run as lead};
 pub use watches::build as watch;
 pub use writes::is_subset;

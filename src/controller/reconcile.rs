@@ -84,7 +84,7 @@ async fn report(latest: &Canary, ctx: &Context, e: &Error) {
     if let Err(write) = ctx.write_status(&mut current, &outcome.status).await {
         tracing::warn!(canary = %name, error = %write, "cannot report the failure on the Canary");
     }
-    send_events(&current, ctx, &outcome).await;
+    send_events(&current, ctx, &outcome);
 }
 
 /// One tick: resolve, keep the generated objects in place, observe, decide (the pure core), write
@@ -225,13 +225,13 @@ async fn stalled(
     }
     let outcome = analysis::stalled(canary, s.reason, &s.message, now);
     ctx.write_status(latest, &outcome.status).await?;
-    send_events(latest, ctx, &outcome).await;
+    send_events(latest, ctx, &outcome);
     // The watches wake the Canary when the missing object appears; the requeue is a safety net.
     Ok(Action::requeue(std::time::Duration::from_secs(300)))
 }
 
 /// Sends the Events of an outcome that has no other effects (a stall).
-async fn send_events(canary: &Canary, ctx: &Context, outcome: &analysis::Outcome) {
+fn send_events(canary: &Canary, ctx: &Context, outcome: &analysis::Outcome) {
     for e in &outcome.effects {
         if let Effect::Event { warning, message, phase } = e {
             let payload = crate::api::WebhookPayload {
@@ -240,7 +240,7 @@ async fn send_events(canary: &Canary, ctx: &Context, outcome: &analysis::Outcome
                 phase: phase.to_string(),
                 ..Default::default()
             };
-            ctx.event(canary, *warning, message, &payload).await;
+            ctx.event(canary, *warning, message, &payload);
         }
     }
 }
@@ -419,7 +419,7 @@ async fn apply_routing_effect(
         }
         Effect::PostRolloutHooks { phase } => post_rollout(r, ctx, *phase).await,
         Effect::Event { warning, message, phase } => {
-            ctx.event(canary, *warning, message, &r.payload(phase.as_str(), None)).await;
+            ctx.event(canary, *warning, message, &r.payload(phase.as_str(), None));
         }
         Effect::Alert { severity, message, details } => {
             for problem in super::alerts::send(r, ctx, *severity, message, *details) {
@@ -428,8 +428,7 @@ async fn apply_routing_effect(
                     true,
                     &format!("Alert not sent: {problem}"),
                     &r.payload(status.phase.as_str(), None),
-                )
-                .await;
+                );
             }
         }
         Effect::RunFinished { strategy, result } => {
@@ -458,7 +457,7 @@ async fn post_rollout(r: &Routing, ctx: &Context, phase: Phase) {
             analysis::HookResult::Passed => (false, format!("Post-rollout check {} passed", hook.name)),
             analysis::HookResult::Failed(e) => (true, format!("Post-rollout hook {} failed {e}", hook.name)),
         };
-        ctx.event(&r.canary, message.0, &message.1, &r.payload(phase.as_str(), None)).await;
+        ctx.event(&r.canary, message.0, &message.1, &r.payload(phase.as_str(), None));
     }
 }
 

@@ -8,7 +8,11 @@ use kube::{
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{context::Context, error::Error};
+use super::{
+    context::Context,
+    error::Error,
+    events::{EventType, Involved, Note},
+};
 use crate::{
     api::{Canary, CanaryStatus, CanaryWebhook, WebhookPayload},
     meta::FIELD_MANAGER,
@@ -34,17 +38,8 @@ fn params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// Server-side applies `desired` (of `kind`) unless `cached` already has every field it sets;
-/// returns whether it wrote. Every object Veer owns is written here, typed or not.
-async fn apply_json(
-    client: &Client,
-    kind: &ApiResource,
-    desired: &Value,
-    cached: Option<&Value>,
-) -> Result<bool, Error> {
-    if cached.is_some_and(|live| is_subset(desired, live)) {
-        return Ok(false);
-    }
+/// Server-side applies `desired` (of `kind`). Every object Veer owns is written here, typed or not.
+async fn apply_object(client: &Client, kind: &ApiResource, desired: &Value) -> Result<(), Error> {
     let ns = desired["metadata"]["namespace"].as_str().unwrap_or_default();
     let name = desired["metadata"]["name"].as_str().unwrap_or_default();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, kind);
@@ -53,7 +48,7 @@ async fn apply_json(
         name: format!("{name}.{ns}"),
         source,
     })?;
-    Ok(true)
+    Ok(())
 }
 
 /// Server-side applies the Canary's whole status on the status subresource, unless it is unchanged;
@@ -115,16 +110,25 @@ impl Context {
         self.apply_json(&desired.kind, &desired.object, cached.as_ref()).await
     }
 
-    /// Server-side applies an object given as JSON (see [`Context::apply`]).
+    /// Server-side applies an object given as JSON unless `cached` already has every field it
+    /// sets (see [`Context::apply`]).
     pub async fn apply_json(
         &self,
         kind: &ApiResource,
         desired: &Value,
         cached: Option<&Value>,
     ) -> Result<bool, Error> {
-        let written = self.fenced(apply_json(&self.client, kind, desired, cached)).await?;
+        let written = self
+            .fenced(async {
+                if cached.is_some_and(|live| is_subset(desired, live)) {
+                    return Ok(false);
+                }
+                let _timer = self.metrics.time_write(&kind.kind);
+                apply_object(&self.client, kind, desired).await.map(|()| true)
+            })
+            .await?;
         if written {
-            self.count_write(&kind.kind);
+            self.metrics.count_write(&kind.kind);
         }
         Ok(written)
     }
@@ -141,6 +145,7 @@ impl Context {
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, kind);
         let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
         self.fenced(async {
+            let _timer = self.metrics.time_write(&kind.kind);
             api.patch(name, &params, &Patch::Merge(patch)).await.map_err(|source| Error::Write {
                 kind: kind.kind.clone(),
                 name: format!("{name}.{ns}"),
@@ -148,15 +153,22 @@ impl Context {
             })
         })
         .await?;
-        self.count_write(&kind.kind);
+        self.metrics.count_write(&kind.kind);
         Ok(())
     }
 
     /// Writes the Canary status (one patch per tick) when it changed; `canary` then holds the
     /// status and resourceVersion written, for the next write of the same reconcile.
     pub async fn write_status(&self, canary: &mut Canary, status: &CanaryStatus) -> Result<(), Error> {
-        if let Some(new_version) = self.fenced(write_status(&self.client, canary, status)).await? {
-            self.count_write("Canary/status");
+        let written = self.fenced(async {
+            if canary.status.as_ref() == Some(status) {
+                return Ok(None);
+            }
+            let _timer = self.metrics.time_write("Canary/status");
+            write_status(&self.client, canary, status).await
+        });
+        if let Some(new_version) = written.await? {
+            self.metrics.count_write("Canary/status");
             let old_version = canary.resource_version().unwrap_or_default();
             if new_version != old_version {
                 self.written.remember(canary, old_version);
@@ -181,6 +193,7 @@ impl Context {
         let name = canary.name_any();
         let written = self
             .fenced(async {
+                let _timer = self.metrics.time_write("Canary");
                 match api.patch(&name, &params, &Patch::Merge(&patch)).await {
                     Ok(c) => Ok(Some(c)),
                     Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
@@ -193,7 +206,7 @@ impl Context {
             })
             .await?;
         if let Some(written) = written {
-            self.count_write("Canary");
+            self.metrics.count_write("Canary");
             // The copy with the request is stale now, as after a status write.
             self.written.remember(canary, version);
             canary.metadata = written.metadata;
@@ -201,9 +214,11 @@ impl Context {
         Ok(())
     }
 
-    /// Records an Event on the Canary (reason `Synced`, as Flagger), logs it, and queues it for the
-    /// event webhooks, which get a Canary's Events in order without holding up the reconcile.
-    pub async fn event(&self, canary: &Canary, warning: bool, message: &str, payload: &WebhookPayload) {
+    /// Logs an Event and queues it to be recorded on the Canary (reason `Synced`, as Flagger) and
+    /// sent to the event webhooks; neither holds up the reconcile. The Event is recorded after
+    /// the Events queued before it for the same Canary (see `events`), and not at all when this
+    /// replica does not lead, or no longer does when the Event's turn comes.
+    pub fn event(&self, canary: &Canary, warning: bool, message: &str, payload: &WebhookPayload) {
         let name = crate::router::display_name(canary);
         if warning {
             tracing::warn!(canary = %name, "{message}");
@@ -214,16 +229,15 @@ impl Context {
             tracing::debug!(canary = %name, "not the leader: no Event");
             return;
         }
-        self.count_write("Event");
-        let record =
-            async { self.recorder.record(canary, warning, message).await.map_err(|e| e.to_string()) };
-        let left = self.leadership.remaining().unwrap_or_default().min(super::context::WRITE_TIMEOUT);
-        match tokio::time::timeout(left, record).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(canary = %name, error = %e, "cannot record event"),
-            Err(_) => tracing::warn!(canary = %name, "no Event: the leadership ran out"),
-        }
-        let millis = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+        let now = k8s_openapi::jiff::Timestamp::now();
+        // A full queue is counted and logged by the queue itself.
+        let _ = self.events.send(Note {
+            involved: Involved::of(canary),
+            type_: EventType::of(warning),
+            message: message.to_string(),
+            at: now,
+        });
+        let millis = now.as_millisecond();
         let calls = self
             .event_webhooks(canary)
             .into_iter()
@@ -266,10 +280,6 @@ impl Context {
             .map(|url| CanaryWebhook { name: "events".into(), url: url.clone(), ..Default::default() })
             .into_iter()
             .collect()
-    }
-
-    fn count_write(&self, kind: &str) {
-        self.metrics.api_writes.get_or_create(&crate::telemetry::KindLabels { kind: kind.to_string() }).inc();
     }
 }
 
@@ -319,7 +329,7 @@ mod tests {
     #[tokio::test]
     async fn apply_skips_objects_the_cache_already_has() {
         let (client, mut handle) = mock();
-        let (ctx, _caches) = Context::test(client);
+        let (ctx, _caches, _events) = Context::test(client);
         let mut live = service("podinfo-primary");
         live.metadata.resource_version = Some("42".into());
         live.spec.as_mut().unwrap().cluster_ip = Some("10.0.0.1".into());
@@ -390,6 +400,43 @@ mod tests {
         assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
         let sent = server.await.unwrap();
         assert_eq!(sent["metadata"]["resourceVersion"], "41");
+    }
+
+    /// The samples of `veer_api_write_duration_seconds` and `veer_api_writes_total` of `ctx`.
+    fn write_samples(ctx: &Context) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("d", "", ctx.metrics.api_write_duration.clone());
+        registry.register("w", "", ctx.metrics.api_writes.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[tokio::test]
+    async fn writes_sent_are_timed_by_kind_and_skipped_or_refused_ones_are_not() {
+        let (client, mut handle) = mock();
+        let (ctx, _caches, _events) = Context::test(client);
+        let live = service("podinfo");
+        assert!(!ctx.apply(&service("podinfo"), Some(&live)).await.unwrap(), "skipped");
+        let server = tokio::spawn(async move {
+            let path = "/api/v1/namespaces/test/services/podinfo?&force=true&fieldManager=veer";
+            expect(&mut handle, "PATCH", path, json!({})).await;
+        });
+        assert!(ctx.apply(&service("podinfo-primary"), Some(&live)).await.unwrap());
+        server.await.unwrap();
+        let text = write_samples(&ctx);
+        assert!(text.contains("d_count{kind=\"Service\"} 1\n"), "{text}");
+        assert!(text.contains("w_total{kind=\"Service\"} 1\n"), "the same kinds: {text}");
+        assert!(text.contains("d_bucket{le=\"0.005\",kind=\"Service\"}"), "from 5 ms: {text}");
+        assert!(text.contains("d_bucket{le=\"10.0\",kind=\"Service\"}"), "to 10 s: {text}");
+
+        // A replica that does not lead sends nothing, and times nothing.
+        let (client, _handle) = mock();
+        let (follower, _caches, _events) = Context::test_led(client, super::super::Leadership::elected());
+        let refused = follower.apply(&service("podinfo-primary"), None).await;
+        assert!(matches!(refused, Err(Error::NotLeader)), "{refused:?}");
+        let text = write_samples(&follower);
+        assert!(!text.contains("d_count"), "{text}");
     }
 
     #[test]

@@ -106,12 +106,12 @@ async fn deleting_scales_the_target_back_up_waits_for_it_then_restores_the_apex_
     let (mut s, c) = deleting(rolling(target(0)), 3, adopted_apex(json!({})));
 
     // 1. Terminating, then the target back to the primary's replicas; the apex Service waits.
-    let script = vec![status_write(&c), event(), merge_patch(deployment_path("podinfo"))];
+    let script = vec![status_write(&c), merge_patch(deployment_path("podinfo")), event()];
     let (action, sent) = s.step(&c, script).await;
     assert_eq!(sent[0].body["status"]["phase"], "Terminating");
-    assert_eq!(sent[1].body["message"], "Terminating canary podinfo.test");
-    assert!(is_merge_patch(&sent[2]), "Veer does not own the target's replicas");
-    assert_eq!(sent[2].body, json!({"spec": {"replicas": 3}}), "the primary's replicas");
+    assert!(is_merge_patch(&sent[1]), "Veer does not own the target's replicas");
+    assert_eq!(sent[1].body, json!({"spec": {"replicas": 3}}), "the primary's replicas");
+    assert_eq!(sent[2].body["message"], "Terminating canary podinfo.test");
     assert_eq!(action, Action::requeue(Duration::from_secs(2)));
     let c: Canary = from(sent[0].reply.clone());
 
@@ -143,12 +143,15 @@ async fn deleting_restores_the_selector_an_adopted_apex_service_was_applied_with
 
     // The target serves already: nothing to scale, everything in one go.
     let script =
-        vec![status_write(&c), event(), merge_patch(service_path("podinfo")), finalizer_patch(&c), event()];
+        vec![status_write(&c), merge_patch(service_path("podinfo")), finalizer_patch(&c), event(), event()];
     let (_, sent) = s.step(&c, script).await;
-    assert_eq!(sent[2].body, json!({"spec": {"selector": {"app.kubernetes.io/name": "podinfo"}}}));
-    assert_eq!(sent[3].body["metadata"]["finalizers"], json!([]));
+    assert_eq!(sent[1].body, json!({"spec": {"selector": {"app.kubernetes.io/name": "podinfo"}}}));
+    assert_eq!(sent[2].body["metadata"]["finalizers"], json!([]));
     // The finalizer patch is conditioned on the status write just made.
-    assert_eq!(sent[3].body["metadata"]["resourceVersion"], sent[0].reply["metadata"]["resourceVersion"]);
+    assert_eq!(sent[2].body["metadata"]["resourceVersion"], sent[0].reply["metadata"]["resourceVersion"]);
+    // The Events, in the order they happened.
+    assert_eq!(sent[3].body["message"], "Terminating canary podinfo.test");
+    assert_eq!(sent[4].body["message"], "Terminated canary podinfo.test");
 }
 
 #[tokio::test]
@@ -156,7 +159,7 @@ async fn deleting_leaves_an_apex_service_the_canary_owns_to_garbage_collection()
     let mut owned = adopted_apex(json!({}));
     owned.metadata.owner_references = Some(vec![crate::meta::owner_reference(&deleted_canary())]);
     let (mut s, c) = deleting(ready(target(2)), 2, owned);
-    s.step(&c, vec![status_write(&c), event(), finalizer_patch(&c), event()]).await;
+    s.step(&c, vec![status_write(&c), finalizer_patch(&c), event(), event()]).await;
 }
 
 /// A target at rest at zero counts as ready for the canary role (0 of 0 replicas available), and
@@ -166,7 +169,7 @@ async fn deleting_leaves_an_apex_service_the_canary_owns_to_garbage_collection()
 #[tokio::test]
 async fn deleting_waits_for_a_target_that_rested_at_zero_before_touching_the_apex_service() {
     let (mut s, c) = deleting(ready(target(0)), 3, adopted_apex(json!({})));
-    let script = vec![status_write(&c), event(), merge_patch(deployment_path("podinfo"))];
+    let script = vec![status_write(&c), merge_patch(deployment_path("podinfo")), event()];
     let (action, _) = s.step(&c, script).await;
     assert_eq!(action, Action::requeue(Duration::from_secs(2)));
 }

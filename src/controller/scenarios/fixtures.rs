@@ -15,8 +15,9 @@ use super::verifier::{ApiServer, Expect, Recorded, Reply, expect, mock};
 use crate::{
     api::Canary,
     controller::{
-        Error,
+        Error, Leadership,
         context::{Context, TestCaches},
+        events::EventWorker,
         reconcile,
     },
 };
@@ -139,20 +140,21 @@ pub struct Scenario {
     pub api: ApiServer,
     pub ctx: Arc<Context>,
     pub caches: TestCaches,
+    /// Records the Context's queued Events when [`Scenario::reconcile`] says so.
+    events: EventWorker,
 }
 
 impl Scenario {
-    /// Nothing cached; `adjust` may change the Context (its leadership, say) before it is shared.
-    pub fn empty_with(adjust: impl FnOnce(&mut Context)) -> Scenario {
+    /// Nothing cached, for a replica whose leadership is `leadership`.
+    pub fn empty(leadership: Arc<Leadership>) -> Scenario {
         let (client, api): (Client, ApiServer) = mock();
-        let (mut ctx, caches) = Context::test(client);
-        adjust(&mut ctx);
-        Scenario { api, ctx: Arc::new(ctx), caches }
+        let (ctx, caches, events) = Context::test_led(client, leadership);
+        Scenario { api, ctx: Arc::new(ctx), caches, events }
     }
 
     /// `canary` and the `deployments` cached, as the watches would have delivered them.
     pub fn of(canary: &Canary, deployments: impl IntoIterator<Item = Deployment>) -> Scenario {
-        let mut s = Scenario::empty_with(|_| ());
+        let mut s = Scenario::empty(Leadership::always());
         put(&mut s.caches.canaries, canary.clone());
         for d in deployments {
             put(&mut s.caches.deployments, d);
@@ -160,15 +162,24 @@ impl Scenario {
         s
     }
 
-    /// Reconciles `canary` once against `script` (each request expected in order, nothing else):
-    /// what the reconcile returned and the requests it sent.
+    /// Reconciles `canary` once, then records the Events it queued: the API server sees the
+    /// reconcile's writes, then its Events in order (in the controller the Events are recorded in
+    /// the background, beside the next reconciles).
+    pub async fn reconcile(&mut self, canary: &Canary) -> Result<Action, Error> {
+        let result = reconcile(canary, &self.ctx).await;
+        self.events.run_until_idle().await;
+        result
+    }
+
+    /// Reconciles `canary` once against `script` (each request expected in order, nothing else;
+    /// the Events last): what the reconcile returned and the requests it sent.
     pub async fn tick(
         &mut self,
         canary: &Canary,
         script: Vec<Expect>,
     ) -> (Result<Action, Error>, Vec<Recorded>) {
         self.api.script(script);
-        let result = reconcile(canary, &self.ctx).await;
+        let result = self.reconcile(canary).await;
         (result, self.api.verify().await)
     }
 
@@ -232,8 +243,8 @@ where
     writer.apply_watcher_event(&watcher::Event::Delete(obj));
 }
 
-/// Reconciles `canary` once.
-pub async fn reconcile(canary: &Canary, ctx: &Arc<Context>) -> Result<Action, Error> {
+/// Reconciles `canary` once; its Events stay queued (see [`Scenario::reconcile`]).
+async fn reconcile(canary: &Canary, ctx: &Arc<Context>) -> Result<Action, Error> {
     reconcile::reconcile(Arc::new(canary.clone()), ctx.clone()).await
 }
 

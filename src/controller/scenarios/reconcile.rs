@@ -75,8 +75,8 @@ async fn once_the_primary_serves_the_apex_service_and_routes_follow_and_the_targ
         apply(istio_path("virtualservices", "podinfo")),
         status_write(&c),
         merge_patch(deployment_path("podinfo")),
-        event(),
         status_write(&c),
+        event(),
     ];
     let (action, sent) = s.step(&c, script).await;
 
@@ -93,13 +93,13 @@ async fn once_the_primary_serves_the_apex_service_and_routes_follow_and_the_targ
     // ... the target scaled to zero with a merge patch (Veer does not own its replicas) ...
     assert!(is_merge_patch(&sent[5]), "{}", sent[5].query);
     assert_eq!(sent[5].body, json!({"spec": {"replicas": 0}}));
-    assert_eq!(sent[6].body["type"], "Normal");
-    assert_eq!(sent[6].body["message"], "Initialization done! podinfo.test");
-    assert_eq!(sent[6].body["involvedObject"]["kind"], "Canary");
-    // ... and the pending effects emptied once done.
-    let done = &sent[7].body["status"];
+    // ... and the pending effects emptied once done; then the Event, recorded in the background.
+    let done = &sent[6].body["status"];
     assert_eq!(done["phase"], "Initialized");
     assert!(done.get("pendingEffects").is_none(), "{done}");
+    assert_eq!(sent[7].body["type"], "Normal");
+    assert_eq!(sent[7].body["message"], "Initialization done! podinfo.test");
+    assert_eq!(sent[7].body["involvedObject"]["kind"], "Canary");
     assert_eq!(action, Action::await_change());
 }
 
@@ -109,7 +109,7 @@ async fn settled() -> (Scenario, Canary) {
     let (mut s, mut c) = new_canary();
     for _ in 0..3 {
         s.api.record(serde_json::to_value(&c).unwrap());
-        reconcile(&c, &s.ctx).await.expect("reconciled");
+        s.reconcile(&c).await.expect("reconciled");
         let sent = s.api.verify().await;
         if sent.is_empty() {
             return (s, c);
@@ -239,7 +239,7 @@ async fn a_status_changed_since_it_was_read_is_decided_again_without_a_report() 
 #[tokio::test]
 async fn a_replica_that_does_not_lead_writes_nothing() {
     let c = canary();
-    let mut s = Scenario::empty_with(|ctx| ctx.leadership = Leadership::elected());
+    let mut s = Scenario::empty(Leadership::elected());
     put(&mut s.caches.canaries, c.clone());
     put(&mut s.caches.deployments, target(2));
     let (action, _) = s.step(&c, vec![]).await;
@@ -279,14 +279,14 @@ async fn a_new_revision_of_the_target_starts_an_analysis_by_scaling_it_up() {
     put(&mut s.caches.deployments, t);
 
     let (action, sent) =
-        s.step(&c, vec![status_write(&c), event(), merge_patch(deployment_path("podinfo"))]).await;
+        s.step(&c, vec![status_write(&c), merge_patch(deployment_path("podinfo")), event()]).await;
     let status = &sent[0].body;
     assert_eq!(status["status"]["phase"], "Progressing");
     assert_eq!(condition(status, "Promoted")["reason"], "Progressing");
     assert_eq!(status["status"]["canaryWeight"], 0, "no traffic before the canary is ready");
-    assert_eq!(sent[1].body["message"], "New revision detected! Scaling up podinfo.test");
-    assert!(is_merge_patch(&sent[2]), "{}", sent[2].query);
-    assert_eq!(sent[2].body, json!({"spec": {"replicas": 2}}), "the primary's replicas");
+    assert!(is_merge_patch(&sent[1]), "{}", sent[1].query);
+    assert_eq!(sent[1].body, json!({"spec": {"replicas": 2}}), "the primary's replicas");
+    assert_eq!(sent[2].body["message"], "New revision detected! Scaling up podinfo.test");
     assert_eq!(action, Action::requeue(Duration::from_secs(15)));
 
     // Within the interval nothing more happens: it waits for the next step.
@@ -373,17 +373,17 @@ fn requested(c: &Canary, value: &str) -> Canary {
 #[tokio::test]
 async fn a_handled_request_is_removed_last_and_only_from_the_canary_it_was_read_from() {
     let (mut s, c) = settled().await;
-    // Nothing runs: refused (a Warning Event), then removed, fenced by the resourceVersion.
+    // Nothing runs: refused (a Warning Event), and removed, fenced by the resourceVersion.
     let asked = requested(&c, "abort");
-    let (action, sent) = s.step(&asked, vec![event(), merge_patch(CANARY).reply(onto(&asked))]).await;
+    let (action, sent) = s.step(&asked, vec![merge_patch(CANARY).reply(onto(&asked)), event()]).await;
     assert!(
-        sent[0].body["message"].as_str().unwrap().contains("refused: nothing to abort"),
+        sent[1].body["message"].as_str().unwrap().contains("refused: nothing to abort"),
         "{}",
-        sent[0].body
+        sent[1].body
     );
-    assert_eq!(sent[0].body["type"], "Warning");
+    assert_eq!(sent[1].body["type"], "Warning");
     assert_eq!(
-        sent[1].body,
+        sent[0].body,
         json!({"metadata": {
             "resourceVersion": asked.metadata.resource_version,
             "annotations": {"veer.dev/request": null}
@@ -396,6 +396,6 @@ async fn a_handled_request_is_removed_last_and_only_from_the_canary_it_was_read_
     let (mut s, c) = settled().await;
     let asked = requested(&c, "retry");
     let (action, _) =
-        s.step(&asked, vec![event(), merge_patch(CANARY).reply(Reply::Fail(409, "Conflict"))]).await;
+        s.step(&asked, vec![merge_patch(CANARY).reply(Reply::Fail(409, "Conflict")), event()]).await;
     assert_eq!(action, Action::await_change());
 }

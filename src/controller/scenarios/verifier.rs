@@ -16,8 +16,9 @@ type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 /// The longest the verifier waits for an expected request.
 const PATIENCE: Duration = Duration::from_secs(5);
 /// How long the verifier watches for a stray request once the code under test returned. Every
-/// request the reconcile makes is awaited inline, so it is already queued when it returns; this
-/// window only catches a write spawned in the background.
+/// request the reconcile makes is awaited inline (its Events are recorded by `Scenario::reconcile`
+/// before it returns), so it is already queued when it returns; this window only catches a write
+/// spawned in the background.
 const QUIET: Duration = Duration::from_millis(50);
 
 /// What the API server answers.
