@@ -27,7 +27,9 @@ export VEER_TRAFFICSIM_SHAPES=${VEER_TRAFFICSIM_SHAPES-istio}
 export VEER_E2E_TRAFFICSIM_SCRAPE=${VEER_E2E_TRAFFICSIM_SCRAPE-5s}
 LOCK=${VEER_CPU_LOCK-/tmp/veer-cpu.lock}
 REPORT=${BENCH_REPORT:-$REPO_DIR/docs/benchmarks.md}
-locked() { if [ -n "$LOCK" ]; then flock "$LOCK" "$@"; else "$@"; fi; }
+# -o: the lock is not inherited by what the command starts (up.sh's daemons would hold it until
+# the stack stops, and every later run would wait for it forever).
+locked() { if [ -n "$LOCK" ]; then flock -o "$LOCK" "$@"; else "$@"; fi; }
 [ $# -gt 0 ] || set -- 100
 
 cd "$REPO_DIR"
