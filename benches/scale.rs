@@ -732,6 +732,20 @@ fn summary(values: &[f64], unit: &str, scale: f64) -> String {
     )
 }
 
+/// Whether the API server writes an audit log (e2e/up.sh does, of the writes to what Veer
+/// reads and writes: every such write also costs a line in that file).
+fn apiserver_audit() -> &'static str {
+    let Some((_, pid)) = control_plane().into_iter().find(|(n, _)| n == "kube-apiserver") else {
+        return "unknown";
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if String::from_utf8_lossy(&cmdline).contains("--audit-log-path=") {
+        "an audit log of writes (Metadata level)"
+    } else {
+        "no audit log"
+    }
+}
+
 /// The KCM's client rate limit, from its command line (e2e/up.sh, VEER_E2E_KCM_QPS).
 fn kcm_rate() -> String {
     let Some((_, pid)) = control_plane().into_iter().find(|(n, _)| n == "kube-controller-manager") else {
@@ -912,8 +926,12 @@ async fn main() {
     );
     let _ = writeln!(out, "Command: `{command}`  ");
     let _ = writeln!(out, "Machine: {machine}  ");
-    let _ =
-        writeln!(out, "Control plane: e2e/up.sh; kube-controller-manager client rate limit {}  ", kcm_rate());
+    let _ = writeln!(
+        out,
+        "Control plane: e2e/up.sh; kube-controller-manager client rate limit {}; API server with {}  ",
+        kcm_rate(),
+        apiserver_audit()
+    );
     let _ = writeln!(
         out,
         "Workload: per Canary one Deployment (1 replica{}), {}. Each controller gets its own fresh \
@@ -1148,7 +1166,8 @@ async fn run_one(kind: Ctl, args: &Args, client: &Client, smoke: bool) -> Run {
         sent.push((c.clone(), t));
         tokio::time::sleep(Duration::from_millis(args.detect_spacing_ms)).await;
     }
-    let seen_timeout = Duration::from_secs(3 * interval + 30);
+    // Flagger at 1,000 Canaries, held back by its client's rate limit, took over a minute.
+    let seen_timeout = Duration::from_secs(10 * interval + 60);
     until(seen_timeout, Duration::from_millis(5), async || {
         sent.iter().all(|(c, t)| tracks.first_seen(c, Phase::Progressing, *t).is_some())
     })
