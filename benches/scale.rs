@@ -1196,9 +1196,9 @@ async fn run_one(kind: Ctl, args: &Args, client: &Client, smoke: bool) -> Run {
 
     // 6. all N progressing at once ----------------------------------------------------------------
     rss.stage.store(5, Ordering::SeqCst);
-    let lag0 = step_lag(&controller_metrics(ctl.port).await);
-    let w_s0 = writes_by_kind(&controller_metrics(ctl.port).await);
     let m_s0 = controller_metrics(ctl.port).await;
+    let lag0 = step_lag(&m_s0);
+    let w_s0 = writes_by_kind(&m_s0);
     let a_s0 = apiserver_requests(client).await;
     let cpu_s0 = cpu_snap(Some(pid));
     // --no-steps: the stage runs over no Canary (a quicker run for the earlier stages).
