@@ -26,6 +26,11 @@ use crate::{
     workload::{self, ConfigId},
 };
 
+/// Objects per page of a watch's list (kube's default is 500). Each listed page is held whole while
+/// it is decoded, managedFields included, before they are dropped: smaller pages lower the peak
+/// the process keeps as resident memory, for a few more list requests at start.
+const LIST_PAGE: u32 = 100;
+
 /// Secrets Veer never needs (large, and never referenced as application config).
 const SECRET_FIELD_SELECTOR: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
 
@@ -132,9 +137,15 @@ pub(super) struct PartialStores {
 
 /// Builds the Canary controller with every watch it needs, and the caches they fill.
 pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Stores) {
-    let wc = watcher::Config::default();
-    let controller = Controller::new(api::<Canary>(client, namespace), wc.clone());
-    let canaries = controller.store();
+    let wc = watcher::Config::default().page_size(LIST_PAGE);
+    // The Canaries' own watch, also without managedFields (Veer's status applies make them large).
+    let (canaries, writer) = reflector::store();
+    let canary_stream = watcher(api::<Canary>(client, namespace), wc.clone())
+        .default_backoff()
+        .modify(|c: &mut Canary| c.metadata.managed_fields = None)
+        .reflect(writer)
+        .applied_objects();
+    let controller = Controller::for_stream(canary_stream, canaries.clone());
 
     let c = canaries.clone();
     let (controller, deployments) =
@@ -296,7 +307,7 @@ fn watch_dynamic(
     };
     let writer = reflector::store::Writer::new(ar.clone());
     let store = writer.as_reader();
-    let stream = watcher(api, watcher::Config::default())
+    let stream = watcher(api, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
         .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None)
         .reflect(writer)
