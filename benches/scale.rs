@@ -974,6 +974,9 @@ struct Run {
     idle_requests: f64,
     idle_cpu_per_min: f64,
     rss_idle: f64,
+    /// At the end of the idle window: private memory (heap) and file-backed pages (program text).
+    rss_idle_anon: f64,
+    rss_idle_file: f64,
     rss_peak: f64,
     detect: Vec<f64>,
     detect_all: Vec<f64>,
@@ -1124,6 +1127,8 @@ async fn run_one(kind: Ctl, args: &Args, client: &Client, smoke: bool) -> Run {
     let cpu_idle1 = cpu_snap(Some(pid));
     let w1 = writes_by_kind(&controller_metrics(ctl.port).await);
     let rss_idle = proc_status_kib(pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0;
+    let rss_idle_anon = proc_status_kib(pid, "RssAnon:").unwrap_or(0) as f64 / 1024.0;
+    let rss_idle_file = proc_status_kib(pid, "RssFile:").unwrap_or(0) as f64 / 1024.0;
     let running = diff(&a1, &a0);
     let idle_writes = diff(&w1, &w0);
     drop(ctl);
@@ -1198,6 +1203,7 @@ async fn run_one(kind: Ctl, args: &Args, client: &Client, smoke: bool) -> Run {
     rss.stage.store(5, Ordering::SeqCst);
     let m_s0 = controller_metrics(ctl.port).await;
     let lag0 = step_lag(&m_s0);
+    let wake0 = histo(&m_s0, "veer_wake_lag_seconds", None);
     let w_s0 = writes_by_kind(&m_s0);
     let a_s0 = apiserver_requests(client).await;
     let cpu_s0 = cpu_snap(Some(pid));
@@ -1243,6 +1249,7 @@ async fn run_one(kind: Ctl, args: &Args, client: &Client, smoke: bool) -> Run {
     let a_s1 = apiserver_requests(client).await;
     let m_s1 = controller_metrics(ctl.port).await;
     let lag1 = step_lag(&m_s1);
+    let wake1 = histo(&m_s1, "veer_wake_lag_seconds", None);
     let w_s1 = writes_by_kind(&m_s1);
     let hwm_end = proc_status_kib(pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0;
     if !all_progressing || !all_done {
@@ -1306,6 +1313,7 @@ async fn run_one(kind: Ctl, args: &Args, client: &Client, smoke: bool) -> Run {
     detect_all.sort_by(f64::total_cmp);
     gaps.sort_by(f64::total_cmp);
     let lag = lag1.minus(&lag0);
+    let wake = wake1.minus(&wake0);
     let run_writes = diff(&w_s1, &w_s0);
     let run_requests = diff(&a_s1, &a_s0);
     let canary_requests: f64 = run_requests
@@ -1419,11 +1427,19 @@ async fn run_one(kind: Ctl, args: &Args, client: &Client, smoke: bool) -> Run {
         );
         let _ = writeln!(
             out,
-            "| `veer_step_lag_seconds` (due → decision) during the all-N run | count {}, mean {}, p50 {}, p99 {} |",
+            "| `veer_step_lag_seconds` (`lastStepTime` + interval → decision; includes the waits for readiness) during the all-N run | count {}, mean {}, p50 {}, p99 {} |",
             lag.count,
             if lag.count > 0.0 { format!("{:.3} s", lag.sum / lag.count) } else { "—".into() },
             lag.quantile(0.5),
             lag.quantile(0.99)
+        );
+        let _ = writeln!(
+            out,
+            "| `veer_wake_lag_seconds` (a scheduled tick due → its reconcile starts: Veer's queue and CPU) during the all-N run | count {}, mean {}, p50 {}, p99 {} |",
+            wake.count,
+            if wake.count > 0.0 { format!("{:.3} s", wake.sum / wake.count) } else { "—".into() },
+            wake.quantile(0.5),
+            wake.quantile(0.99)
         );
         let mut kinds: Vec<String> = run_writes.keys().cloned().collect();
         kinds.sort();
@@ -1464,7 +1480,7 @@ async fn run_one(kind: Ctl, args: &Args, client: &Client, smoke: bool) -> Run {
     );
     let _ = writeln!(
         out,
-        "| controller RSS (max VmRSS sampled every 250 ms) | init {:.1} MiB, idle {:.1} MiB (at the end of the window {rss_idle:.1} MiB), restart {:.1} MiB, detection {:.1} MiB, all-N run {:.1} MiB |",
+        "| controller RSS (max VmRSS sampled every 250 ms) | init {:.1} MiB, idle {:.1} MiB (at the end of the window {rss_idle:.1} MiB: {rss_idle_anon:.1} anonymous, {rss_idle_file:.1} file-backed), restart {:.1} MiB, detection {:.1} MiB, all-N run {:.1} MiB |",
         rss.max_mib(1),
         rss.max_mib(2),
         rss.max_mib(3),
@@ -1553,6 +1569,8 @@ async fn run_one(kind: Ctl, args: &Args, client: &Client, smoke: bool) -> Run {
         idle_requests: extra / n as f64 / per_interval + 0.0,
         idle_cpu_per_min: idle_cpu / window.as_secs_f64() * 60.0,
         rss_idle: rss.max_mib(2),
+        rss_idle_anon,
+        rss_idle_file,
         rss_peak: (1..=5).map(|s| rss.max_mib(s)).fold(0.0, f64::max),
         detect: latencies,
         detect_all,
@@ -1709,6 +1727,22 @@ fn side_by_side(out: &mut String, runs: &[Run], n: usize, interval: u64) {
     );
     row(out, "controller CPU, all-N run", runs.iter().map(|r| Some(r.run_cpu)).collect(), " s", 1, 0.01);
     row(out, "RSS idle", runs.iter().map(|r| Some(r.rss_idle)).collect(), " MiB", 1, 0.1);
+    row(
+        out,
+        "… of it anonymous (heap), end of idle",
+        runs.iter().map(|r| Some(r.rss_idle_anon)).collect(),
+        " MiB",
+        1,
+        0.1,
+    );
+    row(
+        out,
+        "… of it file-backed (program text), end of idle",
+        runs.iter().map(|r| Some(r.rss_idle_file)).collect(),
+        " MiB",
+        1,
+        0.1,
+    );
     row(out, "RSS peak", runs.iter().map(|r| Some(r.rss_peak)).collect(), " MiB", 1, 0.1);
     row(
         out,

@@ -168,6 +168,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), StartError> {
         leadership,
         written: Default::default(),
         retries: Default::default(),
+        wakes: Default::default(),
         synced: admin.ready_flag(),
         caches: Arc::new(CacheHealth::default()),
     });

@@ -127,6 +127,9 @@ pub struct ControllerMetrics {
     pub api_write_duration: Family<KindLabels, Histogram>,
     /// Veer: how late analysis steps ran compared with `lastStepTime + interval`, in seconds.
     pub step_lag: Histogram,
+    /// Veer: how late a Canary's scheduled tick started after it was due, in seconds: the
+    /// controller's own queue and CPU, without the API server's answers.
+    pub wake_lag: Histogram,
     /// Veer: Events waiting to be recorded (`controller::events`).
     pub event_queue_depth: Gauge,
     /// Veer: Events not recorded because their queue was full.
@@ -166,6 +169,7 @@ impl ControllerMetrics {
                 Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
             }),
             step_lag: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
+            wake_lag: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
             event_queue_depth: Gauge::default(),
             events_dropped: Counter::default(),
         };
@@ -200,6 +204,11 @@ impl ControllerMetrics {
             m.api_write_duration.clone(),
         );
         v.register("step_lag_seconds", "Delay of analysis steps behind their due time", m.step_lag.clone());
+        v.register(
+            "wake_lag_seconds",
+            "Delay of scheduled reconciles behind their due time (the controller's queue and CPU)",
+            m.wake_lag.clone(),
+        );
         v.register("event_queue_depth", "Events waiting to be recorded", m.event_queue_depth.clone());
         v.register(
             "events_dropped",

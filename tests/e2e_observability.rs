@@ -294,6 +294,7 @@ fn exported_series() -> BTreeMap<String, BTreeSet<String>> {
     m.api_writes.get_or_create(&KindLabels { kind: s("Deployment") }).inc();
     m.api_write_duration.get_or_create(&KindLabels { kind: s("Deployment") }).observe(0.02);
     m.step_lag.observe(0.1);
+    m.wake_lag.observe(0.05);
     m.event_queue_depth.set(0);
     m.events_dropped.inc();
     let mut text = String::new();
@@ -425,6 +426,7 @@ fn the_exported_series_are_read_from_veers_registry() {
         ("flagger_canary_duration_seconds_bucket", &["name", "namespace", "le"]),
         ("flagger_canary_successes_total", &["name", "namespace", "deployment_strategy", "analysis_status"]),
         ("veer_step_lag_seconds_bucket", &["le"]),
+        ("veer_wake_lag_seconds_bucket", &["le"]),
         ("veer_api_write_duration_seconds_bucket", &["kind", "le"]),
         ("veer_event_queue_depth", &[]),
         ("veer_events_dropped_total", &[]),

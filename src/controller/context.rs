@@ -188,6 +188,39 @@ impl WrittenStatuses {
     }
 }
 
+/// When each Canary's next scheduled tick is due (the decision core's requeue), to measure how late
+/// its reconcile starts: Veer's own share of a step's lateness (the controller's queue, its
+/// concurrency limit, a starved CPU), apart from the API server's (`veer_api_write_duration_seconds`).
+/// Keyed by uid; an entry goes when its tick starts, or with its Canary.
+#[derive(Default)]
+pub struct Wakes(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl Wakes {
+    /// Records that the reconcile of `canary` that just ended asked to run again at `due`.
+    pub fn expect(&self, canary: &Canary, due: std::time::Instant) {
+        let uid = canary.metadata.uid.clone().unwrap_or_default();
+        self.0.lock().expect("wakes lock").insert(uid, due);
+    }
+
+    /// A reconcile of `canary` starts at `now`: how late it is, if it is the tick that was due (a
+    /// watch event may wake a Canary before that; its schedule then stands).
+    pub fn arrived(&self, canary: &Canary, now: std::time::Instant) -> Option<std::time::Duration> {
+        let uid = canary.metadata.uid.clone().unwrap_or_default();
+        let mut map = self.0.lock().expect("wakes lock");
+        let due = *map.get(&uid)?;
+        (now >= due).then(|| {
+            map.remove(&uid);
+            now - due
+        })
+    }
+
+    /// Forgets a Canary that is going away.
+    pub fn forget(&self, canary: &Canary) {
+        let uid = canary.metadata.uid.clone().unwrap_or_default();
+        self.0.lock().expect("wakes lock").remove(&uid);
+    }
+}
+
 /// The watch caches that do not hold a first complete list yet, and the last error a watch
 /// returned. Until every cache is complete nothing is decided (an object not cached yet would look
 /// missing); when that lasts, for instance because the controller may not list one kind, every
@@ -333,6 +366,8 @@ pub struct Context {
     pub written: WrittenStatuses,
     /// Failed reconciles per Canary, for backoff and for reporting on the Canary.
     pub retries: Retries,
+    /// When each Canary's next tick is due (`veer_wake_lag_seconds`).
+    pub wakes: Wakes,
     /// Whether this replica leads, and until when: a replica that does not lead never writes.
     pub leadership: Arc<super::leader::Leadership>,
     /// Whether every cache holds its first complete list: the flag `/readyz` answers from.
@@ -478,6 +513,7 @@ impl Context {
             metrics,
             written: Default::default(),
             retries: Default::default(),
+            wakes: Default::default(),
             leadership,
             synced: Arc::new(AtomicBool::new(true)),
             caches: Default::default(),
@@ -506,6 +542,22 @@ mod tests {
         assert!(written.is_stale(&canary("7")), "the copy we overwrote");
         assert!(!written.is_stale(&canary("8")), "the watch delivered our write");
         assert!(!written.is_stale(&canary("7")), "forgotten once caught up");
+    }
+
+    #[test]
+    fn a_scheduled_tick_is_late_by_the_time_past_its_due_and_only_once() {
+        let wakes = Wakes::default();
+        let c = canary("1");
+        let t0 = std::time::Instant::now();
+        let s = std::time::Duration::from_secs;
+        assert_eq!(wakes.arrived(&c, t0), None, "nothing scheduled");
+        wakes.expect(&c, t0 + s(10));
+        assert_eq!(wakes.arrived(&c, t0 + s(3)), None, "woken early by a watch event");
+        assert_eq!(wakes.arrived(&c, t0 + s(12)), Some(s(2)), "the schedule stood");
+        assert_eq!(wakes.arrived(&c, t0 + s(13)), None, "counted once");
+        wakes.expect(&c, t0 + s(20));
+        wakes.forget(&c);
+        assert_eq!(wakes.arrived(&c, t0 + s(30)), None, "forgotten with its Canary");
     }
 
     #[test]

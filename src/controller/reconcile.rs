@@ -35,6 +35,9 @@ use crate::{
 /// retried with backoff while the other Canaries go on. Infrastructure errors are reported on the
 /// Canary too (see [`report`]).
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if let Some(late) = ctx.wakes.arrived(&canary, Instant::now()) {
+        ctx.metrics.wake_lag.observe(late.as_secs_f64());
+    }
     // The Canary as this reconcile last wrote it (its status and resourceVersion).
     let mut latest = (*canary).clone();
     let result = match AssertUnwindSafe(tick(canary.clone(), &ctx, &mut latest)).catch_unwind().await {
@@ -114,6 +117,7 @@ async fn tick(canary: Arc<Canary>, ctx: &Context, latest: &mut Canary) -> Result
     }
     failpoint::hit(&format!("reconcile/{}", canary.name_any()));
     if canary.metadata.deletion_timestamp.is_some() {
+        ctx.wakes.forget(&canary);
         return finalize::finalize(&canary, ctx).await;
     }
     if finalize::sync_finalizer(&canary, ctx).await? {
@@ -161,8 +165,14 @@ async fn tick(canary: Arc<Canary>, ctx: &Context, latest: &mut Canary) -> Result
         carry_out(&resolved, Some(&resolved), ctx, latest, &outcome, obs.routes.clone().ok()).await?;
     update_gauges(&resolved, ctx, &outcome.status, routes);
     Ok(match outcome.requeue {
-        Some(d) => Action::requeue(d),
-        None => Action::await_change(),
+        Some(d) => {
+            ctx.wakes.expect(&canary, Instant::now() + d);
+            Action::requeue(d)
+        }
+        None => {
+            ctx.wakes.forget(&canary);
+            Action::await_change()
+        }
     })
 }
 
