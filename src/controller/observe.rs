@@ -211,10 +211,11 @@ impl Resolved {
         // older one keeps it (Flagger only logs this).
         let kind = crate::analysis::target_kind(&canary);
         let key = |c: &Canary| (c.creation_timestamp().map(|t| t.0), c.name_any());
+        // A pass over every cached Canary at each tick: the cheapest tests first, no allocation.
         if let Some(first) = ctx.stores.canaries.find(|c| {
-            c.namespace().as_deref() == Some(namespace.as_str())
-                && c.uid() != canary.uid()
-                && c.spec.target_ref.name == t.name
+            c.spec.target_ref.name == t.name
+                && c.metadata.namespace.as_deref() == Some(namespace.as_str())
+                && c.metadata.uid != canary.metadata.uid
                 && crate::analysis::target_kind(c) == kind
                 && key(c) < key(&canary)
         }) {

@@ -79,7 +79,7 @@ fn canaries_where(
     canaries
         .state()
         .iter()
-        .filter(|c| c.namespace().as_deref() == Some(ns) && pred(c))
+        .filter(|c| c.metadata.namespace.as_deref() == Some(ns) && pred(c))
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
 }
@@ -106,25 +106,43 @@ pub(super) fn target_canaries(
     kind: TargetKind,
     name: &str,
 ) -> Vec<ObjectRef<Canary>> {
+    // Called for every event of every workload, with every Canary: no allocation per Canary.
+    let primary_of = name.strip_suffix("-primary");
     canaries_where(canaries, ns, |c| {
         let t = &c.spec.target_ref;
-        TargetKind::parse(&t.kind) == Ok(kind) && (t.name == name || format!("{}-primary", t.name) == name)
+        (t.name == name || primary_of == Some(t.name.as_str())) && TargetKind::parse(&t.kind) == Ok(kind)
     })
 }
 
 /// Canaries whose target uses the ConfigMap or Secret `config`.
 pub(super) fn config_canaries(stores: &PartialStores, ns: &str, config: &ConfigId) -> Vec<ObjectRef<Canary>> {
+    let uses = |spec: Option<&k8s_openapi::api::core::v1::PodSpec>| {
+        spec.is_some_and(|s| workload::config_refs(s).iter().any(|r| r.id == *config))
+    };
     canaries_where(&stores.canaries, ns, |c| {
         let t = &c.spec.target_ref;
-        let spec = match TargetKind::parse(&t.kind) {
+        match TargetKind::parse(&t.kind) {
             Ok(TargetKind::DaemonSet) => super::context::cached(&stores.daemonsets, ns, &t.name)
-                .and_then(|d| d.spec.as_ref().and_then(|s| s.template.spec.clone())),
+                .is_some_and(|d| uses(d.spec.as_ref().and_then(|s| s.template.spec.as_ref()))),
             Ok(TargetKind::Deployment) => super::context::cached(&stores.deployments, ns, &t.name)
-                .and_then(|d| d.spec.as_ref().and_then(|s| s.template.spec.clone())),
-            Err(_) => None,
-        };
-        spec.is_some_and(|s| workload::config_refs(&s).iter().any(|r| r.id == *config))
+                .is_some_and(|d| uses(d.spec.as_ref().and_then(|s| s.template.spec.as_ref()))),
+            Err(_) => false,
+        }
     })
+}
+
+/// The Canaries a ConfigMap or Secret event wakes: the owner of a primary copy Veer generated
+/// (which no target uses: looking for its users would cost a pass over every Canary of the
+/// namespace for each of Veer's own writes), or else the Canaries whose target uses it.
+pub(super) fn config_or_copy_canaries<K: Resource>(
+    stores: &PartialStores,
+    obj: &K,
+    id: ConfigId,
+) -> Vec<ObjectRef<Canary>> {
+    match owners(obj) {
+        Some(owner) => vec![owner],
+        None => config_canaries(stores, &obj.namespace().unwrap_or_default(), &id),
+    }
 }
 
 /// The caches a config mapper needs (filled in as the watches are built).
@@ -165,25 +183,14 @@ pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Sto
     let p = partial.clone();
     let (controller, configmaps) =
         watch(controller, api::<ConfigMap>(client, namespace), wc.clone(), move |cm: ConfigMap| {
-            let mut refs = config_canaries(
-                &p,
-                &cm.namespace().unwrap_or_default(),
-                &ConfigId::config_map(cm.name_any()),
-            );
-            refs.extend(owners(&cm));
-            refs
+            config_or_copy_canaries(&p, &cm, ConfigId::config_map(cm.name_any()))
         });
     let p = partial.clone();
     let (controller, secrets) = watch(
         controller,
         api::<Secret>(client, namespace),
         wc.clone().fields(SECRET_FIELD_SELECTOR),
-        move |s: Secret| {
-            let mut refs =
-                config_canaries(&p, &s.namespace().unwrap_or_default(), &ConfigId::secret(s.name_any()));
-            refs.extend(owners(&s));
-            refs
-        },
+        move |s: Secret| config_or_copy_canaries(&p, &s, ConfigId::secret(s.name_any())),
     );
     let (controller, services) =
         watch(controller, api::<Service>(client, namespace), wc.clone(), |s: Service| owners(&s));

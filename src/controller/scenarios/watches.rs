@@ -14,7 +14,9 @@ use super::fixtures::{from, put};
 use crate::{
     analysis::TargetKind,
     api::Canary,
-    controller::watches::{PartialStores, config_canaries, owners, referring, target_canaries},
+    controller::watches::{
+        PartialStores, config_canaries, config_or_copy_canaries, owners, referring, target_canaries,
+    },
     workload::ConfigId,
 };
 
@@ -151,6 +153,34 @@ fn a_config_wakes_the_canaries_whose_cached_target_uses_it() {
     ];
     for (ns, id, expected) in &cases {
         assert_eq!(woken(config_canaries(&s, ns, id)), refs(expected), "{id:?} in {ns}");
+    }
+}
+
+#[test]
+fn a_primary_copy_wakes_only_its_owner_and_a_users_config_its_users() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let s = stores();
+    let config = |name: &str, owner: Option<Value>| -> ConfigMap {
+        let mut meta = json!({"name": name, "namespace": "test"});
+        if let Some(owner) = owner {
+            meta["ownerReferences"] = json!([owner]);
+        }
+        from(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}))
+    };
+    let canary_owner = || Some(owner("flagger.app/v1beta1", "Canary", Some(true)));
+    let cases: Vec<(ConfigMap, Woken)> = vec![
+        // Veer's copy: its owner, without a pass over the namespace's Canaries.
+        (config("podinfo-config-primary", canary_owner()), &[("test", "podinfo")]),
+        // Owned by a Canary, even under a name a target uses: only the owner.
+        (config("ds-config", canary_owner()), &[("test", "podinfo")]),
+        // The user's: the Canaries whose target uses it, whoever else owns it.
+        (config("ds-config", None), &[("test", "podinfo-ds")]),
+        (config("ds-config", Some(owner("apps/v1", "Deployment", Some(true)))), &[("test", "podinfo-ds")]),
+        (config("unused", None), &[]),
+    ];
+    for (cm, expected) in cases {
+        let id = ConfigId::config_map(cm.metadata.name.clone().unwrap_or_default());
+        assert_eq!(woken(config_or_copy_canaries(&s, &cm, id)), refs(expected), "{:?}", cm.metadata);
     }
 }
 
