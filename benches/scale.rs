@@ -484,6 +484,12 @@ impl Histo {
         Histo { buckets, sum: self.sum - before.sum, count: self.count - before.count }
     }
 
+    /// `count …, mean …, p50 …, p99 …`.
+    fn describe(&self) -> String {
+        let mean = if self.count > 0.0 { format!("{:.3} s", self.sum / self.count) } else { "—".into() };
+        format!("count {}, mean {mean}, p50 {}, p99 {}", self.count, self.quantile(0.5), self.quantile(0.99))
+    }
+
     /// The upper bound of the bucket that holds quantile `q`.
     fn quantile(&self, q: f64) -> String {
         if self.count == 0.0 {
@@ -1425,22 +1431,18 @@ async fn run_one(kind: Ctl, args: &Args, client: &Client, smoke: bool) -> Run {
             "| steps that waited: step time − max(due, target or primary seen ready) | {} |",
             summary(&reaction, " s", 1.0)
         );
-        let _ = writeln!(
-            out,
-            "| `veer_step_lag_seconds` (`lastStepTime` + interval → decision; includes the waits for readiness) during the all-N run | count {}, mean {}, p50 {}, p99 {} |",
-            lag.count,
-            if lag.count > 0.0 { format!("{:.3} s", lag.sum / lag.count) } else { "—".into() },
-            lag.quantile(0.5),
-            lag.quantile(0.99)
-        );
-        let _ = writeln!(
-            out,
-            "| `veer_wake_lag_seconds` (a scheduled tick due → its reconcile starts: Veer's queue and CPU) during the all-N run | count {}, mean {}, p50 {}, p99 {} |",
-            wake.count,
-            if wake.count > 0.0 { format!("{:.3} s", wake.sum / wake.count) } else { "—".into() },
-            wake.quantile(0.5),
-            wake.quantile(0.99)
-        );
+        for (what, h) in [
+            (
+                "`veer_step_lag_seconds` (`lastStepTime` + interval → decision; includes the waits for readiness)",
+                &lag,
+            ),
+            (
+                "`veer_wake_lag_seconds` (a scheduled tick due → its reconcile starts: Veer's queue and CPU)",
+                &wake,
+            ),
+        ] {
+            let _ = writeln!(out, "| {what} during the all-N run | {} |", h.describe());
+        }
         let mut kinds: Vec<String> = run_writes.keys().cloned().collect();
         kinds.sort();
         let durations: Vec<String> =
