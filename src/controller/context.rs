@@ -191,15 +191,31 @@ impl WrittenStatuses {
 /// When each Canary's next scheduled tick is due (the decision core's requeue), to measure how late
 /// its reconcile starts: Veer's own share of a step's lateness (the controller's queue, its
 /// concurrency limit, a starved CPU), apart from the API server's (`veer_api_write_duration_seconds`).
-/// Keyed by uid; an entry goes when its tick starts, or with its Canary.
+/// Keyed by uid; an entry goes when its tick starts, with its Canary, or (a Canary deleted without
+/// a last reconcile) once it is [`Wakes::STALE`] past due.
 #[derive(Default)]
-pub struct Wakes(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+pub struct Wakes(std::sync::Mutex<WakeMap>);
+
+#[derive(Default)]
+pub struct WakeMap {
+    due: std::collections::HashMap<String, std::time::Instant>,
+    pruned: Option<std::time::Instant>,
+}
 
 impl Wakes {
-    /// Records that the reconcile of `canary` that just ended asked to run again at `due`.
-    pub fn expect(&self, canary: &Canary, due: std::time::Instant) {
+    /// How long past due an entry is kept when no tick came for it.
+    const STALE: std::time::Duration = std::time::Duration::from_secs(600);
+
+    /// Records that the reconcile of `canary` ending `now` asked to run again at `due`.
+    pub fn expect(&self, canary: &Canary, due: std::time::Instant, now: std::time::Instant) {
         let uid = canary.metadata.uid.clone().unwrap_or_default();
-        self.0.lock().expect("wakes lock").insert(uid, due);
+        let mut map = self.0.lock().expect("wakes lock");
+        // At most once per STALE, a pass that drops what no tick will ever collect.
+        if map.pruned.is_none_or(|at| now.duration_since(at) >= Self::STALE) {
+            map.due.retain(|_, due| now.saturating_duration_since(*due) < Self::STALE);
+            map.pruned = Some(now);
+        }
+        map.due.insert(uid, due);
     }
 
     /// A reconcile of `canary` starts at `now`: how late it is, if it is the tick that was due (a
@@ -207,9 +223,9 @@ impl Wakes {
     pub fn arrived(&self, canary: &Canary, now: std::time::Instant) -> Option<std::time::Duration> {
         let uid = canary.metadata.uid.clone().unwrap_or_default();
         let mut map = self.0.lock().expect("wakes lock");
-        let due = *map.get(&uid)?;
+        let due = *map.due.get(&uid)?;
         (now >= due).then(|| {
-            map.remove(&uid);
+            map.due.remove(&uid);
             now - due
         })
     }
@@ -217,7 +233,13 @@ impl Wakes {
     /// Forgets a Canary that is going away.
     pub fn forget(&self, canary: &Canary) {
         let uid = canary.metadata.uid.clone().unwrap_or_default();
-        self.0.lock().expect("wakes lock").remove(&uid);
+        self.0.lock().expect("wakes lock").due.remove(&uid);
+    }
+
+    /// How many Canaries have an entry.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().expect("wakes lock").due.len()
     }
 }
 
@@ -551,13 +573,31 @@ mod tests {
         let t0 = std::time::Instant::now();
         let s = std::time::Duration::from_secs;
         assert_eq!(wakes.arrived(&c, t0), None, "nothing scheduled");
-        wakes.expect(&c, t0 + s(10));
+        wakes.expect(&c, t0 + s(10), t0);
         assert_eq!(wakes.arrived(&c, t0 + s(3)), None, "woken early by a watch event");
         assert_eq!(wakes.arrived(&c, t0 + s(12)), Some(s(2)), "the schedule stood");
         assert_eq!(wakes.arrived(&c, t0 + s(13)), None, "counted once");
-        wakes.expect(&c, t0 + s(20));
+        wakes.expect(&c, t0 + s(20), t0 + s(13));
         wakes.forget(&c);
         assert_eq!(wakes.arrived(&c, t0 + s(30)), None, "forgotten with its Canary");
+    }
+
+    #[test]
+    fn wakes_of_canaries_deleted_without_a_last_tick_do_not_pile_up() {
+        let wakes = Wakes::default();
+        let t0 = std::time::Instant::now();
+        let ten = std::time::Duration::from_secs(10);
+        for i in 0..100 {
+            let mut c = canary("1");
+            c.metadata.uid = Some(format!("gone-{i}"));
+            wakes.expect(&c, t0 + ten, t0);
+        }
+        let live = canary("1");
+        wakes.expect(&live, t0 + Wakes::STALE, t0 + Wakes::STALE - ten);
+        assert_eq!(wakes.len(), 101, "at most one pass per STALE: none since the first, at t0");
+        let later = t0 + Wakes::STALE * 2;
+        wakes.expect(&live, later + ten, later);
+        assert_eq!(wakes.len(), 1, "the next pass dropped the 100 long past due and kept the live one");
     }
 
     #[test]

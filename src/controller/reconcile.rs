@@ -166,7 +166,8 @@ async fn tick(canary: Arc<Canary>, ctx: &Context, latest: &mut Canary) -> Result
     update_gauges(&resolved, ctx, &outcome.status, routes);
     Ok(match outcome.requeue {
         Some(d) => {
-            ctx.wakes.expect(&canary, Instant::now() + d);
+            let ended = Instant::now();
+            ctx.wakes.expect(&canary, ended + d, ended);
             Action::requeue(d)
         }
         None => {
