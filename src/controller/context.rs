@@ -221,19 +221,20 @@ impl Wakes {
     /// A reconcile of `canary` starts at `now`: how late it is, if it is the tick that was due (a
     /// watch event may wake a Canary before that; its schedule then stands).
     pub fn arrived(&self, canary: &Canary, now: std::time::Instant) -> Option<std::time::Duration> {
-        let uid = canary.metadata.uid.clone().unwrap_or_default();
+        // Every reconcile asks: the uid is borrowed, not copied.
+        let uid = canary.metadata.uid.as_deref().unwrap_or_default();
         let mut map = self.0.lock().expect("wakes lock");
-        let due = *map.due.get(&uid)?;
+        let due = *map.due.get(uid)?;
         (now >= due).then(|| {
-            map.due.remove(&uid);
+            map.due.remove(uid);
             now - due
         })
     }
 
     /// Forgets a Canary that is going away.
     pub fn forget(&self, canary: &Canary) {
-        let uid = canary.metadata.uid.clone().unwrap_or_default();
-        self.0.lock().expect("wakes lock").due.remove(&uid);
+        let uid = canary.metadata.uid.as_deref().unwrap_or_default();
+        self.0.lock().expect("wakes lock").due.remove(uid);
     }
 
     /// How many Canaries have an entry.

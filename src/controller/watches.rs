@@ -55,13 +55,25 @@ where
     I::IntoIter: Send,
 {
     let (store, writer) = reflector::store();
-    // managedFields are the largest part of most objects and never read: drop them before caching.
-    let stream = watcher(api, config)
+    let stream = reflected(api, config, writer).touched_objects();
+    (controller.watches_stream(stream, map), store)
+}
+
+/// A watch of `api` listing in pages of [`LIST_PAGE`], its objects cached by `writer` without
+/// their managedFields (the largest part of most objects, never read).
+fn reflected<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    writer: reflector::store::Writer<K>,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    watcher(api, config.page_size(LIST_PAGE))
         .default_backoff()
         .modify(|o: &mut K| o.meta_mut().managed_fields = None)
         .reflect(writer)
-        .touched_objects();
-    (controller.watches_stream(stream, map), store)
 }
 
 /// Canaries owning an object through a controller ownerReference.
@@ -155,14 +167,11 @@ pub(super) struct PartialStores {
 
 /// Builds the Canary controller with every watch it needs, and the caches they fill.
 pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Stores) {
-    let wc = watcher::Config::default().page_size(LIST_PAGE);
-    // The Canaries' own watch, also without managedFields (Veer's status applies make them large).
+    let wc = watcher::Config::default();
+    // The Canaries' own watch, cached like the others (Veer's status applies make their
+    // managedFields large).
     let (canaries, writer) = reflector::store();
-    let canary_stream = watcher(api::<Canary>(client, namespace), wc.clone())
-        .default_backoff()
-        .modify(|c: &mut Canary| c.metadata.managed_fields = None)
-        .reflect(writer)
-        .applied_objects();
+    let canary_stream = reflected(api::<Canary>(client, namespace), wc.clone(), writer).applied_objects();
     let controller = Controller::for_stream(canary_stream, canaries.clone());
 
     let c = canaries.clone();
@@ -314,11 +323,7 @@ fn watch_dynamic(
     };
     let writer = reflector::store::Writer::new(ar.clone());
     let store = writer.as_reader();
-    let stream = watcher(api, watcher::Config::default().page_size(LIST_PAGE))
-        .default_backoff()
-        .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None)
-        .reflect(writer)
-        .touched_objects();
+    let stream = reflected(api, watcher::Config::default(), writer).touched_objects();
     let controller = controller.watches_stream_with(stream, |o: DynamicObject| owners(&o), ar);
     (controller, store)
 }
