@@ -6,6 +6,7 @@ mod context;
 mod error;
 mod events;
 mod finalize;
+mod index;
 mod leader;
 mod observe;
 mod reconcile;

@@ -2,6 +2,9 @@
 //! the changed object belongs to. A change to a target's pod template or to a ConfigMap/Secret it
 //! uses reaches its Canary at once, whatever the analysis interval.
 
+use std::sync::Arc;
+
+use futures::TryStreamExt;
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment},
     autoscaling::v2::HorizontalPodAutoscaler,
@@ -19,7 +22,10 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 
-use super::context::{IstioStores, Stores, VersionedStore};
+use super::{
+    context::{IstioStores, Stores, VersionedStore},
+    index::{CanaryIndex, Role},
+};
 use crate::{
     analysis::TargetKind,
     api::{AlertProvider, Canary, MetricTemplate},
@@ -82,30 +88,9 @@ pub(super) fn owners<K: Resource>(obj: &K) -> Option<ObjectRef<Canary>> {
     crate::router::controlling_canary(obj.owner_references()).map(|o| ObjectRef::new(&o.name).within(&ns))
 }
 
-/// Canaries in `ns` matching a predicate.
-fn canaries_where(
-    canaries: &Store<Canary>,
-    ns: &str,
-    pred: impl Fn(&Canary) -> bool,
-) -> Vec<ObjectRef<Canary>> {
-    canaries
-        .state()
-        .iter()
-        .filter(|c| c.metadata.namespace.as_deref() == Some(ns) && pred(c))
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect()
-}
-
-/// The Canaries that name `obj` in a spec field (`field`: the name a Canary refers to), and the
-/// Canary that owns it.
-pub(super) fn referring<K: Resource>(
-    canaries: &Store<Canary>,
-    obj: &K,
-    field: impl Fn(&Canary) -> Option<&str>,
-) -> Vec<ObjectRef<Canary>> {
-    let ns = obj.namespace().unwrap_or_default();
-    let name = obj.name_any();
-    let mut refs = canaries_where(canaries, &ns, |c| field(c) == Some(name.as_str()));
+/// The Canaries that name `obj` in `role`, and the Canary that owns it.
+pub(super) fn referring<K: Resource>(index: &CanaryIndex, obj: &K, role: Role) -> Vec<ObjectRef<Canary>> {
+    let mut refs = index.referring(&obj.namespace().unwrap_or_default(), &obj.name_any(), role);
     refs.extend(owners(obj));
     refs
 }
@@ -113,34 +98,33 @@ pub(super) fn referring<K: Resource>(
 /// Canaries whose target (or its primary) is the workload `name` of `kind` (an empty
 /// `targetRef.kind` is a Deployment, as when resolving).
 pub(super) fn target_canaries(
-    canaries: &Store<Canary>,
+    index: &CanaryIndex,
     ns: &str,
     kind: TargetKind,
     name: &str,
 ) -> Vec<ObjectRef<Canary>> {
-    // Called for every event of every workload, with every Canary: no allocation per Canary.
-    let primary_of = name.strip_suffix("-primary");
-    canaries_where(canaries, ns, |c| {
-        let t = &c.spec.target_ref;
-        (t.name == name || primary_of == Some(t.name.as_str())) && TargetKind::parse(&t.kind) == Ok(kind)
-    })
+    let mut refs = index.referring(ns, name, Role::Target(kind));
+    if let Some(target) = name.strip_suffix("-primary") {
+        refs.extend(index.referring(ns, target, Role::Target(kind)));
+    }
+    refs
 }
 
-/// Canaries whose target uses the ConfigMap or Secret `config`.
+/// Canaries whose target uses the ConfigMap or Secret `config`: a pass over the namespace's
+/// Canaries, looking at each target's pod spec (an application's configs change seldom; the
+/// copies Veer writes for primaries wake their owner without it, see below).
 pub(super) fn config_canaries(stores: &PartialStores, ns: &str, config: &ConfigId) -> Vec<ObjectRef<Canary>> {
     let uses = |spec: Option<&k8s_openapi::api::core::v1::PodSpec>| {
         spec.is_some_and(|s| workload::config_refs(s).iter().any(|r| r.id == *config))
     };
-    canaries_where(&stores.canaries, ns, |c| {
-        let t = &c.spec.target_ref;
-        match TargetKind::parse(&t.kind) {
-            Ok(TargetKind::DaemonSet) => super::context::cached(&stores.daemonsets, ns, &t.name)
-                .is_some_and(|d| uses(d.spec.as_ref().and_then(|s| s.template.spec.as_ref()))),
-            Ok(TargetKind::Deployment) => super::context::cached(&stores.deployments, ns, &t.name)
-                .is_some_and(|d| uses(d.spec.as_ref().and_then(|s| s.template.spec.as_ref()))),
-            Err(_) => false,
-        }
-    })
+    let mut refs = stores.index.targets(ns);
+    refs.retain(|(_, kind, name)| match kind {
+        TargetKind::DaemonSet => super::context::cached(&stores.daemonsets, ns, name)
+            .is_some_and(|d| uses(d.spec.as_ref().and_then(|s| s.template.spec.as_ref()))),
+        TargetKind::Deployment => super::context::cached(&stores.deployments, ns, name)
+            .is_some_and(|d| uses(d.spec.as_ref().and_then(|s| s.template.spec.as_ref()))),
+    });
+    refs.into_iter().map(|(c, _, _)| c).collect()
 }
 
 /// The Canaries a ConfigMap or Secret event wakes: the owner of a primary copy Veer generated
@@ -160,7 +144,7 @@ pub(super) fn config_or_copy_canaries<K: Resource>(
 /// The caches a config mapper needs (filled in as the watches are built).
 #[derive(Clone)]
 pub(super) struct PartialStores {
-    pub(super) canaries: Store<Canary>,
+    pub(super) index: Arc<CanaryIndex>,
     pub(super) deployments: Store<Deployment>,
     pub(super) daemonsets: Store<DaemonSet>,
 }
@@ -169,23 +153,29 @@ pub(super) struct PartialStores {
 pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Stores) {
     let wc = watcher::Config::default();
     // The Canaries' own watch, cached like the others (Veer's status applies make their
-    // managedFields large).
+    // managedFields large); the index of what each Canary names is fed the events the cache is.
     let (canaries, writer) = reflector::store();
-    let canary_stream = reflected(api::<Canary>(client, namespace), wc.clone(), writer).applied_objects();
+    let index = Arc::new(CanaryIndex::default());
+    let canary_stream = reflected(api::<Canary>(client, namespace), wc.clone(), writer)
+        .inspect_ok({
+            let index = index.clone();
+            move |event| index.apply(event)
+        })
+        .applied_objects();
     let controller = Controller::for_stream(canary_stream, canaries.clone());
 
-    let c = canaries.clone();
+    let i = index.clone();
     let (controller, deployments) =
         watch(controller, api::<Deployment>(client, namespace), wc.clone(), move |d: Deployment| {
-            target_canaries(&c, &d.namespace().unwrap_or_default(), TargetKind::Deployment, &d.name_any())
+            target_canaries(&i, &d.namespace().unwrap_or_default(), TargetKind::Deployment, &d.name_any())
         });
-    let c = canaries.clone();
+    let i = index.clone();
     let (controller, daemonsets) =
         watch(controller, api::<DaemonSet>(client, namespace), wc.clone(), move |d: DaemonSet| {
-            target_canaries(&c, &d.namespace().unwrap_or_default(), TargetKind::DaemonSet, &d.name_any())
+            target_canaries(&i, &d.namespace().unwrap_or_default(), TargetKind::DaemonSet, &d.name_any())
         });
     let partial = PartialStores {
-        canaries: canaries.clone(),
+        index: index.clone(),
         deployments: deployments.clone(),
         daemonsets: daemonsets.clone(),
     };
@@ -203,19 +193,16 @@ pub async fn build(client: &Client, namespace: &str) -> (Controller<Canary>, Sto
     );
     let (controller, services) =
         watch(controller, api::<Service>(client, namespace), wc.clone(), |s: Service| owners(&s));
-    let c = canaries.clone();
+    let i = index.clone();
     let (controller, hpas) = watch(
         controller,
         api::<HorizontalPodAutoscaler>(client, namespace),
         wc.clone(),
-        move |h: HorizontalPodAutoscaler| {
-            referring(&c, &h, |c| c.spec.autoscaler_ref.as_ref().map(|a| a.name.as_str()))
-        },
+        move |h: HorizontalPodAutoscaler| referring(&i, &h, Role::Autoscaler),
     );
-    let c = canaries.clone();
     let (controller, ingresses) =
         watch(controller, api::<Ingress>(client, namespace), wc.clone(), move |i: Ingress| {
-            referring(&c, &i, |c| c.spec.ingress_ref.as_ref().map(|r| r.name.as_str()))
+            referring(&index, &i, Role::Ingress)
         });
     let (controller, metric_templates) =
         watch(controller, api::<MetricTemplate>(client, namespace), wc.clone(), |_: MetricTemplate| None);

@@ -1,12 +1,17 @@
 //! The watch mappers: which Canaries a changed object wakes.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment},
     core::v1::Service,
 };
 use kube::{
     api::DynamicObject,
-    runtime::reflector::{self, ObjectRef},
+    runtime::{
+        reflector::{self, ObjectRef},
+        watcher,
+    },
 };
 use serde_json::{Value, json};
 
@@ -14,8 +19,11 @@ use super::fixtures::{from, put};
 use crate::{
     analysis::TargetKind,
     api::Canary,
-    controller::watches::{
-        PartialStores, config_canaries, config_or_copy_canaries, owners, referring, target_canaries,
+    controller::{
+        index::{CanaryIndex, Role},
+        watches::{
+            PartialStores, config_canaries, config_or_copy_canaries, owners, referring, target_canaries,
+        },
     },
     workload::ConfigId,
 };
@@ -73,7 +81,7 @@ fn refs(expected: &[(&str, &str)]) -> Vec<Key> {
 /// backend, not cached), legacy (kind empty, name legacy) and service (Service podinfo) in `test`;
 /// podinfo (Deployment podinfo) in `other`.
 fn stores() -> PartialStores {
-    let (canaries, mut cw) = reflector::store::<Canary>();
+    let index = CanaryIndex::default();
     let (deployments, mut dw) = reflector::store::<Deployment>();
     let (daemonsets, mut sw) = reflector::store::<DaemonSet>();
     for c in [
@@ -84,7 +92,7 @@ fn stores() -> PartialStores {
         canary("test", "legacy", "", "legacy"),
         canary("test", "service", "Service", "podinfo"),
     ] {
-        put(&mut cw, c);
+        index.apply(&watcher::Event::Apply(c));
     }
     put(
         &mut dw,
@@ -98,7 +106,7 @@ fn stores() -> PartialStores {
         &mut sw,
         workload("DaemonSet", "test", "podinfo", template("ds-config", "ds-secret", Some("ds-env"))),
     );
-    PartialStores { canaries, deployments, daemonsets }
+    PartialStores { index: Arc::new(index), deployments, daemonsets }
 }
 
 #[test]
@@ -122,11 +130,7 @@ fn a_workload_wakes_the_canaries_it_is_the_target_or_primary_of() {
         ("test", Deployment, "podinfo-primary-primary", &[]),
     ];
     for (ns, kind, name, expected) in cases {
-        assert_eq!(
-            woken(target_canaries(&s.canaries, ns, *kind, name)),
-            refs(expected),
-            "{kind:?} {name}.{ns}"
-        );
+        assert_eq!(woken(target_canaries(&s.index, ns, *kind, name)), refs(expected), "{kind:?} {name}.{ns}");
     }
 }
 
@@ -186,10 +190,10 @@ fn a_primary_copy_wakes_only_its_owner_and_a_users_config_its_users() {
 
 #[test]
 fn a_config_wakes_no_canary_whose_target_is_not_cached() {
-    let (canaries, mut cw) = reflector::store::<Canary>();
-    put(&mut cw, canary("test", "podinfo", "Deployment", "podinfo"));
+    let index = CanaryIndex::default();
+    index.apply(&watcher::Event::Apply(canary("test", "podinfo", "Deployment", "podinfo")));
     let empty = PartialStores {
-        canaries,
+        index: Arc::new(index),
         deployments: reflector::store::<Deployment>().0,
         daemonsets: reflector::store::<DaemonSet>().0,
     };
@@ -250,31 +254,21 @@ fn an_owned_object_wakes_the_canary_that_controls_it() {
 }
 
 /// The spec fields the autoscaler and Ingress watches look Canaries up by.
-fn autoscaler_ref(c: &Canary) -> Option<&str> {
-    c.spec.autoscaler_ref.as_ref().map(|a| a.name.as_str())
-}
-
-fn ingress_ref(c: &Canary) -> Option<&str> {
-    c.spec.ingress_ref.as_ref().map(|r| r.name.as_str())
-}
-
 #[test]
 fn an_autoscaler_or_ingress_wakes_the_canaries_that_name_it_and_its_owner() {
-    let (canaries, mut cw) = reflector::store::<Canary>();
+    let index = CanaryIndex::default();
     let with = |ns: &str, name: &str, refs: Value| {
         crate::fixtures::canary(name, ns).uid(&format!("uid-{ns}-{name}")).spec(refs).build()
     };
     let hpa = json!({"autoscalerRef": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo"}});
-    put(&mut cw, with("test", "podinfo", hpa.clone()));
-    put(&mut cw, with("other", "podinfo", hpa));
-    put(
-        &mut cw,
-        with(
-            "test",
-            "web",
-            json!({"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}}),
-        ),
-    );
+    let put = |c: Canary| index.apply(&watcher::Event::Apply(c));
+    put(with("test", "podinfo", hpa.clone()));
+    put(with("other", "podinfo", hpa));
+    put(with(
+        "test",
+        "web",
+        json!({"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}}),
+    ));
     // Any namespaced object does: the mapper reads only its namespace, name and owners.
     let object = |ns: &str, name: &str, owner: Option<Value>| -> Service {
         let mut meta = json!({"name": name, "namespace": ns});
@@ -283,22 +277,21 @@ fn an_autoscaler_or_ingress_wakes_the_canaries_that_name_it_and_its_owner() {
         }
         from(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta}))
     };
-    type Field = fn(&Canary) -> Option<&str>;
     let owned = || Some(owner("flagger.app/v1beta1", "Canary", Some(true)));
-    let cases: Vec<(Service, Field, Woken, &str)> = vec![
-        (object("test", "podinfo", None), autoscaler_ref, &[("test", "podinfo")], "the autoscalerRef"),
-        (object("other", "podinfo", None), autoscaler_ref, &[("other", "podinfo")], "its namespace only"),
-        (object("test", "podinfo", None), ingress_ref, &[("test", "web")], "the ingressRef"),
-        (object("test", "podinfo-primary", None), autoscaler_ref, &[], "the primary's, unowned"),
+    let cases: Vec<(Service, Role, Woken, &str)> = vec![
+        (object("test", "podinfo", None), Role::Autoscaler, &[("test", "podinfo")], "the autoscalerRef"),
+        (object("other", "podinfo", None), Role::Autoscaler, &[("other", "podinfo")], "its namespace only"),
+        (object("test", "podinfo", None), Role::Ingress, &[("test", "web")], "the ingressRef"),
+        (object("test", "podinfo-primary", None), Role::Autoscaler, &[], "the primary's, unowned"),
         (
             object("test", "podinfo-primary", owned()),
-            autoscaler_ref,
+            Role::Autoscaler,
             &[("test", "podinfo")],
             "through its owner",
         ),
-        (object("test", "unnamed", None), ingress_ref, &[], "named by no Canary"),
+        (object("test", "unnamed", None), Role::Ingress, &[], "named by no Canary"),
     ];
-    for (obj, field, expected, why) in cases {
-        assert_eq!(woken(referring(&canaries, &obj, field)), refs(expected), "{why}");
+    for (obj, role, expected, why) in cases {
+        assert_eq!(woken(referring(&index, &obj, role)), refs(expected), "{why}");
     }
 }
