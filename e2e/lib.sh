@@ -79,6 +79,18 @@ flux_helm_bin() {
 	echo "$E2E_CACHE/flux-helm-$(key flux-helm "$FLUX_HELM_VERSION" "$RECIPE_REV" -- \
 		"$E2E_DIR"/tools/flux-helm/go.mod "$E2E_DIR"/tools/flux-helm/go.sum)"
 }
+flux_kustomize_bin() {
+	echo "$E2E_CACHE/flux-kustomize-$(key flux-kustomize "$FLUX_KUSTOMIZE_VERSION" "$RECIPE_REV" -- \
+		"$E2E_DIR"/tools/flux-kustomize/go.mod "$E2E_DIR"/tools/flux-kustomize/go.sum)"
+}
+flux_image_reflector_bin() {
+	echo "$E2E_CACHE/flux-image-reflector-$(key flux-image-reflector "$FLUX_IMAGE_REFLECTOR_VERSION" "$RECIPE_REV" -- \
+		"$E2E_DIR"/tools/flux-image-reflector/go.mod "$E2E_DIR"/tools/flux-image-reflector/go.sum)"
+}
+flux_image_automation_bin() {
+	echo "$E2E_CACHE/flux-image-automation-$(key flux-image-automation "$FLUX_IMAGE_AUTOMATION_VERSION" "$RECIPE_REV" -- \
+		"$E2E_DIR"/tools/flux-image-automation/go.mod "$E2E_DIR"/tools/flux-image-automation/go.sum)"
+}
 
 # running_pid PIDFILE : print the pid recorded in PIDFILE ("pid exe", written by up.sh) if that process
 # still runs the recorded executable, else fail. The exe check keeps a reused pid from being taken for
