@@ -2,9 +2,9 @@
 # Builds (or finds in the cache) every tool the local control plane needs. Idempotent: each tool has its
 # own cache directory keyed by its inputs, completed by a `.complete` stamp; a warm run builds nothing.
 # Usage: e2e/build-tools.sh [k8s|etcd|kwok|helm|prometheus|crds|flagger|flux-source|flux-helm|
-#   flux-kustomize|flux-image-reflector|flux-image-automation|registry|crane ...]
-# (default: all but registry, crane and the Flux controllers of the GitOps stack, which are built when
-# they are needed; the two Flux controllers source and helm only when VEER_E2E_FLUX=1)
+#   flux-kustomize|flux-image-reflector|flux-image-automation|gitserver|registry|crane ...]
+# (default: all but registry, crane, the Flux controllers of the GitOps stack and the Git server, which
+# are built when they are needed; the two Flux controllers source and helm only when VEER_E2E_FLUX=1)
 set -euo pipefail
 # shellcheck source=e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -171,6 +171,11 @@ build_flux_image_automation() {
 		"$FLUX_IMAGE_AUTOMATION_VERSION" image-automation-controller
 }
 
+# Our Git server (smart HTTP, fetch and push) for the GitOps tests: tools/gitserver/main.go.
+build_gitserver() {
+	(cd "$E2E_DIR/tools/gitserver" && go build -trimpath -ldflags "-s -w" -o "$1/gitserver" .)
+}
+
 tools=("$@")
 if [ ${#tools[@]} -eq 0 ]; then
 	tools=(k8s etcd kwok helm prometheus crds flagger)
@@ -190,6 +195,7 @@ for t in "${tools[@]}"; do
 	flux-kustomize) build_once "$(flux_kustomize_bin)" build_flux_kustomize ;;
 	flux-image-reflector) build_once "$(flux_image_reflector_bin)" build_flux_image_reflector ;;
 	flux-image-automation) build_once "$(flux_image_automation_bin)" build_flux_image_automation ;;
+	gitserver) build_once "$(gitserver_bin)" build_gitserver ;;
 	registry) build_once "$(registry_bin)" build_registry ;;
 	crane) build_once "$(crane_bin)" build_crane ;;
 	*) die "unknown tool $t" ;;

@@ -91,6 +91,11 @@ flux_image_automation_bin() {
 	echo "$E2E_CACHE/flux-image-automation-$(key flux-image-automation "$FLUX_IMAGE_AUTOMATION_VERSION" "$RECIPE_REV" -- \
 		"$E2E_DIR"/tools/flux-image-automation/go.mod "$E2E_DIR"/tools/flux-image-automation/go.sum)"
 }
+# Our own Git server (tools/gitserver/main.go): its key covers its source too.
+gitserver_bin() {
+	echo "$E2E_CACHE/gitserver-$(key gitserver "$RECIPE_REV" -- \
+		"$E2E_DIR"/tools/gitserver/go.mod "$E2E_DIR"/tools/gitserver/go.sum "$E2E_DIR"/tools/gitserver/main.go)"
+}
 
 # running_pid PIDFILE : print the pid recorded in PIDFILE ("pid exe", written by up.sh) if that process
 # still runs the recorded executable, else fail. The exe check keeps a reused pid from being taken for
