@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds (or finds in the cache) every tool the local control plane needs. Idempotent: each tool has its
 # own cache directory keyed by its inputs, completed by a `.complete` stamp; a warm run builds nothing.
-# Usage: e2e/build-tools.sh [k8s|etcd|kwok|helm|prometheus|crds|flagger|flux-source|flux-helm|
-#   flux-kustomize|flux-image-reflector|flux-image-automation|gitserver|registry|crane ...]
-# (default: all but registry, crane, the Flux controllers of the GitOps stack and the Git server, which
-# are built when they are needed; the two Flux controllers source and helm only when VEER_E2E_FLUX=1)
+# Usage: e2e/build-tools.sh [k8s|etcd|kwok|helm|prometheus|crds|flagger|flux-source|flux-helm|flux-kustomize|
+#   flux-image-reflector|flux-image-automation|gitserver|registry|crane ...]
+# (default: k8s to flagger; the two Flux controllers too when VEER_E2E_FLUX=1; with VEER_E2E_GITOPS=1
+# also the other three Flux controllers, the Git server, the registry and crane. Otherwise registry and
+# crane are built by tests/e2e_artifacts.rs and packaging/ when they need them.)
 set -euo pipefail
 # shellcheck source=e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -180,6 +181,7 @@ tools=("$@")
 if [ ${#tools[@]} -eq 0 ]; then
 	tools=(k8s etcd kwok helm prometheus crds flagger)
 	[ "$FLUX" != 1 ] || tools+=(flux-source flux-helm)
+	[ "$GITOPS" != 1 ] || tools+=(flux-kustomize flux-image-reflector flux-image-automation gitserver registry crane)
 fi
 for t in "${tools[@]}"; do
 	case $t in
