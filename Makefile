@@ -13,6 +13,11 @@ SHELL := bash
 # run builds them (about 3.5 minutes, see e2e/README.md). VEER_E2E_FLUX=0 leaves them out, and with them
 # the tests that need Flux (each in a module named `flux`, so `--skip flux::` selects them).
 export VEER_E2E_FLUX ?= 1
+# The rest of the GitOps pipeline (issue 17): an OCI registry, a Git server, and Flux's
+# kustomize-controller, image-reflector-controller and image-automation-controller (see e2e/README.md;
+# their first build takes several minutes more). On whenever Flux is; VEER_E2E_GITOPS=0 leaves them out,
+# and with them the tests that need them (each in a module named `gitops`: `--skip gitops::`).
+export VEER_E2E_GITOPS ?= $(VEER_E2E_FLUX)
 
 .PHONY: lint test up down demo image charts publish
 
@@ -31,6 +36,10 @@ test:
 		echo "VEER_E2E_FLUX=$$VEER_E2E_FLUX: the tests that need Flux (flux::*) are left out"
 		skip="--skip flux::"
 	fi
+	if [ "$$VEER_E2E_GITOPS" != 1 ]; then
+		echo "VEER_E2E_GITOPS=$$VEER_E2E_GITOPS: the tests that need the GitOps stack (gitops::*) are left out"
+		skip="$$skip --skip gitops::"
+	fi
 	cargo test --all-targets -- --include-ignored $$skip
 	failed=0
 
@@ -41,7 +50,7 @@ lint:
 
 # The local demo: a canary rolled out and one rolled back, progress printed live; stops everything.
 demo:
-	VEER_E2E_FLUX=0 e2e/demo.sh
+	VEER_E2E_FLUX=0 VEER_E2E_GITOPS=0 e2e/demo.sh
 
 up:
 	e2e/up.sh

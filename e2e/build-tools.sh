@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds (or finds in the cache) every tool the local control plane needs. Idempotent: each tool has its
 # own cache directory keyed by its inputs, completed by a `.complete` stamp; a warm run builds nothing.
-# Usage: e2e/build-tools.sh [k8s|etcd|kwok|helm|prometheus|crds|flagger|flux-source|flux-helm|registry|crane ...]
-# (default: all but registry and crane, which tests/e2e_artifacts.rs and packaging/ build when they need
-# them; the two Flux controllers only when VEER_E2E_FLUX=1)
+# Usage: e2e/build-tools.sh [k8s|etcd|kwok|helm|prometheus|crds|flagger|flux-source|flux-helm|flux-kustomize|
+#   flux-image-reflector|flux-image-automation|gitserver|registry|crane ...]
+# (default: k8s to flagger; the two Flux controllers too when VEER_E2E_FLUX=1; with VEER_E2E_GITOPS=1
+# also the other three Flux controllers, the Git server, the registry and crane. Otherwise registry and
+# crane are built by tests/e2e_artifacts.rs and packaging/ when they need them.)
 set -euo pipefail
 # shellcheck source=e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -158,11 +160,28 @@ build_flux_source() {
 build_flux_helm() {
 	build_flux "$1" flux-helm github.com/fluxcd/helm-controller "$FLUX_HELM_VERSION" helm-controller
 }
+build_flux_kustomize() {
+	build_flux "$1" flux-kustomize github.com/fluxcd/kustomize-controller "$FLUX_KUSTOMIZE_VERSION" kustomize-controller
+}
+build_flux_image_reflector() {
+	build_flux "$1" flux-image-reflector github.com/fluxcd/image-reflector-controller \
+		"$FLUX_IMAGE_REFLECTOR_VERSION" image-reflector-controller
+}
+build_flux_image_automation() {
+	build_flux "$1" flux-image-automation github.com/fluxcd/image-automation-controller \
+		"$FLUX_IMAGE_AUTOMATION_VERSION" image-automation-controller
+}
+
+# Our Git server (smart HTTP, fetch and push) for the GitOps tests: tools/gitserver/main.go.
+build_gitserver() {
+	(cd "$E2E_DIR/tools/gitserver" && go build -trimpath -ldflags "-s -w" -o "$1/gitserver" .)
+}
 
 tools=("$@")
 if [ ${#tools[@]} -eq 0 ]; then
 	tools=(k8s etcd kwok helm prometheus crds flagger)
 	[ "$FLUX" != 1 ] || tools+=(flux-source flux-helm)
+	[ "$GITOPS" != 1 ] || tools+=(flux-kustomize flux-image-reflector flux-image-automation gitserver registry crane)
 fi
 for t in "${tools[@]}"; do
 	case $t in
@@ -175,6 +194,10 @@ for t in "${tools[@]}"; do
 	flagger) build_once "$(flagger_bin)" build_flagger ;;
 	flux-source) build_once "$(flux_source_bin)" build_flux_source ;;
 	flux-helm) build_once "$(flux_helm_bin)" build_flux_helm ;;
+	flux-kustomize) build_once "$(flux_kustomize_bin)" build_flux_kustomize ;;
+	flux-image-reflector) build_once "$(flux_image_reflector_bin)" build_flux_image_reflector ;;
+	flux-image-automation) build_once "$(flux_image_automation_bin)" build_flux_image_automation ;;
+	gitserver) build_once "$(gitserver_bin)" build_gitserver ;;
 	registry) build_once "$(registry_bin)" build_registry ;;
 	crane) build_once "$(crane_bin)" build_crane ;;
 	*) die "unknown tool $t" ;;

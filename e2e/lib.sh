@@ -30,6 +30,19 @@ FLUX_SOURCE_METRICS_PORT=${VEER_FLUX_SOURCE_METRICS_PORT:-19792}
 FLUX_SOURCE_HEALTH_PORT=${VEER_FLUX_SOURCE_HEALTH_PORT:-19793}
 FLUX_HELM_METRICS_PORT=${VEER_FLUX_HELM_METRICS_PORT:-19794}
 FLUX_HELM_HEALTH_PORT=${VEER_FLUX_HELM_HEALTH_PORT:-19795}
+# VEER_E2E_GITOPS=1 (the Makefile sets it; it implies VEER_E2E_FLUX=1) adds the rest of the GitOps
+# pipeline: an OCI registry (distribution's `registry`), a Git server over smart HTTP (tools/gitserver),
+# and Flux's kustomize-controller, image-reflector-controller and image-automation-controller.
+GITOPS=${VEER_E2E_GITOPS:-0}
+[ "$GITOPS" != 1 ] || FLUX=1
+REGISTRY_PORT=${VEER_REGISTRY_PORT:-19796}
+GIT_PORT=${VEER_GIT_PORT:-19797}
+FLUX_KUSTOMIZE_METRICS_PORT=${VEER_FLUX_KUSTOMIZE_METRICS_PORT:-19798}
+FLUX_KUSTOMIZE_HEALTH_PORT=${VEER_FLUX_KUSTOMIZE_HEALTH_PORT:-19799}
+FLUX_REFLECTOR_METRICS_PORT=${VEER_FLUX_REFLECTOR_METRICS_PORT:-19800}
+FLUX_REFLECTOR_HEALTH_PORT=${VEER_FLUX_REFLECTOR_HEALTH_PORT:-19801}
+FLUX_AUTOMATION_METRICS_PORT=${VEER_FLUX_AUTOMATION_METRICS_PORT:-19802}
+FLUX_AUTOMATION_HEALTH_PORT=${VEER_FLUX_AUTOMATION_HEALTH_PORT:-19803}
 
 # The fake node kwok manages; tests may pin pods to it.
 NODE_NAME=${VEER_E2E_NODE:-kwok-node-0}
@@ -78,6 +91,23 @@ flux_source_bin() {
 flux_helm_bin() {
 	echo "$E2E_CACHE/flux-helm-$(key flux-helm "$FLUX_HELM_VERSION" "$RECIPE_REV" -- \
 		"$E2E_DIR"/tools/flux-helm/go.mod "$E2E_DIR"/tools/flux-helm/go.sum)"
+}
+flux_kustomize_bin() {
+	echo "$E2E_CACHE/flux-kustomize-$(key flux-kustomize "$FLUX_KUSTOMIZE_VERSION" "$RECIPE_REV" -- \
+		"$E2E_DIR"/tools/flux-kustomize/go.mod "$E2E_DIR"/tools/flux-kustomize/go.sum)"
+}
+flux_image_reflector_bin() {
+	echo "$E2E_CACHE/flux-image-reflector-$(key flux-image-reflector "$FLUX_IMAGE_REFLECTOR_VERSION" "$RECIPE_REV" -- \
+		"$E2E_DIR"/tools/flux-image-reflector/go.mod "$E2E_DIR"/tools/flux-image-reflector/go.sum)"
+}
+flux_image_automation_bin() {
+	echo "$E2E_CACHE/flux-image-automation-$(key flux-image-automation "$FLUX_IMAGE_AUTOMATION_VERSION" "$RECIPE_REV" -- \
+		"$E2E_DIR"/tools/flux-image-automation/go.mod "$E2E_DIR"/tools/flux-image-automation/go.sum)"
+}
+# Our own Git server (tools/gitserver/main.go): its key covers its source too.
+gitserver_bin() {
+	echo "$E2E_CACHE/gitserver-$(key gitserver "$RECIPE_REV" -- \
+		"$E2E_DIR"/tools/gitserver/go.mod "$E2E_DIR"/tools/gitserver/go.sum "$E2E_DIR"/tools/gitserver/main.go)"
 }
 
 # running_pid PIDFILE : print the pid recorded in PIDFILE ("pid exe", written by up.sh) if that process

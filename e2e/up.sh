@@ -2,8 +2,10 @@
 # Starts the local control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kwok with one fake Ready node, the traffic simulator (when the package has it) and
 # Prometheus; installs Veer's CRDs, the Istio CRDs, the Gateway API CRDs and the SMI TrafficSplit CRD; with VEER_E2E_FLUX=1 (the default of `make test`)
-# also Flux's CRDs, source-controller and helm-controller; writes e2e/.run/env. Idempotent: components that
-# are already running (by recorded pid) are kept, missing ones are started. Stop it with e2e/down.sh.
+# also Flux's CRDs, source-controller and helm-controller; with VEER_E2E_GITOPS=1 (also `make test`'s
+# default; implies VEER_E2E_FLUX=1) also an OCI registry, a Git server and Flux's kustomize-controller,
+# image-reflector-controller and image-automation-controller; writes e2e/.run/env. Idempotent: components
+# that are already running (by recorded pid) are kept, missing ones are started. Stop it with e2e/down.sh.
 set -euo pipefail
 # shellcheck source=e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -292,9 +294,14 @@ kubectl wait --for=condition=Established --timeout=60s "${crd_names[@]}" >/dev/n
 FLUX_STARTED=0
 if [ "$FLUX" = 1 ]; then
 	FLUX_SOURCE=$(flux_source_bin) FLUX_HELM=$(flux_helm_bin)
+	flux_crd_dirs=(-f "$FLUX_SOURCE/crds" -f "$FLUX_HELM/crds")
+	if [ "$GITOPS" = 1 ]; then
+		FLUX_KUSTOMIZE=$(flux_kustomize_bin) FLUX_REFLECTOR=$(flux_image_reflector_bin)
+		FLUX_AUTOMATION=$(flux_image_automation_bin)
+		flux_crd_dirs+=(-f "$FLUX_KUSTOMIZE/crds" -f "$FLUX_REFLECTOR/crds" -f "$FLUX_AUTOMATION/crds")
+	fi
 	log "installing Flux's CRDs"
-	applied=$(kubectl apply --server-side --force-conflicts --field-manager=veer-e2e -o name \
-		-f "$FLUX_SOURCE/crds" -f "$FLUX_HELM/crds")
+	applied=$(kubectl apply --server-side --force-conflicts --field-manager=veer-e2e -o name "${flux_crd_dirs[@]}")
 	mapfile -t flux_crds <<<"$applied"
 	kubectl wait --for=condition=Established --timeout=60s "${flux_crds[@]}" >/dev/null ||
 		die "Flux CRDs not Established: ${flux_crds[*]}"
@@ -311,6 +318,62 @@ if [ "$FLUX" = 1 ]; then
 	ready flux-source-controller 60 curl -fsS --max-time 2 "http://127.0.0.1:$FLUX_SOURCE_HEALTH_PORT/readyz"
 	ready flux-helm-controller 60 curl -fsS --max-time 2 "http://127.0.0.1:$FLUX_HELM_HEALTH_PORT/readyz"
 	FLUX_STARTED=1
+fi
+
+# --- GitOps (VEER_E2E_GITOPS=1) ---------------------------------------------------------------------
+# The rest of the pipeline of issue 17: CI pushes an image to the registry, image-reflector-controller
+# scans its tags (ImageRepository with `spec.insecure: true`: the registry speaks plain HTTP) and an
+# ImagePolicy picks one, image-automation-controller commits it to a repository of the Git server,
+# source-controller fetches that (GitRepository) and kustomize-controller applies it (Kustomization,
+# downloaded from source-controller's artifact server). The registry and the Git server keep their data
+# under the run directory and have no authentication: they listen on loopback only. Every controller
+# listener is on loopback; --events-addr stays empty (no notification-controller: no events are sent).
+GITOPS_STARTED=0
+if [ "$GITOPS" = 1 ]; then
+	REGISTRY=$(registry_bin)/registry GITSERVER=$(gitserver_bin)/gitserver
+	# The Git server runs the machine's `git upload-pack` and `git receive-pack`.
+	command -v git >/dev/null || die "VEER_E2E_GITOPS=1 needs git (the Git server runs it)"
+	mkdir -p "$RUN_DIR/registry" "$RUN_DIR/git" "$RUN_DIR/flux-image-reflector"
+	# Log level warn: at info every request is logged twice; the access log (one line each) stays on.
+	cat >"$RUN_DIR/registry.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $RUN_DIR/registry
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+EOF
+	# OTEL_TRACES_EXPORTER=none: otherwise its OpenTelemetry exporter tries to send to localhost:4318.
+	OTEL_TRACES_EXPORTER=none start 82 registry "$REGISTRY_PORT" "$REGISTRY" serve "$RUN_DIR/registry.yml"
+	start 83 gitserver "$GIT_PORT" "$GITSERVER" --listen="127.0.0.1:$GIT_PORT" --root="$RUN_DIR/git"
+	start 84 flux-kustomize-controller "$FLUX_KUSTOMIZE_METRICS_PORT" "$FLUX_KUSTOMIZE/kustomize-controller" \
+		--metrics-addr="127.0.0.1:$FLUX_KUSTOMIZE_METRICS_PORT" \
+		--health-addr="127.0.0.1:$FLUX_KUSTOMIZE_HEALTH_PORT" --log-level=info
+	# Its tag database (Badger, the default) lives in the run directory, with a 16 MiB value log instead
+	# of the default 256 MiB (memory-mapped; its help says the effective memory use is about twice that):
+	# plenty for the few tags of a test.
+	start 85 flux-image-reflector-controller "$FLUX_REFLECTOR_METRICS_PORT" \
+		"$FLUX_REFLECTOR/image-reflector-controller" \
+		--storage-path="$RUN_DIR/flux-image-reflector" --storage-value-log-file-size=$((16 << 20)) \
+		--metrics-addr="127.0.0.1:$FLUX_REFLECTOR_METRICS_PORT" \
+		--health-addr="127.0.0.1:$FLUX_REFLECTOR_HEALTH_PORT" --log-level=info
+	start 86 flux-image-automation-controller "$FLUX_AUTOMATION_METRICS_PORT" \
+		"$FLUX_AUTOMATION/image-automation-controller" \
+		--metrics-addr="127.0.0.1:$FLUX_AUTOMATION_METRICS_PORT" \
+		--health-addr="127.0.0.1:$FLUX_AUTOMATION_HEALTH_PORT" --log-level=info
+	ready registry 30 curl -fsS --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/v2/"
+	ready gitserver 30 curl -fsS --max-time 2 "http://127.0.0.1:$GIT_PORT/healthz"
+	ready flux-kustomize-controller 60 \
+		curl -fsS --max-time 2 "http://127.0.0.1:$FLUX_KUSTOMIZE_HEALTH_PORT/readyz"
+	ready flux-image-reflector-controller 60 \
+		curl -fsS --max-time 2 "http://127.0.0.1:$FLUX_REFLECTOR_HEALTH_PORT/readyz"
+	ready flux-image-automation-controller 60 \
+		curl -fsS --max-time 2 "http://127.0.0.1:$FLUX_AUTOMATION_HEALTH_PORT/readyz"
+	GITOPS_STARTED=1
 fi
 
 # Pods can only be created once the service-account controller made the namespace's default account.
@@ -330,6 +393,13 @@ wait_for "the default service account" 60 "$RUN_DIR/logs/kube-controller-manager
 	printf 'export VEER_E2E_HELM=%q\n' "$(helm_bin)/helm"
 	printf 'export VEER_E2E_FLAGGER=%q\n' "$(flagger_bin)/flagger"
 	printf 'export VEER_E2E_FLUX_RUNNING=%q\n' "$FLUX_STARTED"
+	printf 'export VEER_E2E_GITOPS_RUNNING=%q\n' "$GITOPS_STARTED"
+	if [ "$GITOPS_STARTED" = 1 ]; then
+		printf 'export VEER_E2E_REGISTRY=%q\n' "127.0.0.1:$REGISTRY_PORT"
+		printf 'export VEER_E2E_GIT_URL=%q\n' "http://127.0.0.1:$GIT_PORT"
+		printf 'export VEER_E2E_CRANE=%q\n' "$(crane_bin)/crane"
+		printf 'export VEER_E2E_REGISTRY_BIN=%q\n' "$REGISTRY"
+	fi
 	printf 'export VEER_E2E_AUDIT_LOG=%q\n' "$RUN_DIR/logs/audit.log"
 } >"$RUN_DIR/env"
 log "control plane ready in $((SECONDS - started_at))s; use it with: . $RUN_DIR/env"

@@ -72,15 +72,18 @@ fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
-/// distribution's `registry` and `crane`: the paths `VEER_E2E_REGISTRY` and `VEER_E2E_CRANE` name
-/// when `e2e/.run/env` sets them, else built (once per machine, cached) by `e2e/build-tools.sh`.
+/// distribution's `registry` and `crane`: the paths `VEER_E2E_REGISTRY_BIN` and `VEER_E2E_CRANE` name
+/// when `e2e/.run/env` sets them (with `VEER_E2E_GITOPS=1`, whose `VEER_E2E_REGISTRY` is the stack's
+/// own registry, `host:port`, not a path), else built (once per machine, cached) by `e2e/build-tools.sh`.
 struct Tools {
     registry: PathBuf,
     crane: PathBuf,
 }
 
 fn tools() -> Tools {
-    if let (Ok(registry), Ok(crane)) = (std::env::var("VEER_E2E_REGISTRY"), std::env::var("VEER_E2E_CRANE")) {
+    if let (Ok(registry), Ok(crane)) =
+        (std::env::var("VEER_E2E_REGISTRY_BIN"), std::env::var("VEER_E2E_CRANE"))
+    {
         return Tools { registry: registry.into(), crane: crane.into() };
     }
     let paths = run(Command::new("bash").current_dir(repo()).args([
