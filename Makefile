@@ -13,7 +13,7 @@ SHELL := bash
 # run builds them (about 3.5 minutes, see e2e/README.md). VEER_E2E_FLUX=0 leaves them out, and with them
 # the tests that need Flux (each in a module named `flux`, so `--skip flux::` selects them).
 export VEER_E2E_FLUX ?= 1
-# The rest of the GitOps pipeline (issue 17): an OCI registry, a Git server, and Flux's
+# The rest of the GitOps pipeline: an OCI registry, a Git server, and Flux's
 # kustomize-controller, image-reflector-controller and image-automation-controller (see e2e/README.md;
 # their first build takes several minutes more). On whenever Flux is; VEER_E2E_GITOPS=0 leaves them out,
 # and with them the tests that need them (each in a module named `gitops`: `--skip gitops::`).

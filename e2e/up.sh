@@ -321,7 +321,7 @@ if [ "$FLUX" = 1 ]; then
 fi
 
 # --- GitOps (VEER_E2E_GITOPS=1) ---------------------------------------------------------------------
-# The rest of the pipeline of issue 17: CI pushes an image to the registry, image-reflector-controller
+# The rest of the GitOps pipeline: CI pushes an image to the registry, image-reflector-controller
 # scans its tags (ImageRepository with `spec.insecure: true`: the registry speaks plain HTTP) and an
 # ImagePolicy picks one, image-automation-controller commits it to a repository of the Git server,
 # source-controller fetches that (GitRepository) and kustomize-controller applies it (Kustomization,

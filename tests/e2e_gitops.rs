@@ -1,4 +1,4 @@
-//! Veer inside a GitOps pipeline (issue 17), with the stack's real components at every step: a "CI"
+//! Veer inside a GitOps pipeline, with the stack's real components at every step: a "CI"
 //! step pushes semver tags of an image to the stack's registry with crane; Flux's
 //! image-reflector-controller (ImageRepository, ImagePolicy with a semver range) picks the newest, and
 //! image-automation-controller (ImageUpdateAutomation) writes it into Git through the `$imagepolicy`
