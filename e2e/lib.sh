@@ -84,26 +84,16 @@ crds_dir() { echo "$E2E_CACHE/crds-$(key crds "$ISTIO_API_VERSION" "$GATEWAY_API
 flagger_bin() { echo "$E2E_CACHE/flagger-$(key flagger "$FLAGGER_VERSION" "$RECIPE_REV")"; }
 registry_bin() { echo "$E2E_CACHE/registry-$(key registry "$REGISTRY_VERSION" "$RECIPE_REV")"; }
 crane_bin() { echo "$E2E_CACHE/crane-$(key crane "$CRANE_VERSION" "$RECIPE_REV")"; }
-flux_source_bin() {
-	echo "$E2E_CACHE/flux-source-$(key flux-source "$FLUX_SOURCE_VERSION" "$RECIPE_REV" -- \
-		"$E2E_DIR"/tools/flux-source/go.mod "$E2E_DIR"/tools/flux-source/go.sum)"
+# flux_bin DIR VERSION: the cache directory of the Flux controller built from e2e/tools/DIR, keyed by
+# its version and its go.mod and go.sum.
+flux_bin() {
+	echo "$E2E_CACHE/$1-$(key "$1" "$2" "$RECIPE_REV" -- "$E2E_DIR/tools/$1/go.mod" "$E2E_DIR/tools/$1/go.sum")"
 }
-flux_helm_bin() {
-	echo "$E2E_CACHE/flux-helm-$(key flux-helm "$FLUX_HELM_VERSION" "$RECIPE_REV" -- \
-		"$E2E_DIR"/tools/flux-helm/go.mod "$E2E_DIR"/tools/flux-helm/go.sum)"
-}
-flux_kustomize_bin() {
-	echo "$E2E_CACHE/flux-kustomize-$(key flux-kustomize "$FLUX_KUSTOMIZE_VERSION" "$RECIPE_REV" -- \
-		"$E2E_DIR"/tools/flux-kustomize/go.mod "$E2E_DIR"/tools/flux-kustomize/go.sum)"
-}
-flux_image_reflector_bin() {
-	echo "$E2E_CACHE/flux-image-reflector-$(key flux-image-reflector "$FLUX_IMAGE_REFLECTOR_VERSION" "$RECIPE_REV" -- \
-		"$E2E_DIR"/tools/flux-image-reflector/go.mod "$E2E_DIR"/tools/flux-image-reflector/go.sum)"
-}
-flux_image_automation_bin() {
-	echo "$E2E_CACHE/flux-image-automation-$(key flux-image-automation "$FLUX_IMAGE_AUTOMATION_VERSION" "$RECIPE_REV" -- \
-		"$E2E_DIR"/tools/flux-image-automation/go.mod "$E2E_DIR"/tools/flux-image-automation/go.sum)"
-}
+flux_source_bin() { flux_bin flux-source "$FLUX_SOURCE_VERSION"; }
+flux_helm_bin() { flux_bin flux-helm "$FLUX_HELM_VERSION"; }
+flux_kustomize_bin() { flux_bin flux-kustomize "$FLUX_KUSTOMIZE_VERSION"; }
+flux_image_reflector_bin() { flux_bin flux-image-reflector "$FLUX_IMAGE_REFLECTOR_VERSION"; }
+flux_image_automation_bin() { flux_bin flux-image-automation "$FLUX_IMAGE_AUTOMATION_VERSION"; }
 # Our own Git server (tools/gitserver/main.go): its key covers its source too.
 gitserver_bin() {
 	echo "$E2E_CACHE/gitserver-$(key gitserver "$RECIPE_REV" -- \
