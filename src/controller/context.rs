@@ -197,7 +197,7 @@ impl WrittenStatuses {
 pub struct Wakes(std::sync::Mutex<WakeMap>);
 
 #[derive(Default)]
-pub struct WakeMap {
+struct WakeMap {
     due: std::collections::HashMap<String, std::time::Instant>,
     pruned: Option<std::time::Instant>,
 }
